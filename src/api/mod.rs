@@ -1,0 +1,131 @@
+//! The daemon's typed API: request and response types shared by the CLI (and the console to
+//! come), the axum routes that serve them on the Unix socket (`server`), and the client the CLI
+//! uses (`client`). Handlers are thin: they call `app::App` and map its errors.
+
+pub mod client;
+pub mod server;
+
+use crate::catalogue::Issue;
+use crate::reconcile::{Applied, Plan};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const API_PREFIX: &str = "/v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealthResponse {
+    pub ok: bool,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineView {
+    pub reachable: bool,
+    pub detail: String,
+    pub since: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusResponse {
+    pub version: String,
+    pub config_source: String,
+    pub state_dir: String,
+    pub stacks_dir: String,
+    pub engine: EngineView,
+    pub stacks: Vec<StackSummary>,
+    /// Stacks the engine runs with hafen's labels that the state store does not know.
+    pub unmanaged: Vec<String>,
+    pub last_reconcile: Option<String>,
+    pub last_reconcile_error: Option<String>,
+    pub catalogue_issues: Vec<Issue>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub service: String,
+    pub container: Option<String>,
+    pub status: String,
+    pub running: bool,
+    pub health: String,
+    pub health_detail: Option<String>,
+    pub image: String,
+    pub ports: Vec<String>,
+    pub restarts: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StackSummary {
+    pub id: String,
+    pub name: String,
+    pub sphere: Option<String>,
+    /// In the state store and enabled.
+    pub enabled: bool,
+    /// healthy, starting, unhealthy, stopped, not deployed
+    pub state: String,
+    pub services: Vec<ServiceView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StackDetail {
+    pub summary: StackSummary,
+    pub description: String,
+    pub definition: String,
+    pub settings: BTreeMap<String, String>,
+    pub volumes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeployRequest {
+    /// Settings to change; others keep their stored value or default.
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployResponse {
+    pub stack: String,
+    pub dry_run: bool,
+    /// Images that were (or, in a dry run, would be) built or pulled.
+    pub images: Vec<String>,
+    pub plan: Plan,
+    pub applied: Vec<Applied>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RemoveRequest {
+    #[serde(default)]
+    pub purge: bool,
+    /// Must equal the stack id when `purge` is set.
+    #[serde(default)]
+    pub confirm: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveResponse {
+    pub stack: String,
+    pub dry_run: bool,
+    pub purge: bool,
+    pub plan: Plan,
+    pub applied: Vec<Applied>,
+    pub kept_volumes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogsResponse {
+    pub stack: String,
+    pub logs: BTreeMap<String, String>,
+}
+
+/// Every error the API returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    /// Machine-readable kind: not_found, invalid, conflict, engine, internal.
+    pub kind: String,
+    pub error: String,
+    #[serde(default)]
+    pub details: Vec<String>,
+}

@@ -1,0 +1,117 @@
+//! The axum routes of the API. Takes its listener and shutdown signal as arguments so tests can
+//! start the real server on a temporary socket. Each request knows its caller's uid (peer
+//! credentials of the Unix socket), recorded as the actor of what it changes.
+
+use super::*;
+use crate::app::{App, AppError};
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::UnixListener;
+
+/// The caller, from the socket's peer credentials.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub uid: Option<u32>,
+}
+
+impl Connected<axum::serve::IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, UnixListener>) -> Self {
+        Peer { uid: stream.io().peer_cred().ok().map(|c| c.uid()) }
+    }
+}
+
+impl Peer {
+    fn actor(&self) -> String {
+        match self.uid {
+            Some(u) => format!("api:uid={u}"),
+            None => "api:unknown".into(),
+        }
+    }
+}
+
+struct Failure(AppError);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let (code, body) = self.0.to_api();
+        (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(body)).into_response()
+    }
+}
+
+impl From<AppError> for Failure {
+    fn from(e: AppError) -> Self {
+        Failure(e)
+    }
+}
+
+type R<T> = Result<Json<T>, Failure>;
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/status", get(status))
+        .route("/v1/stacks", get(list))
+        .route("/v1/stacks/{id}", get(show))
+        .route("/v1/stacks/{id}/deploy", post(deploy))
+        .route("/v1/stacks/{id}/remove", post(remove))
+        .route("/v1/stacks/{id}/logs", get(logs))
+        .route("/v1/events", get(events))
+        .with_state(app)
+}
+
+/// Serves the API until `shutdown` resolves.
+pub async fn serve(listener: UnixListener, app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, router(app).into_make_service_with_connect_info::<Peer>()).with_graceful_shutdown(shutdown).await
+}
+
+async fn health() -> Json<HealthResponse> {
+    Json(HealthResponse { ok: true, version: env!("CARGO_PKG_VERSION").into() })
+}
+
+async fn status(State(app): State<Arc<App>>) -> R<StatusResponse> {
+    Ok(Json(app.status().await?))
+}
+
+async fn list(State(app): State<Arc<App>>) -> R<Vec<StackSummary>> {
+    Ok(Json(app.list().await?))
+}
+
+async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> R<StackDetail> {
+    Ok(Json(app.show(&id).await?))
+}
+
+async fn deploy(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Path(id): Path<String>, Json(req): Json<DeployRequest>) -> R<DeployResponse> {
+    Ok(Json(app.deploy(&id, &req, &peer.actor()).await?))
+}
+
+async fn remove(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Path(id): Path<String>, Json(req): Json<RemoveRequest>) -> R<RemoveResponse> {
+    Ok(Json(app.remove(&id, &req, &peer.actor()).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct LogsQuery {
+    service: Option<String>,
+    tail: Option<usize>,
+}
+
+async fn logs(State(app): State<Arc<App>>, Path(id): Path<String>, Query(q): Query<LogsQuery>) -> R<LogsResponse> {
+    Ok(Json(app.logs(&id, q.service.as_deref(), q.tail.unwrap_or(100)).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    since: Option<i64>,
+    stack: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn events(State(app): State<Arc<App>>, Query(q): Query<EventsQuery>) -> R<Vec<crate::store::EventRecord>> {
+    let ev = app.store.events(q.since.unwrap_or(0), q.stack.as_deref(), q.limit.unwrap_or(1000)).map_err(AppError::from)?;
+    Ok(Json(ev))
+}

@@ -1,0 +1,548 @@
+//! The service layer the daemon runs: deploy, remove, reconcile and probe, on top of the ports
+//! (engine, state store, catalogue on disk, image builder). One operation at a time changes a
+//! stack (`op_lock`); the desired state is written to the store *before* anything is applied, so
+//! a daemon killed mid-apply converges on restart. Nothing here removes a stack unless asked.
+
+use crate::api::*;
+use crate::catalogue::model::ImageSource;
+use crate::catalogue::render::{render, resolve_settings};
+use crate::catalogue::{Catalogue, StackDef};
+use crate::config::Config;
+use crate::engine::{network_name, Engine, EngineError, ServiceState};
+use crate::events::Event;
+use crate::health::{self, Health, ProbeState};
+use crate::images::{self, ImageError};
+use crate::reconcile::{self, Action, Actual, Applied, Plan};
+use crate::store::{ImagePin, Store, StoreError};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("no stack `{id}` in {dir}; available: {available}")]
+    NotFound { id: String, dir: String, available: String },
+    #[error("stack `{id}` has an invalid definition; fix it and run `hafen stack check`")]
+    Definition { id: String, issues: Vec<String> },
+    #[error("invalid settings for `{id}`; nothing was changed")]
+    Settings { id: String, errors: Vec<String> },
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{what}: {detail}")]
+    Io { what: String, detail: String },
+    #[error("{0}")]
+    Apply(String),
+}
+
+impl AppError {
+    pub fn to_api(&self) -> (u16, ApiError) {
+        let (code, kind, details) = match self {
+            AppError::NotFound { .. } => (404, "not_found", vec![]),
+            AppError::Definition { issues, .. } => (422, "invalid", issues.clone()),
+            AppError::Settings { errors, .. } => (422, "invalid", errors.clone()),
+            AppError::Refused(_) => (409, "conflict", vec![]),
+            AppError::Engine(EngineError::Unreachable { .. }) => (503, "engine", vec![]),
+            AppError::Engine(_) | AppError::Image(_) | AppError::Apply(_) => (502, "engine", vec![]),
+            AppError::Store(_) | AppError::Io { .. } => (500, "internal", vec![]),
+        };
+        (code, ApiError { kind: kind.into(), error: self.to_string(), details })
+    }
+}
+
+struct EngineStatus {
+    reachable: bool,
+    detail: String,
+    since: String,
+}
+
+pub struct App {
+    pub cfg: Config,
+    pub store: Store,
+    pub engine: Arc<dyn Engine>,
+    op_lock: tokio::sync::Mutex<()>,
+    health: Mutex<BTreeMap<String, ProbeState>>,
+    engine_status: Mutex<EngineStatus>,
+    last_reconcile: Mutex<(Option<String>, Option<String>)>,
+    /// Test hook: stop the world after the action with this key (see docs/testing.md).
+    pause_after: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl App {
+    pub fn new(cfg: Config, store: Store, engine: Arc<dyn Engine>) -> App {
+        App {
+            cfg,
+            store,
+            engine,
+            op_lock: tokio::sync::Mutex::new(()),
+            health: Mutex::new(BTreeMap::new()),
+            engine_status: Mutex::new(EngineStatus { reachable: false, detail: "not yet checked".into(), since: crate::store::now() }),
+            last_reconcile: Mutex::new((None, None)),
+            pause_after: std::env::var("HAFEN_TEST_PAUSE_AFTER").ok().filter(|s| !s.is_empty()),
+        }
+    }
+
+    pub fn emit(&self, actor: &str, ev: Event) {
+        let detail = serde_json::to_value(&ev).unwrap_or_default();
+        tracing::info!(kind = %ev.kind(), stack = ev.stack().unwrap_or("-"), actor, "{}", ev.message());
+        if let Err(e) = self.store.record_event(&ev.kind(), ev.stack(), actor, &ev.message(), &detail) {
+            tracing::error!(error = %e, "could not record event");
+        }
+    }
+
+    pub fn catalogue(&self) -> Catalogue {
+        Catalogue::load(&self.cfg.stacks_dir)
+    }
+
+    fn stack_def(&self, id: &str) -> Result<StackDef, AppError> {
+        let c = self.catalogue();
+        if let Some(s) = c.stacks.get(id) {
+            return Ok(s.clone());
+        }
+        let file = self.cfg.stacks_dir.join(id).join("stack.yaml").display().to_string();
+        let issues: Vec<String> = c.issues.iter().filter(|i| i.file == file).map(|i| i.to_string()).collect();
+        if !issues.is_empty() {
+            return Err(AppError::Definition { id: id.into(), issues });
+        }
+        Err(AppError::NotFound {
+            id: id.into(),
+            dir: self.cfg.stacks_dir.display().to_string(),
+            available: c.stacks.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// The image reference of each service. With `fetch`, missing images are built or pulled and
+    /// pinned; without it, only what would happen is listed.
+    async fn resolve_images(&self, stack: &StackDef, fetch: bool) -> Result<(BTreeMap<String, String>, Vec<String>), AppError> {
+        let pins = self.store.pins(&stack.id)?;
+        let mut refs = BTreeMap::new();
+        let mut notes = Vec::new();
+        let progress = |line: &str| tracing::info!(target: "hafen::images", "{line}");
+        for (name, svc) in &stack.services {
+            let reference = match &svc.image {
+                ImageSource::Build { recipe } => {
+                    let tag = images::tag_for(&self.cfg.images_dir, recipe)?;
+                    let present = self.engine.image_id(&tag).await?;
+                    if present.is_none() {
+                        notes.push(format!("build {tag} from {}/{recipe}", self.cfg.images_dir.display()));
+                    }
+                    if fetch {
+                        images::ensure_recipe(&*self.engine, &self.cfg.images_dir, recipe, &self.cfg.debian_mirror, &self.cfg.build_dir(), &progress).await?;
+                        let id = self.engine.image_id(&tag).await?.unwrap_or_default();
+                        if pins.get(name).map(|p| (&p.reference, &p.image_id)) != Some((&tag, &id)) {
+                            self.store.pin(&ImagePin {
+                                stack: stack.id.clone(),
+                                service: name.clone(),
+                                reference: tag.clone(),
+                                image_id: id,
+                                digest: None,
+                                pinned_at: crate::store::now(),
+                            })?;
+                        }
+                    }
+                    tag
+                }
+                ImageSource::Registry { name: img, tag, digest } => {
+                    let written = svc.image.display();
+                    if digest.is_some() {
+                        if fetch && self.engine.image_id(&written).await?.is_none() {
+                            notes.push(format!("pull {written}"));
+                            self.engine.pull_image(&written).await?;
+                        }
+                        written
+                    } else {
+                        let by_tag = format!("{img}:{}", tag.clone().unwrap_or_default());
+                        match pins.get(name).and_then(|p| p.digest.clone().filter(|_| p.reference == by_tag)) {
+                            Some(d) => d,
+                            None => {
+                                if self.engine.image_id(&by_tag).await?.is_none() {
+                                    notes.push(format!("pull {by_tag} and pin its digest"));
+                                    if fetch {
+                                        self.engine.pull_image(&by_tag).await?;
+                                    }
+                                }
+                                match (fetch, self.engine.image_digest(&by_tag).await?) {
+                                    (true, Some(d)) => {
+                                        self.store.pin(&ImagePin {
+                                            stack: stack.id.clone(),
+                                            service: name.clone(),
+                                            reference: by_tag.clone(),
+                                            image_id: self.engine.image_id(&by_tag).await?.unwrap_or_default(),
+                                            digest: Some(d.clone()),
+                                            pinned_at: crate::store::now(),
+                                        })?;
+                                        d
+                                    }
+                                    _ => by_tag,
+                                }
+                            }
+                        }
+                    }
+                }
+            };
+            refs.insert(name.clone(), reference);
+        }
+        Ok((refs, notes))
+    }
+
+    fn settings_for(&self, stack: &StackDef, changes: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AppError> {
+        let mut given = self.store.stack(&stack.id)?.map(|r| r.settings).unwrap_or_default();
+        // Settings the definition no longer has are dropped rather than refused.
+        given.retain(|k, _| stack.settings.contains_key(k));
+        given.extend(changes.clone());
+        resolve_settings(stack, &given).map_err(|errors| AppError::Settings { id: stack.id.clone(), errors })
+    }
+
+    async fn desired(&self, stack: &StackDef, settings: &BTreeMap<String, String>, fetch: bool) -> Result<(Plan, Vec<String>), AppError> {
+        let (refs, notes) = self.resolve_images(stack, fetch).await?;
+        if fetch {
+            crate::secrets::materialise(stack, &self.cfg.secrets_dir(), &self.cfg.run_dir())
+                .map_err(|e| AppError::Io { what: format!("writing the secrets of {}", stack.id), detail: e.to_string() })?;
+        }
+        let specs = render(stack, settings, &refs, &self.cfg.run_dir()).map_err(|e| AppError::Definition { id: stack.id.clone(), issues: vec![e] })?;
+        let actual = Actual::read(&*self.engine, &stack.id).await?;
+        let volumes: Vec<String> = stack.volumes.keys().cloned().collect();
+        Ok((reconcile::plan_deploy(&stack.id, &volumes, &specs, &actual), notes))
+    }
+
+    async fn apply(&self, plan: &Plan, actor: &str, drift_repair: bool) -> (Vec<Applied>, Result<(), AppError>) {
+        let observer = |a: &Action, r: &Result<(), EngineError>| {
+            let ev = match r {
+                Ok(()) if drift_repair => Event::DriftRepaired { stack: plan.stack.clone(), action: a.key(), description: a.to_string() },
+                Ok(()) => Event::ActionApplied { stack: plan.stack.clone(), action: a.key(), description: a.to_string() },
+                Err(e) => Event::ActionFailed { stack: plan.stack.clone(), action: a.key(), description: a.to_string(), error: e.to_string() },
+            };
+            self.emit(actor, ev);
+            if self.pause_after.as_deref() == Some(a.key().as_str()) {
+                let _ = std::fs::write(self.cfg.state_dir.join("paused"), a.key());
+                tracing::warn!(action = %a.key(), "test hook HAFEN_TEST_PAUSE_AFTER: pausing for good");
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
+        };
+        let (done, r) = reconcile::apply(&*self.engine, plan, &observer).await;
+        (done, r.map_err(AppError::from))
+    }
+
+    /// Deploys or changes a stack. The desired state is stored before anything is applied.
+    pub async fn deploy(&self, id: &str, req: &DeployRequest, actor: &str) -> Result<DeployResponse, AppError> {
+        let stack = self.stack_def(id)?;
+        let settings = self.settings_for(&stack, &req.settings)?;
+        if req.dry_run {
+            let (plan, images) = self.desired(&stack, &settings, false).await?;
+            return Ok(DeployResponse { stack: id.into(), dry_run: true, images, plan, applied: vec![] });
+        }
+        let _g = self.op_lock.lock().await;
+        let before = self.store.stack(id)?.map(|r| r.settings).unwrap_or_default();
+        let changed: Vec<String> = settings.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect();
+        self.store.put_stack(id, true, &settings, &stack.file_hash)?;
+        self.emit(actor, Event::StackDeployRequested { stack: id.into(), settings_changed: changed });
+        let (plan, images) = self.desired(&stack, &settings, true).await?;
+        let (applied, r) = self.apply(&plan, actor, false).await;
+        r?;
+        Ok(DeployResponse { stack: id.into(), dry_run: false, images, plan, applied })
+    }
+
+    /// Removes a stack's services and network; its volumes only with `purge` and confirmation.
+    pub async fn remove(&self, id: &str, req: &RemoveRequest, actor: &str) -> Result<RemoveResponse, AppError> {
+        if req.purge && req.confirm.as_deref() != Some(id) && !req.dry_run {
+            return Err(AppError::Refused(format!(
+                "--purge deletes the data volumes of `{id}` for good; confirm by giving the stack id (`hafen stack remove {id} --purge --confirm {id}`)"
+            )));
+        }
+        let _g = if req.dry_run { None } else { Some(self.op_lock.lock().await) };
+        let actual = Actual::read(&*self.engine, id).await?;
+        let known = self.store.stack(id)?;
+        if known.is_none() && actual.services.is_empty() && actual.volumes.is_empty() && !actual.network {
+            return Err(AppError::NotFound { id: id.into(), dir: "the engine and the state store".into(), available: self.deployed_ids()?.join(", ") });
+        }
+        let plan = reconcile::plan_remove(id, &actual, req.purge);
+        let kept: Vec<String> = if req.purge { vec![] } else { actual.volumes.iter().map(|v| v.name.clone()).collect() };
+        if req.dry_run {
+            return Ok(RemoveResponse { stack: id.into(), dry_run: true, purge: req.purge, plan, applied: vec![], kept_volumes: kept });
+        }
+        if let Some(r) = &known {
+            // Disable first, so the reconciler does not bring it back while we remove it.
+            self.store.put_stack(id, false, &r.settings, &r.definition_hash)?;
+        }
+        let (applied, r) = self.apply(&plan, actor, false).await;
+        r?;
+        if req.purge {
+            self.store.delete_stack(id)?;
+            crate::secrets::purge(&self.cfg.secrets_dir(), &self.cfg.run_dir(), id)
+                .map_err(|e| AppError::Io { what: format!("removing the secrets of {id}"), detail: e.to_string() })?;
+        }
+        lock(&self.health).retain(|k, _| !k.starts_with(&format!("hafen-{id}-")));
+        self.emit(actor, Event::StackRemoved { stack: id.into(), purge: req.purge });
+        Ok(RemoveResponse { stack: id.into(), dry_run: false, purge: req.purge, plan, applied, kept_volumes: kept })
+    }
+
+    fn deployed_ids(&self) -> Result<Vec<String>, AppError> {
+        Ok(self.store.stacks()?.into_iter().filter(|s| s.enabled).map(|s| s.id).collect())
+    }
+
+    /// Checks the engine and records reachability changes; true when reachable.
+    pub async fn check_engine(&self) -> bool {
+        let r = self.engine.ping().await;
+        let (reachable, detail) = match &r {
+            Ok(v) => (true, v.clone()),
+            Err(e) => (false, e.to_string()),
+        };
+        let changed = {
+            let mut s = lock(&self.engine_status);
+            let changed = s.reachable != reachable || s.detail == "not yet checked";
+            if changed {
+                s.since = crate::store::now();
+            }
+            s.reachable = reachable;
+            s.detail = detail.clone();
+            changed
+        };
+        if changed {
+            self.emit("hafen", if reachable { Event::EngineReachable { detail } } else { Event::EngineUnreachable { detail } });
+        }
+        reachable
+    }
+
+    /// One pass over every enabled stack: plan and apply what differs (drift repair).
+    pub async fn reconcile_all(&self) {
+        if !self.check_engine().await {
+            *lock(&self.last_reconcile) = (Some(crate::store::now()), Some("container engine unreachable".into()));
+            return;
+        }
+        let records = match self.store.stacks() {
+            Ok(r) => r,
+            Err(e) => {
+                *lock(&self.last_reconcile) = (Some(crate::store::now()), Some(e.to_string()));
+                return;
+            }
+        };
+        let catalogue = self.catalogue();
+        let mut errors = Vec::new();
+        for rec in records.into_iter().filter(|r| r.enabled) {
+            let Some(stack) = catalogue.stacks.get(&rec.id) else {
+                errors.push(format!("{}: definition missing or invalid; left as it runs", rec.id));
+                continue;
+            };
+            let _g = self.op_lock.lock().await;
+            let r = async {
+                let settings = self.settings_for(stack, &BTreeMap::new())?;
+                let (plan, _) = self.desired(stack, &settings, true).await?;
+                if !plan.is_empty() {
+                    let (_, r) = self.apply(&plan, "reconciler", true).await;
+                    r?;
+                }
+                Ok::<(), AppError>(())
+            }
+            .await;
+            if let Err(e) = r {
+                errors.push(format!("{}: {e}", rec.id));
+                self.emit("reconciler", Event::ReconcileFailed { stack: rec.id.clone(), error: e.to_string() });
+            }
+        }
+        *lock(&self.last_reconcile) = (Some(crate::store::now()), if errors.is_empty() { None } else { Some(errors.join("; ")) });
+    }
+
+    /// Runs the probes that are due and records health transitions.
+    pub async fn probe_all(&self) {
+        let Ok(services) = self.engine.list_services(None).await else { return };
+        let catalogue = self.catalogue();
+        let now = Instant::now();
+        for st in services {
+            let Some(def) = catalogue.stacks.get(&st.stack).and_then(|s| s.services.get(&st.service)) else { continue };
+            let Some(probe) = &def.probe else { continue };
+            let due = {
+                let mut h = lock(&self.health);
+                let e = h.entry(st.name.clone()).or_insert_with(|| ProbeState::new(&st.id));
+                if e.container_id != st.id {
+                    *e = ProbeState::new(&st.id);
+                }
+                e.due(probe, now)
+            };
+            if !due {
+                continue;
+            }
+            let result = health::run(&*self.engine, &st, probe).await;
+            let transition = {
+                let mut h = lock(&self.health);
+                let e = h.entry(st.name.clone()).or_insert_with(|| ProbeState::new(&st.id));
+                let before = e.health;
+                e.record(probe, result, Instant::now());
+                (before != e.health).then(|| (before, e.health, e.last_error.clone()))
+            };
+            if let Some((from, to, detail)) = transition {
+                self.emit(
+                    "hafen",
+                    Event::HealthChanged { stack: st.stack.clone(), service: st.service.clone(), from: health_word(from), to: health_word(to), detail },
+                );
+            }
+        }
+    }
+
+    fn service_views(&self, stack: Option<&StackDef>, services: &[ServiceState]) -> Vec<ServiceView> {
+        let h = lock(&self.health);
+        let mut names: Vec<String> = stack.map(|s| s.order.clone()).unwrap_or_default();
+        for s in services {
+            if !names.contains(&s.service) {
+                names.push(s.service.clone());
+            }
+        }
+        names
+            .into_iter()
+            .map(|svc| {
+                let st = services.iter().find(|s| s.service == svc);
+                let def = stack.and_then(|s| s.services.get(&svc));
+                let (health, detail) = match (st, def.and_then(|d| d.probe.as_ref())) {
+                    (None, _) => ("absent".to_string(), None),
+                    (Some(st), _) if !st.running => ("stopped".to_string(), None),
+                    (Some(st), Some(_)) => match h.get(&st.name) {
+                        Some(p) if p.container_id == st.id => (health_word(p.health), p.last_error.clone()),
+                        _ => ("starting".to_string(), None),
+                    },
+                    (Some(_), None) => (health_word(Health::Unprobed), None),
+                };
+                ServiceView {
+                    container: st.map(|s| s.name.clone()),
+                    status: st.map(|s| s.status.clone()).unwrap_or_else(|| "absent".into()),
+                    running: st.is_some_and(|s| s.running),
+                    health,
+                    health_detail: detail,
+                    image: st.map(|s| s.observed.image.clone()).unwrap_or_default(),
+                    ports: def
+                        .map(|d| d.ports.iter().map(|p| format!("{}:{}→{}/{}", p.host_ip, p.host_port, p.container_port, p.protocol)).collect())
+                        .unwrap_or_default(),
+                    restarts: st.map(|s| s.restart_count).unwrap_or(0),
+                    service: svc,
+                }
+            })
+            .collect()
+    }
+
+    fn summary(&self, id: &str, def: Option<&StackDef>, enabled: bool, services: &[ServiceState]) -> StackSummary {
+        let views = self.service_views(def, services);
+        let state = if services.is_empty() {
+            "not deployed"
+        } else if views.iter().any(|v| v.health == "unhealthy" || v.health == "absent") {
+            "unhealthy"
+        } else if views.iter().any(|v| v.health == "stopped") {
+            "stopped"
+        } else if views.iter().any(|v| v.health == "starting") {
+            "starting"
+        } else {
+            "healthy"
+        };
+        StackSummary {
+            id: id.into(),
+            name: def.map(|d| d.name.clone()).unwrap_or_else(|| id.into()),
+            sphere: def.and_then(|d| d.sphere.clone()),
+            enabled,
+            state: state.into(),
+            services: views,
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<StackSummary>, AppError> {
+        let catalogue = self.catalogue();
+        let records = self.store.stacks()?;
+        let services = self.engine.list_services(None).await.unwrap_or_default();
+        let mut ids: Vec<String> = catalogue.stacks.keys().cloned().collect();
+        for r in &records {
+            if !ids.contains(&r.id) {
+                ids.push(r.id.clone());
+            }
+        }
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let mine: Vec<ServiceState> = services.iter().filter(|s| &s.stack == id).cloned().collect();
+                let enabled = records.iter().any(|r| &r.id == id && r.enabled);
+                self.summary(id, catalogue.stacks.get(id), enabled, &mine)
+            })
+            .collect())
+    }
+
+    pub async fn show(&self, id: &str) -> Result<StackDetail, AppError> {
+        let def = self.stack_def(id).ok();
+        let rec = self.store.stack(id)?;
+        if def.is_none() && rec.is_none() {
+            self.stack_def(id)?;
+        }
+        let services = self.engine.list_services(Some(id)).await?;
+        let volumes = self.engine.list_volumes(Some(id)).await?.into_iter().map(|v| v.name).collect();
+        Ok(StackDetail {
+            summary: self.summary(id, def.as_ref(), rec.as_ref().is_some_and(|r| r.enabled), &services),
+            description: def.as_ref().map(|d| d.description.clone()).unwrap_or_default(),
+            definition: def.as_ref().map(|d| d.file.clone()).unwrap_or_default(),
+            settings: rec.map(|r| r.settings).unwrap_or_default(),
+            volumes,
+        })
+    }
+
+    pub async fn logs(&self, id: &str, service: Option<&str>, tail: usize) -> Result<LogsResponse, AppError> {
+        let services = self.engine.list_services(Some(id)).await?;
+        if services.is_empty() {
+            return Err(AppError::NotFound { id: id.into(), dir: "the engine".into(), available: self.deployed_ids()?.join(", ") });
+        }
+        let mut logs = BTreeMap::new();
+        for s in services.iter().filter(|s| service.is_none_or(|x| x == s.service)) {
+            logs.insert(s.service.clone(), self.engine.logs(&s.name, tail).await?);
+        }
+        if logs.is_empty() {
+            return Err(AppError::Refused(format!("stack `{id}` has no service `{}`", service.unwrap_or_default())));
+        }
+        Ok(LogsResponse { stack: id.into(), logs })
+    }
+
+    pub async fn status(&self) -> Result<StatusResponse, AppError> {
+        let records = self.store.stacks()?;
+        let all = self.engine.list_services(None).await.unwrap_or_default();
+        let mut unmanaged: Vec<String> = all.iter().map(|s| s.stack.clone()).filter(|s| !records.iter().any(|r| &r.id == s)).collect();
+        unmanaged.dedup();
+        let catalogue = self.catalogue();
+        let stacks = records
+            .iter()
+            .map(|r| {
+                let mine: Vec<ServiceState> = all.iter().filter(|s| s.stack == r.id).cloned().collect();
+                self.summary(&r.id, catalogue.stacks.get(&r.id), r.enabled, &mine)
+            })
+            .collect();
+        let es = lock(&self.engine_status);
+        let lr = lock(&self.last_reconcile).clone();
+        Ok(StatusResponse {
+            version: env!("CARGO_PKG_VERSION").into(),
+            config_source: self.cfg.source.clone(),
+            state_dir: self.cfg.state_dir.display().to_string(),
+            stacks_dir: self.cfg.stacks_dir.display().to_string(),
+            engine: EngineView { reachable: es.reachable, detail: es.detail.clone(), since: es.since.clone() },
+            stacks,
+            unmanaged,
+            last_reconcile: lr.0,
+            last_reconcile_error: lr.1,
+            catalogue_issues: catalogue.issues,
+        })
+    }
+
+    pub fn network_of(stack: &str) -> String {
+        network_name(stack)
+    }
+}
+
+pub fn health_word(h: Health) -> String {
+    match h {
+        Health::Starting => "starting",
+        Health::Healthy => "healthy",
+        Health::Unhealthy => "unhealthy",
+        Health::Unprobed => "running",
+    }
+    .into()
+}

@@ -1,0 +1,223 @@
+//! The validated stack definition (format v1): the typed values every other module reads.
+//! Nothing here touches the engine or the disk; see `load` for decoding and `render` for
+//! turning a definition plus settings into container specs.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A validated `stacks/<id>/stack.yaml`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StackDef {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub sphere: Option<String>,
+    pub settings: BTreeMap<String, SettingDef>,
+    pub secrets: BTreeMap<String, SecretDef>,
+    pub volumes: BTreeMap<String, VolumeDef>,
+    pub services: BTreeMap<String, ServiceDef>,
+    /// Services in dependency order (dependencies first).
+    pub order: Vec<String>,
+    pub backup: BackupDef,
+    pub upgrade: UpgradeDef,
+    /// sha256 of the definition file, for the record.
+    pub file_hash: String,
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SettingType {
+    String,
+    Int,
+    Port,
+    Bool,
+    Hostname,
+    Email,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SettingDef {
+    pub kind: SettingType,
+    pub default: Option<String>,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretDef {
+    pub length: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeKind {
+    Db,
+    Data,
+    Config,
+    Cache,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeDef {
+    pub kind: VolumeKind,
+    pub backup: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ImageSource {
+    /// A registry image; `digest` pins it when the file names one.
+    Registry { name: String, tag: Option<String>, digest: Option<String> },
+    /// Built by hafen from `images/<recipe>/`.
+    Build { recipe: String },
+}
+
+impl ImageSource {
+    /// The reference as written (`name:tag@digest`), or `build:<recipe>`.
+    pub fn display(&self) -> String {
+        match self {
+            ImageSource::Registry { name, tag, digest } => {
+                let mut s = name.clone();
+                if let Some(t) = tag {
+                    s.push(':');
+                    s.push_str(t);
+                }
+                if let Some(d) = digest {
+                    s.push('@');
+                    s.push_str(d);
+                }
+                s
+            }
+            ImageSource::Build { recipe } => format!("build:{recipe}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeMount {
+    pub volume: String,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretMount {
+    pub secret: String,
+    pub target: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PortDef {
+    pub host_ip: String,
+    /// A number or a `${setting}` template.
+    pub host_port: String,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ProbeKind {
+    Http { port: u16, path: String, expect_status: u16, expect_body: Option<String> },
+    Tcp { port: u16 },
+    Exec { command: Vec<String> },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeDef {
+    pub kind: ProbeKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub start_period: Duration,
+    pub retries: u32,
+}
+
+/// Compose's `healthcheck`, passed to the engine as the container's own HEALTHCHECK.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthcheckDef {
+    pub test: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub start_period: Duration,
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceDef {
+    pub image: ImageSource,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub environment: BTreeMap<String, String>,
+    pub volumes: Vec<VolumeMount>,
+    pub tmpfs: Vec<String>,
+    pub secrets: Vec<SecretMount>,
+    pub ports: Vec<PortDef>,
+    pub depends_on: Vec<String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub read_only: bool,
+    pub cap_add: Vec<String>,
+    pub mem_limit: u64,
+    pub pids_limit: i64,
+    pub probe: Option<ProbeDef>,
+    pub healthcheck: Option<HealthcheckDef>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HookDef {
+    pub service: String,
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DumpDef {
+    pub service: String,
+    pub command: Vec<String>,
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct BackupDef {
+    pub pre: Vec<HookDef>,
+    pub dumps: Vec<DumpDef>,
+    pub post: Vec<HookDef>,
+    pub max_quiesce: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Patch,
+    Minor,
+    Major,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationDef {
+    /// Applies when moving to this version (prefix match, e.g. `7.0`).
+    pub to: String,
+    pub service: String,
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UpgradeDef {
+    pub channel: Channel,
+    pub allow_major_skip: bool,
+    pub required_versions: Vec<String>,
+    pub migrations: Vec<MigrationDef>,
+}
+
+impl Default for UpgradeDef {
+    fn default() -> Self {
+        UpgradeDef { channel: Channel::Minor, allow_major_skip: false, required_versions: Vec::new(), migrations: Vec::new() }
+    }
+}
+
+/// Capabilities a stack may add back after hafen drops all of them.
+pub const CAP_ALLOW_LIST: &[&str] =
+    &["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"];
+
+pub const DEFAULT_MEM_LIMIT: u64 = 1 << 30;
+pub const DEFAULT_PIDS_LIMIT: i64 = 1024;

@@ -1,0 +1,448 @@
+//! The command line: clap definitions and the commands. `serve` runs the daemon; `stack check`,
+//! `stack render` and `config check` work offline; everything else is a client of the daemon's
+//! API. Human output follows the chosen language (`i18n`); `--json` prints the API's types.
+
+use crate::api::client::Client;
+use crate::api::*;
+use crate::catalogue::{self, render};
+use crate::config::Config;
+use clap::{Args, Parser, Subcommand};
+use rust_i18n::t;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(name = "hafen", version, about = "Deploys, reconciles and guards containerised stacks / Stellt Container-Stacks bereit, gleicht sie ab und bewacht sie")]
+pub struct Cli {
+    /// Config file (default: /etc/hafen/hafen.yaml when present, else built-in defaults)
+    #[arg(long, global = true, env = "HAFEN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// API socket of the daemon (default: from the config)
+    #[arg(long, global = true, env = "HAFEN_SOCKET")]
+    pub socket: Option<PathBuf>,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the daemon
+    Serve,
+    /// Exit 0 when the daemon answers
+    Healthcheck,
+    /// Daemon, engine and stacks at a glance
+    Status(JsonFlag),
+    /// The daemon's configuration
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Stacks: check, list, show, deploy, remove, logs
+    #[command(subcommand)]
+    Stack(StackCmd),
+    /// The event record
+    Events(EventsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct JsonFlag {
+    /// Print JSON instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Validate a config file (default: the one serve would use)
+    Check { path: Option<PathBuf> },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StackCmd {
+    /// Validate stack definitions offline (files or directories; default: the stacks directory)
+    Check {
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the container specs a stack would get, offline
+    Render {
+        id: String,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Stacks that can be deployed and their state
+    List(JsonFlag),
+    /// One stack in detail
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deploy a stack or apply changed settings (one path for both)
+    Deploy {
+        id: String,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Print the plan without changing anything
+        #[arg(long)]
+        dry_run: bool,
+        /// Seconds to wait for the health probes (0: do not wait)
+        #[arg(long, default_value_t = 900)]
+        wait: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a stack; data volumes are kept unless --purge
+    Remove {
+        id: String,
+        /// Also delete the data volumes and secrets (asks for confirmation)
+        #[arg(long)]
+        purge: bool,
+        /// Confirm --purge non-interactively by repeating the stack id
+        #[arg(long, value_name = "ID")]
+        confirm: Option<String>,
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Logs of a stack's services
+    Logs {
+        id: String,
+        service: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    #[arg(long, default_value_t = 0)]
+    pub since: i64,
+    #[arg(long)]
+    pub stack: Option<String>,
+    /// Keep printing new events
+    #[arg(long)]
+    pub follow: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Exit codes: 0 ok, 1 failure, 2 bad input (clap), 3 daemon unreachable.
+pub async fn run(cli: Cli) -> i32 {
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            let code = if matches!(e.downcast_ref::<crate::api::client::ClientError>(), Some(crate::api::client::ClientError::Unreachable { .. })) { 3 } else { 1 };
+            eprintln!("{}: {e:#}", t!("error"));
+            code
+        }
+    }
+}
+
+fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    Config::load(path.map(|p| p.as_path())).map_err(|issues| {
+        anyhow::anyhow!("invalid configuration:\n{}", issues.iter().map(|i| format!("  {i}")).collect::<Vec<_>>().join("\n"))
+    })
+}
+
+fn client(cli: &Cli) -> anyhow::Result<Client> {
+    let socket = match &cli.socket {
+        Some(s) => s.clone(),
+        None => load_config(cli.config.as_ref())?.socket,
+    };
+    Ok(Client::new(&socket))
+}
+
+fn parse_sets(sets: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    sets.iter()
+        .map(|s| s.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).ok_or_else(|| anyhow::anyhow!("{}", t!("bad_set", arg = s))))
+        .collect()
+}
+
+fn print_json<T: serde::Serialize>(v: &T) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.cmd {
+        Cmd::Serve => {
+            let cfg = load_config(cli.config.as_ref())?;
+            let mut cfg = cfg;
+            if let Some(s) = &cli.socket {
+                cfg.socket = s.clone();
+            }
+            crate::daemon::serve(cfg).await?;
+            Ok(0)
+        }
+        Cmd::Healthcheck => {
+            let h: HealthResponse = client(&cli)?.get("/v1/health").await?;
+            println!("{}", t!("daemon_ok", version = h.version));
+            Ok(0)
+        }
+        Cmd::Status(f) => {
+            let s: StatusResponse = client(&cli)?.get("/v1/status").await?;
+            if f.json {
+                print_json(&s);
+            } else {
+                print_status(&s);
+            }
+            Ok(if s.engine.reachable { 0 } else { 1 })
+        }
+        Cmd::Config(ConfigCmd::Check { path }) => {
+            let cfg = load_config(path.as_ref().or(cli.config.as_ref()))?;
+            println!("{}", t!("config_ok", source = cfg.source));
+            Ok(0)
+        }
+        Cmd::Stack(sc) => stack(&cli, sc).await,
+        Cmd::Events(a) => events(&cli, a).await,
+    }
+}
+
+fn print_status(s: &StatusResponse) {
+    println!("hafen {}  —  {}: {}", s.version, t!("config_from"), s.config_source);
+    let e = if s.engine.reachable { t!("reachable") } else { t!("unreachable") };
+    println!("{}: {e} ({}, since {})", t!("engine"), s.engine.detail, s.engine.since);
+    if let Some(lr) = &s.last_reconcile {
+        println!("{}: {lr}", t!("last_reconcile"));
+    }
+    if let Some(err) = &s.last_reconcile_error {
+        println!("{}: {err}", t!("reconcile_error"));
+    }
+    if !s.catalogue_issues.is_empty() {
+        println!("{}", t!("catalogue_issues", count = s.catalogue_issues.len()));
+    }
+    println!();
+    if s.stacks.is_empty() {
+        println!("{}", t!("no_stacks"));
+    } else {
+        print_stacks(&s.stacks);
+    }
+    if !s.unmanaged.is_empty() {
+        println!("{}", t!("unmanaged", list = s.unmanaged.join(", ")));
+    }
+}
+
+fn print_stacks(stacks: &[StackSummary]) {
+    println!("{:<14} {:<14} {:<15} {}", t!("col_stack"), t!("col_state"), t!("col_enabled"), t!("col_name"));
+    for st in stacks {
+        let en = if st.enabled { t!("yes") } else { t!("no") };
+        println!("{:<14} {:<14} {:<15} {}", st.id, st.state, en, st.name);
+        for sv in st.services.iter().filter(|_| st.state != "not deployed") {
+            let detail = sv.health_detail.as_deref().map(|d| format!(" — {d}")).unwrap_or_default();
+            println!("  {:<12} {:<10} {:<9} {}{detail}", sv.service, sv.health, sv.status, sv.ports.join(" "));
+        }
+    }
+}
+
+fn print_plan(plan: &crate::reconcile::Plan, images: &[String]) {
+    if !images.is_empty() {
+        println!("{}", t!("images_header"));
+        for i in images {
+            println!("  {i}");
+        }
+    }
+    if plan.is_empty() {
+        println!("{}", t!("plan_empty", stack = plan.stack));
+    } else {
+        println!("{}", t!("plan_header", stack = plan.stack));
+        for (i, a) in plan.actions.iter().enumerate() {
+            println!("  {:>2}. {a}", i + 1);
+        }
+    }
+}
+
+async fn stack(cli: &Cli, sc: &StackCmd) -> anyhow::Result<i32> {
+    match sc {
+        StackCmd::Check { paths, json } => {
+            let paths = if paths.is_empty() { vec![load_config(cli.config.as_ref())?.stacks_dir] } else { paths.clone() };
+            let (ok, issues) = catalogue::check_paths(&paths);
+            if *json {
+                print_json(&serde_json::json!({"valid": ok.iter().map(|s| &s.id).collect::<Vec<_>>(), "issues": issues}));
+            } else if issues.is_empty() {
+                println!("{}", t!("check_ok", count = ok.len()));
+            } else {
+                eprintln!("{}", t!("check_failed", count = issues.len()));
+                for i in &issues {
+                    eprintln!("  {i}");
+                }
+            }
+            Ok(if issues.is_empty() && !ok.is_empty() { 0 } else { 1 })
+        }
+        StackCmd::Render { id, set } => {
+            let cfg = load_config(cli.config.as_ref())?;
+            let specs = render_offline(&cfg, id, &parse_sets(set)?)?;
+            print_json(&specs);
+            Ok(0)
+        }
+        StackCmd::List(f) => {
+            let l: Vec<StackSummary> = client(cli)?.get("/v1/stacks").await?;
+            if f.json {
+                print_json(&l);
+            } else {
+                print_stacks(&l);
+            }
+            Ok(0)
+        }
+        StackCmd::Show { id, json } => {
+            let d: StackDetail = client(cli)?.get(&format!("/v1/stacks/{id}")).await?;
+            if *json {
+                print_json(&d);
+            } else {
+                print_stacks(std::slice::from_ref(&d.summary));
+                println!("\n{}\n{}", d.description, d.definition);
+                for (k, v) in &d.settings {
+                    println!("  {k} = {v}");
+                }
+                for v in &d.volumes {
+                    println!("  volume {v}");
+                }
+            }
+            Ok(0)
+        }
+        StackCmd::Deploy { id, set, dry_run, wait, json } => {
+            let c = client(cli)?;
+            let req = DeployRequest { settings: parse_sets(set)?, dry_run: *dry_run };
+            let r: DeployResponse = c.post(&format!("/v1/stacks/{id}/deploy"), &req).await?;
+            if *json && (*dry_run || *wait == 0) {
+                print_json(&r);
+                return Ok(0);
+            }
+            if !*json {
+                print_plan(&r.plan, &r.images);
+                if *dry_run {
+                    println!("{}", t!("dry_run_note"));
+                    return Ok(0);
+                }
+                if !r.plan.is_empty() {
+                    println!("{}", t!("applied_ok", count = r.applied.len(), stack = id));
+                }
+            }
+            if *wait == 0 {
+                return Ok(0);
+            }
+            if !*json {
+                println!("{}", t!("waiting", stack = id, secs = wait));
+            }
+            let deadline = Instant::now() + Duration::from_secs(*wait);
+            let mut last = String::new();
+            loop {
+                let d: StackDetail = c.get(&format!("/v1/stacks/{id}")).await?;
+                if d.summary.state == "healthy" {
+                    if *json {
+                        print_json(&serde_json::json!({"deploy": r, "state": d.summary}));
+                    } else {
+                        println!("{}", t!("healthy", stack = id));
+                    }
+                    return Ok(0);
+                }
+                let line = d.summary.services.iter().map(|s| format!("{}={}", s.service, s.health)).collect::<Vec<_>>().join(" ");
+                if line != last && !*json {
+                    println!("  {line}");
+                    last = line;
+                }
+                if Instant::now() > deadline {
+                    eprintln!("{}", t!("not_healthy", stack = id, secs = wait, state = d.summary.state));
+                    return Ok(1);
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+        StackCmd::Remove { id, purge, confirm, dry_run, json } => {
+            let mut confirm = confirm.clone();
+            if *purge && confirm.is_none() && !*dry_run {
+                eprint!("{}", t!("purge_prompt", stack = id));
+                let _ = std::io::stderr().flush();
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                if line.trim() != id {
+                    eprintln!("{}", t!("purge_aborted"));
+                    return Ok(1);
+                }
+                confirm = Some(id.clone());
+            }
+            let req = RemoveRequest { purge: *purge, confirm, dry_run: *dry_run };
+            let r: RemoveResponse = client(cli)?.post(&format!("/v1/stacks/{id}/remove"), &req).await?;
+            if *json {
+                print_json(&r);
+            } else {
+                print_plan(&r.plan, &[]);
+                if *dry_run {
+                    println!("{}", t!("dry_run_note"));
+                } else {
+                    println!("{}", t!("removed", stack = id));
+                }
+                if !r.kept_volumes.is_empty() {
+                    println!("{}", t!("kept_volumes", list = r.kept_volumes.join(", ")));
+                }
+            }
+            Ok(0)
+        }
+        StackCmd::Logs { id, service, tail, json } => {
+            let mut path = format!("/v1/stacks/{id}/logs?tail={tail}");
+            if let Some(s) = service {
+                path.push_str(&format!("&service={s}"));
+            }
+            let r: LogsResponse = client(cli)?.get(&path).await?;
+            if *json {
+                print_json(&r);
+            } else {
+                for (svc, text) in &r.logs {
+                    for line in text.lines() {
+                        println!("{svc:>10} | {line}");
+                    }
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Renders a stack's specs without daemon, engine or store (defaults plus `--set`).
+pub fn render_offline(cfg: &Config, id: &str, set: &BTreeMap<String, String>) -> anyhow::Result<Vec<crate::engine::ServiceSpec>> {
+    let c = catalogue::Catalogue::load(&cfg.stacks_dir);
+    let Some(stack) = c.stacks.get(id) else {
+        let own: Vec<String> = c.issues.iter().filter(|i| i.file.contains(&format!("/{id}/"))).map(|i| i.to_string()).collect();
+        if own.is_empty() {
+            anyhow::bail!("no stack `{id}` in {}; available: {}", cfg.stacks_dir.display(), c.stacks.keys().cloned().collect::<Vec<_>>().join(", "));
+        }
+        anyhow::bail!("stack `{id}` is invalid:\n  {}", own.join("\n  "));
+    };
+    let settings = render::resolve_settings(stack, set).map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
+    let mut images = BTreeMap::new();
+    for (name, s) in &stack.services {
+        let r = match &s.image {
+            catalogue::model::ImageSource::Build { recipe } => crate::images::tag_for(&cfg.images_dir, recipe)?,
+            other => other.display(),
+        };
+        images.insert(name.clone(), r);
+    }
+    render::render(stack, &settings, &images, &cfg.run_dir()).map_err(|e| anyhow::anyhow!(e))
+}
+
+async fn events(cli: &Cli, a: &EventsArgs) -> anyhow::Result<i32> {
+    let c = client(cli)?;
+    let mut since = a.since;
+    loop {
+        let mut path = format!("/v1/events?since={since}");
+        if let Some(s) = &a.stack {
+            path.push_str(&format!("&stack={s}"));
+        }
+        let ev: Vec<crate::store::EventRecord> = c.get(&path).await?;
+        for e in &ev {
+            if a.json {
+                println!("{}", serde_json::to_string(e).unwrap_or_default());
+            } else {
+                println!("{} {:<22} {:<16} {}", e.ts, e.kind, e.actor, e.message);
+            }
+            since = e.seq;
+        }
+        if !a.follow {
+            return Ok(0);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,175 @@
+//! The daemon's own configuration (`/etc/hafen/hafen.yaml` or `--config`): raw YAML → validated
+//! `Config`, all problems reported at once with line numbers. Without a file, built-in defaults
+//! apply. Owns nothing at runtime; `hafen config check` runs `load` offline.
+
+use crate::catalogue::decode::{parse_duration, parse_yaml, scalar, Issue, Issues, Obj};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_CONFIG: &str = "/etc/hafen/hafen.yaml";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Where the state store, secrets and build scratch space live (mode 0700).
+    pub state_dir: PathBuf,
+    /// The daemon's API socket (mode 0660).
+    pub socket: PathBuf,
+    /// Group that may use the API socket (besides root); none by default.
+    pub socket_group: Option<String>,
+    pub docker_socket: PathBuf,
+    pub stacks_dir: PathBuf,
+    pub images_dir: PathBuf,
+    /// Debian mirror for base images.
+    pub debian_mirror: String,
+    pub reconcile_interval: Duration,
+    pub shutdown_deadline: Duration,
+    pub log_format: LogFormat,
+    /// Where the config came from (`built-in defaults` or a path).
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `/usr/share/hafen/<what>` when installed, else `<cwd>/<what>` (a source checkout).
+fn shared_dir(what: &str) -> PathBuf {
+    let installed = Path::new("/usr/share/hafen").join(what);
+    if installed.is_dir() {
+        return installed;
+    }
+    std::env::current_dir().map(|d| d.join(what)).unwrap_or(installed)
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: PathBuf::from("/var/lib/hafen"),
+            socket: PathBuf::from("/run/hafen/hafen.sock"),
+            socket_group: None,
+            docker_socket: PathBuf::from("/var/run/docker.sock"),
+            stacks_dir: shared_dir("stacks"),
+            images_dir: shared_dir("images"),
+            debian_mirror: "http://deb.debian.org/debian".into(),
+            reconcile_interval: Duration::from_secs(5),
+            shutdown_deadline: Duration::from_secs(30),
+            log_format: LogFormat::Text,
+            source: "built-in defaults".into(),
+        }
+    }
+}
+
+impl Config {
+    pub fn store_path(&self) -> PathBuf {
+        self.state_dir.join("state.db")
+    }
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.state_dir.join("secrets")
+    }
+    /// Per-service copies of secrets, the only host files ever mounted into containers.
+    pub fn run_dir(&self) -> PathBuf {
+        self.state_dir.join("run")
+    }
+    pub fn build_dir(&self) -> PathBuf {
+        self.state_dir.join("build")
+    }
+
+    /// `--config PATH` must exist; without it, `/etc/hafen/hafen.yaml` is used when present,
+    /// else the built-in defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, Vec<Issue>> {
+        match explicit {
+            Some(p) => Self::load_file(p),
+            None if Path::new(DEFAULT_CONFIG).exists() => Self::load_file(Path::new(DEFAULT_CONFIG)),
+            None => Ok(Config::default()),
+        }
+    }
+
+    pub fn load_file(path: &Path) -> Result<Config, Vec<Issue>> {
+        let file = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|e| {
+            vec![Issue { file: file.clone(), line: None, path: "(file)".into(), message: format!("cannot read the config file: {e}") }]
+        })?;
+        Self::parse(&file, &src, path.parent().unwrap_or(Path::new("/")))
+    }
+
+    /// Relative paths in the file are taken relative to the file's directory.
+    pub fn parse(file: &str, src: &str, base: &Path) -> Result<Config, Vec<Issue>> {
+        let value = parse_yaml(file, src)?;
+        let mut is = Issues::new(file, src);
+        let mut c = Config { source: file.to_string(), ..Config::default() };
+        if let Some(mut o) = Obj::new(&value, "", &mut is) {
+            let path = |o: &mut Obj, k: &str, is: &mut Issues| -> Option<PathBuf> {
+                o.opt::<String>(k, is).map(|s| if Path::new(&s).is_absolute() { PathBuf::from(s) } else { base.join(s) })
+            };
+            if let Some(p) = path(&mut o, "state_dir", &mut is) {
+                c.state_dir = p;
+            }
+            if let Some(p) = path(&mut o, "socket", &mut is) {
+                c.socket = p;
+            }
+            c.socket_group = o.opt("socket_group", &mut is);
+            if let Some(p) = path(&mut o, "docker_socket", &mut is) {
+                c.docker_socket = p;
+            }
+            if let Some(p) = path(&mut o, "stacks_dir", &mut is) {
+                c.stacks_dir = p;
+            }
+            if let Some(p) = path(&mut o, "images_dir", &mut is) {
+                c.images_dir = p;
+            }
+            if let Some(m) = o.opt::<String>("debian_mirror", &mut is) {
+                if !(m.starts_with("http://") || m.starts_with("https://")) {
+                    is.push("debian_mirror", format!("`{m}` is not an http(s) URL"));
+                }
+                c.debian_mirror = m;
+            }
+            for (key, slot, min) in [
+                ("reconcile_interval", &mut c.reconcile_interval, Duration::from_secs(1)),
+                ("shutdown_deadline", &mut c.shutdown_deadline, Duration::from_secs(1)),
+            ] {
+                if let Some(s) = o.raw(key).and_then(scalar) {
+                    match parse_duration(&s) {
+                        Ok(d) if d >= min => *slot = d,
+                        Ok(_) => is.push(key, format!("`{s}` is too short; at least {}s", min.as_secs())),
+                        Err(e) => is.push(key, e),
+                    }
+                }
+            }
+            match o.opt::<String>("log_format", &mut is).as_deref() {
+                None | Some("text") => {}
+                Some("json") => c.log_format = LogFormat::Json,
+                Some(other) => is.push("log_format", format!("unknown log format `{other}`; use text or json")),
+            }
+            o.finish(&mut is);
+        }
+        if is.is_empty() {
+            Ok(c)
+        } else {
+            Err(is.list)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_errors_with_lines() {
+        let src = "state_dir: /tmp/x\nreconcile_interval: fast\nlog_format: xml\nsokcet: /tmp/s\n";
+        let e = Config::parse("hafen.yaml", src, Path::new("/etc/hafen")).unwrap_err();
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert_eq!(e[0].line, Some(2));
+        assert!(e.iter().any(|i| i.line == Some(4) && i.message.contains("did you mean `socket`")), "{e:?}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let c = Config::parse("c.yaml", "state_dir: state\n", Path::new("/etc/hafen")).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/etc/hafen/state"));
+    }
+}

@@ -1,0 +1,478 @@
+//! The Docker backend of the engine port: the only module that imports bollard. Builds every
+//! container's HostConfig from hafen's policy (never from a stack file), and only ever lists,
+//! changes or removes objects that carry hafen's labels.
+
+use super::*;
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, Mount, MountTypeEnum, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateOptions,
+};
+use bollard::query_parameters as qp;
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+
+pub struct DockerEngine {
+    docker: Docker,
+    endpoint: String,
+    secret_root: String,
+}
+
+fn managed_filter(stack: Option<&str>) -> HashMap<String, Vec<String>> {
+    let mut labels = vec![format!("{LABEL_MANAGED}=true")];
+    if let Some(s) = stack {
+        labels.push(format!("{LABEL_STACK}={s}"));
+    }
+    HashMap::from([("label".to_string(), labels)])
+}
+
+impl DockerEngine {
+    /// Connects to the engine socket (e.g. `/var/run/docker.sock`) and negotiates the API version.
+    pub async fn connect(socket: &str, secret_root: &str) -> Result<DockerEngine, EngineError> {
+        let unreachable = |e: bollard::errors::Error| EngineError::Unreachable { endpoint: socket.to_string(), detail: e.to_string() };
+        let docker = Docker::connect_with_unix(socket, 120, bollard::API_DEFAULT_VERSION).map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        Ok(DockerEngine { docker, endpoint: socket.to_string(), secret_root: secret_root.to_string() })
+    }
+
+    fn err(&self, op: &'static str, name: &str, e: bollard::errors::Error) -> EngineError {
+        use bollard::errors::Error as E;
+        match e {
+            E::HyperResponseError { .. } | E::IOError { .. } | E::RequestTimeoutError | E::SocketNotFoundError(_) => {
+                EngineError::Unreachable { endpoint: self.endpoint.clone(), detail: e.to_string() }
+            }
+            other => EngineError::Call { op, name: name.to_string(), detail: other.to_string() },
+        }
+    }
+
+    async fn container_labels(&self, name: &str) -> Result<Option<HashMap<String, String>>, EngineError> {
+        match self.docker.inspect_container(name, None::<qp::InspectContainerOptions>).await {
+            Ok(c) => Ok(Some(c.config.and_then(|c| c.labels).unwrap_or_default())),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(self.err("inspect", name, e)),
+        }
+    }
+
+    /// Refuses to act on a container that exists but is not ours.
+    async fn ensure_ours(&self, name: &str) -> Result<bool, EngineError> {
+        match self.container_labels(name).await? {
+            None => Ok(false),
+            Some(l) if l.get(LABEL_MANAGED).map(String::as_str) == Some("true") => Ok(true),
+            Some(_) => Err(EngineError::Foreign { what: "container", name: name.to_string() }),
+        }
+    }
+}
+
+fn nanos(d: Duration) -> i64 {
+    d.as_nanos().min(i64::MAX as u128) as i64
+}
+
+/// The create request for a spec. Hardening here is unconditional: the spec cannot turn it off.
+pub fn container_body(spec: &ServiceSpec) -> ContainerCreateBody {
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|m| match m {
+            MountSpec::Volume { name, target, read_only } => Mount {
+                target: Some(target.clone()),
+                source: Some(name.clone()),
+                typ: Some(MountTypeEnum::VOLUME),
+                read_only: Some(*read_only),
+                ..Default::default()
+            },
+            MountSpec::File { source, target } => Mount {
+                target: Some(target.clone()),
+                source: Some(source.clone()),
+                typ: Some(MountTypeEnum::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            MountSpec::Tmpfs { target } => Mount {
+                target: Some(target.clone()),
+                typ: Some(MountTypeEnum::TMPFS),
+                tmpfs_options: Some(bollard::models::MountTmpfsOptions { size_bytes: Some(256 << 20), mode: Some(0o1777), ..Default::default() }),
+                ..Default::default()
+            },
+        })
+        .collect();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    let mut exposed: HashMap<String, HashMap<(), ()>> = HashMap::new();
+    for p in &spec.ports {
+        let key = format!("{}/{}", p.container_port, p.protocol);
+        exposed.insert(key.clone(), HashMap::new());
+        bindings.entry(key).or_insert_with(|| Some(Vec::new())).get_or_insert_with(Vec::new).push(PortBinding {
+            host_ip: Some(p.host_ip.clone()),
+            host_port: Some(p.host_port.to_string()),
+        });
+    }
+    let host_config = HostConfig {
+        privileged: Some(false),
+        cap_drop: Some(vec!["ALL".to_string()]),
+        cap_add: Some(spec.cap_add.clone()),
+        security_opt: Some(vec!["no-new-privileges:true".to_string()]),
+        readonly_rootfs: Some(spec.read_only),
+        memory: Some(spec.memory_bytes as i64),
+        memory_swap: Some(spec.memory_bytes as i64),
+        pids_limit: Some(spec.pids_limit),
+        network_mode: Some(spec.network()),
+        restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+        mounts: Some(mounts),
+        port_bindings: Some(bindings),
+        devices: Some(Vec::new()),
+        init: Some(true),
+        log_config: Some(bollard::models::HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([("max-size".to_string(), "10m".to_string()), ("max-file".to_string(), "3".to_string())])),
+        }),
+        ..Default::default()
+    };
+    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let labels: HashMap<String, String> = spec.labels().into_iter().collect();
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.command.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        env: Some(env),
+        user: spec.user.clone(),
+        working_dir: spec.working_dir.clone(),
+        labels: Some(labels),
+        exposed_ports: Some(exposed),
+        hostname: Some(spec.service.clone()),
+        healthcheck: spec.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: Some(nanos(h.interval)),
+            timeout: Some(nanos(h.timeout)),
+            start_period: Some(nanos(h.start_period)),
+            retries: Some(h.retries as i64),
+            ..Default::default()
+        }),
+        host_config: Some(host_config),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                spec.network(),
+                EndpointSettings { aliases: Some(vec![spec.service.clone()]), ..Default::default() },
+            )])),
+        }),
+        ..Default::default()
+    }
+}
+
+#[async_trait]
+impl Engine for DockerEngine {
+    async fn ping(&self) -> Result<String, EngineError> {
+        let v = self.docker.version().await.map_err(|e| self.err("version", "engine", e))?;
+        Ok(format!("Docker {} (API {})", v.version.unwrap_or_default(), v.api_version.unwrap_or_default()))
+    }
+
+    async fn list_services(&self, stack: Option<&str>) -> Result<Vec<ServiceState>, EngineError> {
+        let opts = qp::ListContainersOptions { all: true, filters: Some(managed_filter(stack)), ..Default::default() };
+        let list = self.docker.list_containers(Some(opts)).await.map_err(|e| self.err("list", "containers", e))?;
+        let mut out = Vec::new();
+        for c in list {
+            let Some(id) = c.id.clone() else { continue };
+            let info = match self.docker.inspect_container(&id, None::<qp::InspectContainerOptions>).await {
+                Ok(i) => i,
+                Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => continue,
+                Err(e) => return Err(self.err("inspect", &id, e)),
+            };
+            let labels = info.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+            let state = info.state.clone().unwrap_or_default();
+            let hc = info.host_config.clone().unwrap_or_default();
+            let stack_l = labels.get(LABEL_STACK).cloned().unwrap_or_default();
+            let ip = info
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.networks.as_ref())
+                .and_then(|n| n.get(&network_name(&stack_l)))
+                .and_then(|e| e.ip_address.clone())
+                .filter(|s| !s.is_empty());
+            out.push(ServiceState {
+                service: labels.get(LABEL_SERVICE).cloned().unwrap_or_default(),
+                stack: stack_l,
+                name: info.name.clone().unwrap_or_default().trim_start_matches('/').to_string(),
+                id,
+                spec_hash: labels.get(LABEL_SPEC_HASH).cloned(),
+                running: state.running.unwrap_or(false),
+                status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+                restart_count: info.restart_count.unwrap_or(0),
+                ip,
+                observed: Observed {
+                    image: info.config.as_ref().and_then(|c| c.image.clone()).unwrap_or_default(),
+                    memory_bytes: hc.memory.unwrap_or(0).max(0) as u64,
+                    pids_limit: hc.pids_limit.unwrap_or(0),
+                    privileged: hc.privileged.unwrap_or(false),
+                    restart_policy: hc.restart_policy.and_then(|r| r.name).map(|n| n.to_string()).unwrap_or_default(),
+                },
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn network_exists(&self, stack: &str) -> Result<bool, EngineError> {
+        let name = network_name(stack);
+        match self.docker.inspect_network(&name, None::<qp::InspectNetworkOptions>).await {
+            Ok(n) => {
+                if n.labels.unwrap_or_default().get(LABEL_MANAGED).map(String::as_str) != Some("true") {
+                    return Err(EngineError::Foreign { what: "network", name });
+                }
+                Ok(true)
+            }
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(e) => Err(self.err("inspect", &name, e)),
+        }
+    }
+
+    async fn create_network(&self, stack: &str) -> Result<(), EngineError> {
+        let name = network_name(stack);
+        let req = NetworkCreateRequest {
+            name: name.clone(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([
+                (LABEL_MANAGED.to_string(), "true".to_string()),
+                (LABEL_STACK.to_string(), stack.to_string()),
+            ])),
+            ..Default::default()
+        };
+        self.docker.create_network(req).await.map_err(|e| self.err("create network", &name, e))?;
+        Ok(())
+    }
+
+    async fn remove_network(&self, stack: &str) -> Result<(), EngineError> {
+        if !self.network_exists(stack).await? {
+            return Ok(());
+        }
+        let name = network_name(stack);
+        self.docker.remove_network(&name).await.map_err(|e| self.err("remove network", &name, e))
+    }
+
+    async fn list_volumes(&self, stack: Option<&str>) -> Result<Vec<VolumeState>, EngineError> {
+        let opts = qp::ListVolumesOptions { filters: Some(managed_filter(stack)) };
+        let r = self.docker.list_volumes(Some(opts)).await.map_err(|e| self.err("list", "volumes", e))?;
+        let mut out: Vec<VolumeState> = r
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| VolumeState {
+                stack: v.labels.get(LABEL_STACK).cloned().unwrap_or_default(),
+                volume: v.labels.get(LABEL_VOLUME).cloned().unwrap_or_default(),
+                name: v.name,
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn create_volume(&self, stack: &str, volume: &str) -> Result<(), EngineError> {
+        let name = volume_name(stack, volume);
+        if let Ok(v) = self.docker.inspect_volume(&name).await {
+            if v.labels.get(LABEL_MANAGED).map(String::as_str) != Some("true") {
+                return Err(EngineError::Foreign { what: "volume", name });
+            }
+            return Ok(());
+        }
+        let req = VolumeCreateOptions {
+            name: Some(name.clone()),
+            labels: Some(HashMap::from([
+                (LABEL_MANAGED.to_string(), "true".to_string()),
+                (LABEL_STACK.to_string(), stack.to_string()),
+                (LABEL_VOLUME.to_string(), volume.to_string()),
+            ])),
+            ..Default::default()
+        };
+        self.docker.create_volume(req).await.map_err(|e| self.err("create volume", &name, e))?;
+        Ok(())
+    }
+
+    async fn remove_volume(&self, stack: &str, volume: &str) -> Result<(), EngineError> {
+        let name = volume_name(stack, volume);
+        match self.docker.inspect_volume(&name).await {
+            Ok(v) if v.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true") => {}
+            Ok(_) => return Err(EngineError::Foreign { what: "volume", name }),
+            Err(_) => return Ok(()),
+        }
+        self.docker.remove_volume(&name, None::<qp::RemoveVolumeOptions>).await.map_err(|e| self.err("remove volume", &name, e))
+    }
+
+    async fn create_service(&self, spec: &ServiceSpec) -> Result<(), EngineError> {
+        let name = spec.name();
+        policy::check(spec, &self.secret_root).map_err(|r| EngineError::Policy { name: name.clone(), reasons: r.join("; ") })?;
+        if self.ensure_ours(&name).await? {
+            return Err(EngineError::Call { op: "create", name, detail: "a container of that name already exists; remove it first".into() });
+        }
+        let opts = qp::CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+        self.docker.create_container(Some(opts), container_body(spec)).await.map_err(|e| self.err("create", &name, e))?;
+        self.docker.start_container(&name, None::<qp::StartContainerOptions>).await.map_err(|e| self.err("start", &name, e))
+    }
+
+    async fn start_service(&self, name: &str) -> Result<(), EngineError> {
+        if !self.ensure_ours(name).await? {
+            return Err(EngineError::Call { op: "start", name: name.into(), detail: "no such container".into() });
+        }
+        match self.docker.start_container(name, None::<qp::StartContainerOptions>).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(self.err("start", name, e)),
+        }
+    }
+
+    async fn stop_service(&self, name: &str, grace: Duration) -> Result<(), EngineError> {
+        if !self.ensure_ours(name).await? {
+            return Ok(());
+        }
+        let opts = qp::StopContainerOptions { t: Some(grace.as_secs() as i32), signal: None };
+        match self.docker.stop_container(name, Some(opts)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(self.err("stop", name, e)),
+        }
+    }
+
+    async fn remove_service(&self, name: &str) -> Result<(), EngineError> {
+        if !self.ensure_ours(name).await? {
+            return Ok(());
+        }
+        let opts = qp::RemoveContainerOptions { force: true, v: false, link: false };
+        match self.docker.remove_container(name, Some(opts)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            Err(e) => Err(self.err("remove", name, e)),
+        }
+    }
+
+    async fn exec(&self, name: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput, EngineError> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        if !self.ensure_ours(name).await? {
+            return Err(EngineError::Call { op: "exec", name: name.into(), detail: "no such container".into() });
+        }
+        let run = async {
+            let ex = self
+                .docker
+                .create_exec(
+                    name,
+                    CreateExecOptions { cmd: Some(cmd.to_vec()), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() },
+                )
+                .await
+                .map_err(|e| self.err("exec", name, e))?;
+            let mut stdout = String::new();
+            let mut stderr = String::new();
+            if let StartExecResults::Attached { mut output, .. } =
+                self.docker.start_exec(&ex.id, None).await.map_err(|e| self.err("exec", name, e))?
+            {
+                while let Some(chunk) = output.next().await {
+                    match chunk.map_err(|e| self.err("exec", name, e))? {
+                        bollard::container::LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
+                        other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+                    }
+                }
+            }
+            let info = self.docker.inspect_exec(&ex.id).await.map_err(|e| self.err("exec", name, e))?;
+            Ok(ExecOutput { exit_code: info.exit_code.unwrap_or(-1), stdout, stderr })
+        };
+        tokio::time::timeout(timeout, run).await.map_err(|_| EngineError::Call {
+            op: "exec",
+            name: name.into(),
+            detail: format!("`{}` did not finish within {}s", cmd.join(" "), timeout.as_secs()),
+        })?
+    }
+
+    async fn logs(&self, name: &str, tail: usize) -> Result<String, EngineError> {
+        if !self.ensure_ours(name).await? {
+            return Err(EngineError::Call { op: "logs", name: name.into(), detail: "no such container".into() });
+        }
+        let opts = qp::LogsOptions { stdout: true, stderr: true, tail: tail.to_string(), ..Default::default() };
+        let mut s = self.docker.logs(name, Some(opts));
+        let mut out = String::new();
+        while let Some(chunk) = s.next().await {
+            out.push_str(&String::from_utf8_lossy(&chunk.map_err(|e| self.err("logs", name, e))?.into_bytes()));
+        }
+        Ok(out)
+    }
+
+    async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(i.id),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(self.err("inspect image", reference, e)),
+        }
+    }
+
+    async fn image_digest(&self, reference: &str) -> Result<Option<String>, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(i) => Ok(i.repo_digests.unwrap_or_default().into_iter().next()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(self.err("inspect image", reference, e)),
+        }
+    }
+
+    async fn pull_image(&self, reference: &str) -> Result<(), EngineError> {
+        let opts = qp::CreateImageOptions { from_image: Some(reference.to_string()), ..Default::default() };
+        let mut s = self.docker.create_image(Some(opts), None, None);
+        while let Some(r) = s.next().await {
+            if let Err(e) = r {
+                return Err(EngineError::ImageUnavailable {
+                    image: reference.into(),
+                    detail: format!("{e}. Is the registry reachable? On an offline box, load the image with `docker load` first"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn build_image(
+        &self,
+        tag: &str,
+        context_tar: Vec<u8>,
+        labels: BTreeMap<String, String>,
+        progress: &(dyn for<'x> Fn(&'x str) + Send + Sync),
+    ) -> Result<String, EngineError> {
+        let opts = qp::BuildImageOptions {
+            dockerfile: "Dockerfile".into(),
+            t: Some(tag.to_string()),
+            rm: true,
+            forcerm: true,
+            labels: Some(labels.into_iter().collect()),
+            ..Default::default()
+        };
+        let mut s = self.docker.build_image(opts, None, Some(bollard::body_full(context_tar.into())));
+        let mut tail: Vec<String> = Vec::new();
+        while let Some(r) = s.next().await {
+            match r {
+                Ok(info) => {
+                    let line = info.stream.clone().unwrap_or_default();
+                    let line = line.trim_end();
+                    if !line.is_empty() {
+                        progress(line);
+                        tail.push(line.to_string());
+                        if tail.len() > 15 {
+                            tail.remove(0);
+                        }
+                    }
+                    if let Some(err) = info.error_detail.and_then(|d| d.message).or(info.error) {
+                        return Err(EngineError::Build { tag: tag.into(), detail: format!("{err}\n{}", tail.join("\n")) });
+                    }
+                }
+                Err(e) => return Err(EngineError::Build { tag: tag.into(), detail: format!("{e}\n{}", tail.join("\n")) }),
+            }
+        }
+        self.image_id(tag).await?.ok_or_else(|| EngineError::Build { tag: tag.into(), detail: "the engine reported success but the image is missing".into() })
+    }
+
+    async fn import_image(&self, tag: &str, rootfs_tar: &std::path::Path, changes: Vec<String>) -> Result<String, EngineError> {
+        let (repo, t) = tag.rsplit_once(':').unwrap_or((tag, "latest"));
+        let file = tokio::fs::File::open(rootfs_tar)
+            .await
+            .map_err(|e| EngineError::Build { tag: tag.into(), detail: format!("cannot open {}: {e}", rootfs_tar.display()) })?;
+        let stream = tokio_util::io::ReaderStream::new(file);
+        let opts = qp::CreateImageOptions {
+            from_src: Some("-".into()),
+            repo: Some(repo.into()),
+            tag: Some(t.into()),
+            changes,
+            ..Default::default()
+        };
+        let body = bollard::body_try_stream(stream);
+        let mut s = self.docker.create_image(Some(opts), Some(body), None);
+        while let Some(r) = s.next().await {
+            r.map_err(|e| EngineError::Build { tag: tag.into(), detail: format!("import failed: {e}") })?;
+        }
+        self.image_id(tag).await?.ok_or_else(|| EngineError::Build { tag: tag.into(), detail: "import reported success but the image is missing".into() })
+    }
+}

@@ -1,0 +1,192 @@
+//! The engine port: what hafen needs from a container engine, at the level of *services*
+//! (one service = one container on the Docker backend; a Swarm backend could map it to a Swarm
+//! service without touching the reconciler). `docker` is the only module in hafen that imports
+//! bollard; `policy` checks every spec before it reaches the engine; `fake` serves unit tests.
+
+pub mod docker;
+pub mod fake;
+pub mod policy;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub const LABEL_MANAGED: &str = "org.hafen.managed";
+pub const LABEL_STACK: &str = "org.hafen.stack";
+pub const LABEL_SERVICE: &str = "org.hafen.service";
+pub const LABEL_VOLUME: &str = "org.hafen.volume";
+pub const LABEL_SPEC_HASH: &str = "org.hafen.spec-hash";
+pub const LABEL_RECIPE_HASH: &str = "org.hafen.recipe-hash";
+
+pub fn container_name(stack: &str, service: &str) -> String {
+    format!("hafen-{stack}-{service}")
+}
+pub fn network_name(stack: &str) -> String {
+    format!("hafen-{stack}")
+}
+pub fn volume_name(stack: &str, volume: &str) -> String {
+    format!("hafen-{stack}-{volume}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum MountSpec {
+    /// A named volume created by hafen.
+    Volume { name: String, target: String, read_only: bool },
+    /// A single file hafen wrote (a secret), always read-only.
+    File { source: String, target: String },
+    Tmpfs { target: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthSpec {
+    pub test: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub start_period: Duration,
+    pub retries: u32,
+}
+
+/// Everything needed to run one service; its hash decides whether a running one is current.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub stack: String,
+    pub service: String,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub mounts: Vec<MountSpec>,
+    pub ports: Vec<PortSpec>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub read_only: bool,
+    pub cap_add: Vec<String>,
+    pub memory_bytes: u64,
+    pub pids_limit: i64,
+    pub healthcheck: Option<HealthSpec>,
+}
+
+impl ServiceSpec {
+    pub fn name(&self) -> String {
+        container_name(&self.stack, &self.service)
+    }
+    pub fn network(&self) -> String {
+        network_name(&self.stack)
+    }
+    /// Stable hash of the spec (serde_json of a struct with ordered maps).
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_vec(self).expect("spec serialises");
+        hex::encode(&Sha256::digest(&json)[..12])
+    }
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_STACK.to_string(), self.stack.clone()),
+            (LABEL_SERVICE.to_string(), self.service.clone()),
+            (LABEL_SPEC_HASH.to_string(), self.hash()),
+        ])
+    }
+}
+
+/// What the engine reports about one hafen-managed service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceState {
+    pub stack: String,
+    pub service: String,
+    pub name: String,
+    pub id: String,
+    pub spec_hash: Option<String>,
+    pub running: bool,
+    /// Engine's words: running, exited, created, restarting, …
+    pub status: String,
+    pub restart_count: i64,
+    pub ip: Option<String>,
+    /// Facts that `docker update` and similar can change behind hafen's back.
+    pub observed: Observed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Observed {
+    pub image: String,
+    pub memory_bytes: u64,
+    pub pids_limit: i64,
+    pub privileged: bool,
+    pub restart_policy: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeState {
+    pub name: String,
+    pub stack: String,
+    pub volume: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the container engine is unreachable at {endpoint}: {detail}. Check that Docker runs (`systemctl status docker`); hafen retries by itself")]
+    Unreachable { endpoint: String, detail: String },
+    #[error("{what} `{name}` exists but was not created by hafen; hafen never touches it. Rename or remove it by hand, then retry")]
+    Foreign { what: &'static str, name: String },
+    #[error("refused by hafen's container policy for {name}: {reasons}")]
+    Policy { name: String, reasons: String },
+    #[error("image `{image}` is not available and cannot be pulled: {detail}")]
+    ImageUnavailable { image: String, detail: String },
+    #[error("image build `{tag}` failed: {detail}")]
+    Build { tag: String, detail: String },
+    #[error("engine call `{op}` on `{name}` failed: {detail}")]
+    Call { op: &'static str, name: String, detail: String },
+}
+
+/// The port. Implementations must only ever list or change objects carrying `LABEL_MANAGED`.
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    async fn ping(&self) -> Result<String, EngineError>;
+    /// Managed services, of one stack or of all.
+    async fn list_services(&self, stack: Option<&str>) -> Result<Vec<ServiceState>, EngineError>;
+    async fn network_exists(&self, stack: &str) -> Result<bool, EngineError>;
+    async fn create_network(&self, stack: &str) -> Result<(), EngineError>;
+    async fn remove_network(&self, stack: &str) -> Result<(), EngineError>;
+    async fn list_volumes(&self, stack: Option<&str>) -> Result<Vec<VolumeState>, EngineError>;
+    async fn create_volume(&self, stack: &str, volume: &str) -> Result<(), EngineError>;
+    async fn remove_volume(&self, stack: &str, volume: &str) -> Result<(), EngineError>;
+    /// Creates and starts a service (policy checked first).
+    async fn create_service(&self, spec: &ServiceSpec) -> Result<(), EngineError>;
+    async fn start_service(&self, name: &str) -> Result<(), EngineError>;
+    async fn stop_service(&self, name: &str, grace: Duration) -> Result<(), EngineError>;
+    async fn remove_service(&self, name: &str) -> Result<(), EngineError>;
+    async fn exec(&self, name: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput, EngineError>;
+    async fn logs(&self, name: &str, tail: usize) -> Result<String, EngineError>;
+    /// Image id when present locally.
+    async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError>;
+    /// Repo digest (`name@sha256:…`) of a local image, when it came from a registry.
+    async fn image_digest(&self, reference: &str) -> Result<Option<String>, EngineError>;
+    async fn pull_image(&self, reference: &str) -> Result<(), EngineError>;
+    /// Builds from a tar of the build context; returns the image id. `progress` gets each line.
+    async fn build_image(
+        &self,
+        tag: &str,
+        context_tar: Vec<u8>,
+        labels: BTreeMap<String, String>,
+        progress: &(dyn for<'x> Fn(&'x str) + Send + Sync),
+    ) -> Result<String, EngineError>;
+    /// `docker import` of a root filesystem tar file; returns the image id.
+    async fn import_image(&self, tag: &str, rootfs_tar: &std::path::Path, changes: Vec<String>) -> Result<String, EngineError>;
+}

@@ -1,0 +1,54 @@
+//! Domain events: past-tense facts about what happened, recorded in the state store's event log
+//! (and, with a later issue, fanned out to the audit log, notifications and the console).
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    StackDeployRequested { stack: String, settings_changed: Vec<String> },
+    ActionApplied { stack: String, action: String, description: String },
+    ActionFailed { stack: String, action: String, description: String, error: String },
+    DriftRepaired { stack: String, action: String, description: String },
+    StackRemoved { stack: String, purge: bool },
+    HealthChanged { stack: String, service: String, from: String, to: String, detail: Option<String> },
+    EngineUnreachable { detail: String },
+    EngineReachable { detail: String },
+    ReconcileFailed { stack: String, error: String },
+}
+
+impl Event {
+    pub fn kind(&self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string)).unwrap_or_default()
+    }
+
+    pub fn stack(&self) -> Option<&str> {
+        match self {
+            Event::StackDeployRequested { stack, .. }
+            | Event::ActionApplied { stack, .. }
+            | Event::ActionFailed { stack, .. }
+            | Event::DriftRepaired { stack, .. }
+            | Event::StackRemoved { stack, .. }
+            | Event::HealthChanged { stack, .. }
+            | Event::ReconcileFailed { stack, .. } => Some(stack),
+            Event::EngineUnreachable { .. } | Event::EngineReachable { .. } => None,
+        }
+    }
+
+    /// One line for people.
+    pub fn message(&self) -> String {
+        match self {
+            Event::StackDeployRequested { stack, settings_changed } if settings_changed.is_empty() => format!("deploy of {stack} requested"),
+            Event::StackDeployRequested { stack, settings_changed } => format!("deploy of {stack} requested; settings changed: {}", settings_changed.join(", ")),
+            Event::ActionApplied { description, .. } => description.clone(),
+            Event::ActionFailed { description, error, .. } => format!("{description} failed: {error}"),
+            Event::DriftRepaired { description, .. } => format!("drift repaired: {description}"),
+            Event::StackRemoved { stack, purge: true } => format!("{stack} removed with its data volumes"),
+            Event::StackRemoved { stack, purge: false } => format!("{stack} removed; data volumes kept"),
+            Event::HealthChanged { stack, service, from, to, .. } => format!("{stack}/{service}: {from} → {to}"),
+            Event::EngineUnreachable { detail } => format!("container engine unreachable: {detail}"),
+            Event::EngineReachable { detail } => format!("container engine reachable: {detail}"),
+            Event::ReconcileFailed { stack, error } => format!("reconciling {stack} failed: {error}"),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! Thin entry point: parse arguments, set up logging and language, dispatch, map to an exit code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = hafen::cli::Cli::parse();
+    hafen::i18n::init();
+    let json_logs = matches!(cli.cmd, hafen::cli::Cmd::Serve)
+        && hafen::config::Config::load(cli.config.as_deref()).map(|c| c.log_format == hafen::config::LogFormat::Json).unwrap_or(false);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HAFEN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if json_logs {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let code = rt.block_on(hafen::cli::run(cli));
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    std::process::exit(code);
+}
