@@ -461,6 +461,9 @@ fn decode_service(
             if !target.starts_with('/') || target.contains("..") {
                 is.push(&ip, format!("secret target `{target}` must be an absolute path without `..`"));
             }
+            if target.contains("docker.sock") {
+                is.push(&ip, format!("refused target `{target}`: nothing is ever mounted where a container looks for the Docker socket"));
+            }
             smounts.push(SecretMount { secret: name, target });
         }
     }

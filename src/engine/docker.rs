@@ -476,3 +476,122 @@ impl Engine for DockerEngine {
         self.image_id(tag).await?.ok_or_else(|| EngineError::Build { tag: tag.into(), detail: "import reported success but the image is missing".into() })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::load::parse_stack;
+    use crate::catalogue::model::CAP_ALLOW_LIST;
+    use crate::catalogue::render::{render, resolve_settings};
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    const RUN: &str = "/var/lib/hafen/run";
+
+    /// Values a hostile or careless stack author might write for each field.
+    fn field() -> impl Strategy<Value = (String, Value)> {
+        prop_oneof![
+            Just(("privileged".to_string(), json!(true))),
+            Just(("network_mode".to_string(), json!("host"))),
+            Just(("pid".to_string(), json!("host"))),
+            Just(("ipc".to_string(), json!("host"))),
+            Just(("userns_mode".to_string(), json!("host"))),
+            Just(("devices".to_string(), json!(["/dev/kvm:/dev/kvm"]))),
+            Just(("security_opt".to_string(), json!(["seccomp=unconfined", "apparmor=unconfined"]))),
+            Just(("sysctls".to_string(), json!({"net.ipv4.ip_forward": 1}))),
+            prop::sample::select(vec!["SYS_ADMIN", "NET_ADMIN", "CHOWN", "SETUID", "ALL", "CAP_SYS_PTRACE", "NET_BIND_SERVICE"])
+                .prop_map(|c| ("cap_add".to_string(), json!([c]))),
+            prop::sample::select(vec!["/var/run/docker.sock:/var/run/docker.sock", "/:/host", "data:/data", "./x:/x", "data:/data:ro", "~/.ssh:/root/.ssh"])
+                .prop_map(|v| ("volumes".to_string(), json!([v]))),
+            prop::sample::select(vec!["0", "root", "1000:1000", "0:0", "999"]).prop_map(|u| ("user".to_string(), json!(u))),
+            prop::sample::select(vec!["8080:80", "0.0.0.0:8080:80", "127.0.0.1:${port}:80", "80", "::1:8080:80"])
+                .prop_map(|p| ("ports".to_string(), json!([p]))),
+            prop::sample::select(vec!["16m", "1g", "0", "-5", "512m"]).prop_map(|m| ("mem_limit".to_string(), json!(m))),
+            (0i64..100_000).prop_map(|n| ("pids_limit".to_string(), json!(n))),
+            Just(("secrets".to_string(), json!(["pw"]))),
+            Just(("secrets".to_string(), json!([{"source": "pw", "target": "/var/run/docker.sock"}]))),
+            Just(("tmpfs".to_string(), json!(["/tmp"]))),
+            Just(("read_only".to_string(), json!(true))),
+            Just(("environment".to_string(), json!({"A": "${port}", "B_PASSWORD_FILE": "/run/secrets/pw"}))),
+        ]
+    }
+
+    fn stack_text() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::collection::vec(field(), 0..8), 1..4).prop_map(|services| {
+            let mut svcs = serde_json::Map::new();
+            for (i, fields) in services.into_iter().enumerate() {
+                let mut m = serde_json::Map::new();
+                m.insert("image".into(), json!("registry.example/app:1"));
+                for (k, v) in fields {
+                    m.insert(k, v);
+                }
+                svcs.insert(format!("s{i}"), Value::Object(m));
+            }
+            let doc = json!({
+                "version": 1,
+                "id": "prop",
+                "settings": {"port": {"type": "port", "default": 8080}},
+                "secrets": {"pw": {"length": 20}},
+                "volumes": {"data": {"kind": "data"}},
+                "services": svcs,
+            });
+            serde_norway::to_string(&doc).unwrap()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        /// No accepted definition yields a forbidden container setting.
+        #[test]
+        fn no_accepted_definition_yields_a_forbidden_setting(src in stack_text()) {
+            let Ok(stack) = parse_stack("prop/stack.yaml", &src, Some("prop")) else { return Ok(()) };
+            let settings = resolve_settings(&stack, &Default::default()).unwrap();
+            let images = stack.services.keys().map(|k| (k.clone(), "registry.example/app:1".to_string())).collect();
+            let specs = render(&stack, &settings, &images, std::path::Path::new(RUN)).unwrap();
+            for spec in &specs {
+                prop_assert!(crate::engine::policy::check(spec, RUN).is_ok(), "{:?}", crate::engine::policy::check(spec, RUN));
+                let body = container_body(spec);
+                let hc = body.host_config.unwrap();
+                prop_assert_eq!(hc.privileged, Some(false));
+                prop_assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
+                for c in hc.cap_add.unwrap_or_default() {
+                    prop_assert!(CAP_ALLOW_LIST.contains(&c.as_str()), "cap {}", c);
+                }
+                prop_assert_eq!(hc.security_opt, Some(vec!["no-new-privileges:true".to_string()]));
+                prop_assert_eq!(hc.network_mode.as_deref(), Some("hafen-prop"));
+                prop_assert!(hc.pid_mode.is_none() && hc.ipc_mode.is_none() && hc.userns_mode.is_none() && hc.uts_mode.is_none());
+                prop_assert!(hc.devices.unwrap_or_default().is_empty());
+                prop_assert!(hc.binds.is_none());
+                prop_assert!(hc.memory.unwrap_or(0) >= 16 << 20);
+                prop_assert!(hc.pids_limit.unwrap_or(0) > 0);
+                for m in hc.mounts.unwrap_or_default() {
+                    if m.typ == Some(MountTypeEnum::BIND) {
+                        let src = m.source.unwrap_or_default();
+                        prop_assert!(src.starts_with(&format!("{RUN}/")), "bind {}", src);
+                        prop_assert_eq!(m.read_only, Some(true));
+                        prop_assert!(!m.target.unwrap_or_default().contains("docker.sock"));
+                    }
+                }
+                for (_, b) in hc.port_bindings.unwrap_or_default() {
+                    for pb in b.unwrap_or_default() {
+                        prop_assert!(!pb.host_ip.unwrap_or_default().is_empty());
+                    }
+                }
+                let user = body.user.unwrap_or_default();
+                prop_assert!(user != "0" && user != "root" && !user.starts_with("0:"));
+            }
+        }
+    }
+
+    #[test]
+    fn policy_rejects_a_hand_made_spec_at_the_boundary() {
+        let src = "version: 1\nid: p\nsecrets: {pw: {}}\nservices:\n  a:\n    image: 'a:1'\n    secrets: [pw]\n";
+        let stack = parse_stack("p/stack.yaml", src, Some("p")).unwrap();
+        let images = BTreeMap::from([("a".to_string(), "a:1".to_string())]);
+        let mut spec = render(&stack, &BTreeMap::new(), &images, std::path::Path::new(RUN)).unwrap().remove(0);
+        spec.mounts.push(MountSpec::File { source: "/var/run/docker.sock".into(), target: "/var/run/docker.sock".into() });
+        spec.cap_add.push("SYS_ADMIN".into());
+        let why = crate::engine::policy::check(&spec, RUN).unwrap_err();
+        assert_eq!(why.len(), 3, "{why:?}");
+    }
+}
