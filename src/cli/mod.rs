@@ -42,6 +42,15 @@ pub enum Cmd {
     Stack(StackCmd),
     /// The event record
     Events(EventsArgs),
+    /// Images built from Debian's packages (works without the daemon)
+    #[command(subcommand)]
+    Image(ImageCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    /// Build recipes from the images directory (and the Debian bases they need); default: all
+    Build { recipes: Vec<String> },
 }
 
 #[derive(Args, Debug)]
@@ -199,6 +208,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Stack(sc) => stack(&cli, sc).await,
         Cmd::Events(a) => events(&cli, a).await,
+        Cmd::Image(ImageCmd::Build { recipes }) => {
+            let cfg = load_config(cli.config.as_ref())?;
+            let engine = crate::engine::docker::DockerEngine::connect(&cfg.docker_socket.display().to_string(), &cfg.run_dir().display().to_string()).await?;
+            let mut recipes = recipes.clone();
+            if recipes.is_empty() {
+                for e in std::fs::read_dir(&cfg.images_dir)? {
+                    let p = e?.path();
+                    if p.join("Dockerfile").is_file() {
+                        recipes.push(p.file_name().unwrap_or_default().to_string_lossy().to_string());
+                    }
+                }
+                recipes.sort();
+            }
+            let progress = |line: &str| eprintln!("  {line}");
+            for r in &recipes {
+                let started = Instant::now();
+                let tag = crate::images::ensure_recipe(&engine, &cfg.images_dir, r, &cfg.debian_mirror, &cfg.build_dir(), &progress).await?;
+                println!("{r}: {tag} ({}s)", started.elapsed().as_secs());
+            }
+            Ok(0)
+        }
     }
 }
 

@@ -1,0 +1,251 @@
+//! Test harness for end-to-end tests: starts the real `hafen` binary as a daemon with its own
+//! state directory, socket and stack copies (renamed, so tests can run side by side), runs CLI
+//! commands against it, and removes everything its stacks created in the engine when dropped.
+//! Requires a reachable Docker engine and fails loudly without one.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hafen")
+}
+
+/// Panics (never skips) when no engine answers.
+pub fn require_docker() {
+    let out = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => panic!("these tests need a running Docker engine; `docker info` failed: {}", String::from_utf8_lossy(&o.stderr)),
+        Err(e) => panic!("these tests need the docker CLI and a running engine: {e}"),
+    }
+}
+
+static IMAGES: Mutex<bool> = Mutex::new(false);
+
+/// Builds every recipe once per test binary (base images with debootstrap as needed).
+pub fn ensure_images() {
+    require_docker();
+    let mut done = IMAGES.lock().unwrap_or_else(|e| e.into_inner());
+    if *done {
+        return;
+    }
+    let st = Command::new(bin())
+        .args(["image", "build", "postgres15", "tryton60", "radicale"])
+        .env("HAFEN_CONFIG", "/nonexistent-use-defaults")
+        .env_remove("HAFEN_CONFIG")
+        .current_dir(root())
+        .status()
+        .expect("run hafen image build");
+    assert!(st.success(), "building the images failed");
+    *done = true;
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub child: Option<Child>,
+    pub stacks: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Daemon {
+    /// A daemon whose stacks dir holds copies of `stacks` as (source dir, new id).
+    pub fn new(stacks: &[(&Path, &str)]) -> Daemon {
+        require_docker();
+        let dir = tempfile::Builder::new().prefix("hafen-e2e-").tempdir().unwrap();
+        let sdir = dir.path().join("stacks");
+        for (src, id) in stacks {
+            let text = std::fs::read_to_string(src.join("stack.yaml")).unwrap();
+            let old = text.lines().find(|l| l.starts_with("id: ")).unwrap().to_string();
+            std::fs::create_dir_all(sdir.join(id)).unwrap();
+            std::fs::write(sdir.join(id).join("stack.yaml"), text.replacen(&old, &format!("id: {id}"), 1)).unwrap();
+        }
+        let config = dir.path().join("hafen.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir: {d}/state\nsocket: {d}/hafen.sock\nstacks_dir: {d}/stacks\nimages_dir: {r}/images\nreconcile_interval: 2s\nshutdown_deadline: 10s\n",
+                d = dir.path().display(),
+                r = root().display()
+            ),
+        )
+        .unwrap();
+        let d = Daemon { dir, config, child: None, stacks: stacks.iter().map(|(_, id)| id.to_string()).collect(), env: vec![] };
+        d.cleanup_engine();
+        d
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("hafen.sock")
+    }
+
+    /// Starts `hafen serve` and waits until `hafen healthcheck` succeeds.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("daemon.log")).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config").arg(&self.config).arg("serve").stdout(Stdio::null()).stderr(log).env("HAFEN_LANG", "en");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("start hafen serve"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.cli(&["healthcheck"]).status.success() {
+                return;
+            }
+            if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("hafen serve exited with {st}:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "daemon did not answer within 30s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Starts the daemon expecting it to fail; returns its exit status and log.
+    pub fn start_expect_failure(&mut self) -> (std::process::ExitStatus, String) {
+        let out = Command::new(bin()).arg("--config").arg(&self.config).arg("serve").env("HAFEN_LANG", "en").output().unwrap();
+        (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("daemon running");
+        unsafe_kill(c.id(), "TERM");
+        c.wait().unwrap()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin()).arg("--config").arg(&self.config).args(args).env("HAFEN_LANG", "en").stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// Runs a CLI command that must succeed; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.cli(args);
+        assert!(
+            o.status.success(),
+            "hafen {} failed ({}):\nstdout: {}\nstderr: {}\ndaemon log tail:\n{}",
+            args.join(" "),
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr),
+            tail(&self.log(), 40)
+        );
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    pub fn secret(&self, stack: &str, name: &str) -> String {
+        std::fs::read_to_string(self.state_dir().join("secrets").join(stack).join(name)).unwrap()
+    }
+
+    /// Removes every container, volume and network of this daemon's stacks.
+    pub fn cleanup_engine(&self) {
+        for id in &self.stacks {
+            let label = format!("label=org.hafen.stack={id}");
+            let ids = docker(&["ps", "-aq", "--filter", &label]);
+            for c in ids.split_whitespace() {
+                docker(&["rm", "-f", c]);
+            }
+            let vols = docker(&["volume", "ls", "-q", "--filter", &label]);
+            for v in vols.split_whitespace() {
+                docker(&["volume", "rm", "-f", v]);
+            }
+            docker(&["network", "rm", &format!("hafen-{id}")]);
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        self.cleanup_engine();
+    }
+}
+
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn unsafe_kill(pid: u32, sig: &str) {
+    Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
+}
+
+/// Runs the docker CLI; returns stdout (errors are ignored: used for inspection and cleanup).
+pub fn docker(args: &[&str]) -> String {
+    let o = Command::new("docker").args(args).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+pub fn containers_of(stack: &str) -> Vec<String> {
+    let s = docker(&["ps", "-a", "--filter", &format!("label=org.hafen.stack={stack}"), "--format", "{{.Names}}"]);
+    let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// Polls `f` until it returns Some or `limit` passes (a generous bound, not a timing claim).
+pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<(T, Duration)> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(v) = f() {
+            return Some((v, start.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    None
+}
+
+/// A JSON-RPC call to Tryton; returns the `result` or panics with the error.
+pub fn tryton_rpc(port: u16, path: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    let body = serde_json::json!({"method": method, "params": params, "id": 1}).to_string();
+    let text = match ureq::post(&format!("http://127.0.0.1:{port}{path}")).set("Content-Type", "application/json").send_string(&body) {
+        Ok(r) => r.into_string().unwrap(),
+        Err(ureq::Error::Status(code, r)) => panic!("Tryton {method}: HTTP {code}: {}", r.into_string().unwrap_or_default()),
+        Err(e) => panic!("Tryton {method}: {e}"),
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON from Tryton: {text}"));
+    if v.get("error").is_some_and(|e| !e.is_null()) {
+        panic!("Tryton {method} failed: {v}");
+    }
+    v["result"].clone()
+}
+
+/// GET a URL; (status, body), status 0 when nothing answers.
+pub fn http_get(url: &str) -> (u16, String) {
+    match ureq::get(url).timeout(Duration::from_secs(10)).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}

@@ -1,0 +1,173 @@
+//! The reconciler and daemon against the real engine, with a quick two-service fixture stack:
+//! kill -9 in the middle of applying a plan, drift repair, a damaged or empty state store,
+//! removal with and without purge, bad input, SIGTERM and the socket's permissions.
+
+mod common;
+use common::*;
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+fn duo() -> std::path::PathBuf {
+    root().join("tests/fixtures/stacks/duo")
+}
+
+fn ports() -> [String; 2] {
+    [format!("first_port={}", free_port()), format!("second_port={}", free_port())]
+}
+
+fn healthy(d: &Daemon, id: &str) -> bool {
+    d.json(&["stack", "show", id])["summary"]["state"] == "healthy"
+}
+
+#[test]
+fn kill_9_mid_apply_then_restart_converges_without_duplicates() {
+    ensure_images();
+    let id = "duo-kill";
+    let mut d = Daemon::new(&[(&duo(), id)]);
+    d.env.push(("HAFEN_TEST_PAUSE_AFTER".into(), format!("create:hafen-{id}-first")));
+    d.start();
+    let [p1, p2] = ports();
+    let mut client = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(&d.config)
+        .args(["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(600), || d.state_dir().join("paused").exists().then_some(())).expect("daemon never reached the pause point");
+    d.kill9();
+    let _ = client.kill();
+    let _ = client.wait();
+    assert_eq!(containers_of(id), vec![format!("hafen-{id}-first")], "state at the kill");
+
+    d.env.clear();
+    std::fs::remove_file(d.state_dir().join("paused")).unwrap();
+    d.start();
+    wait_for(Duration::from_secs(120), || healthy(&d, id).then_some(())).expect("did not converge after restart");
+    assert_eq!(containers_of(id), vec![format!("hafen-{id}-first"), format!("hafen-{id}-second")]);
+    let again = d.ok(&["stack", "deploy", id, "--wait", "0"]);
+    assert!(again.contains("Nothing to do"), "{again}");
+}
+
+#[test]
+fn drift_stopped_and_changed_by_hand_is_repaired_and_recorded() {
+    ensure_images();
+    let id = "duo-drift";
+    let mut d = Daemon::new(&[(&duo(), id)]);
+    d.start();
+    let [p1, p2] = ports();
+    d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
+
+    let first = format!("hafen-{id}-first");
+    docker(&["stop", &first]);
+    wait_for(Duration::from_secs(60), || (docker(&["inspect", "-f", "{{.State.Running}}", &first]) == "true").then_some(())).expect("stopped service not restarted");
+
+    let second = format!("hafen-{id}-second");
+    let old = docker(&["inspect", "-f", "{{.Id}}", &second]);
+    docker(&["update", "--memory", "200m", "--memory-swap", "200m", &second]);
+    wait_for(Duration::from_secs(60), || {
+        let now = docker(&["inspect", "-f", "{{.Id}} {{.HostConfig.Memory}}", &second]);
+        (!now.starts_with(&old) && now.ends_with(&(128u64 << 20).to_string())).then_some(())
+    })
+    .expect("hand-changed service not recreated");
+    let events = d.ok(&["events", "--stack", id]);
+    assert!(events.contains("changed by hand: memory limit 209715200"), "{events}");
+    assert!(events.contains(&format!("drift repaired: start service {first}")), "{events}");
+}
+
+#[test]
+fn damaged_or_empty_state_store_never_touches_running_stacks() {
+    ensure_images();
+    let id = "duo-store";
+    let mut d = Daemon::new(&[(&duo(), id)]);
+    d.start();
+    let [p1, p2] = ports();
+    d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
+    let ids = |_: ()| docker(&["ps", "-q", "--no-trunc", "--filter", &format!("label=org.hafen.stack={id}")]);
+    let running = ids(());
+    assert_eq!(running.lines().count(), 2);
+
+    assert!(d.sigterm().success(), "SIGTERM must end the daemon cleanly");
+    assert!(!d.socket().exists(), "socket left behind");
+
+    // Damaged: hafen refuses to start, says why, and changes nothing.
+    let db = d.state_dir().join("state.db");
+    let good = std::fs::read(&db).unwrap();
+    std::fs::write(&db, vec![0x5au8; good.len().max(8192)]).unwrap();
+    let (st, err) = d.start_expect_failure();
+    assert!(!st.success());
+    assert!(err.contains("damaged") && err.contains("changed nothing"), "{err}");
+    assert_eq!(ids(()), running);
+
+    // Empty (moved aside): hafen starts, leaves the stack alone and reports it as unmanaged.
+    std::fs::remove_file(&db).unwrap();
+    d.start();
+    let first = d.json(&["status"])["last_reconcile"].clone();
+    wait_for(Duration::from_secs(30), || (d.json(&["status"])["last_reconcile"] != first).then_some(())).expect("no reconcile pass");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(ids(()), running, "running containers were changed");
+    let status = d.json(&["status"]);
+    assert!(status["unmanaged"].as_array().unwrap().iter().any(|s| s == id), "{status}");
+}
+
+#[test]
+fn remove_keeps_data_and_purge_needs_confirmation() {
+    ensure_images();
+    let id = "duo-remove";
+    let mut d = Daemon::new(&[(&duo(), id)]);
+    d.start();
+    let [p1, p2] = ports();
+    d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
+
+    // --purge without confirmation (stdin is empty) is refused; nothing is removed.
+    let o = d.cli(&["stack", "remove", id, "--purge"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Not confirmed"));
+    assert_eq!(containers_of(id).len(), 2);
+    // The API refuses it too without the id.
+    let o = d.cli(&["stack", "remove", id, "--purge", "--confirm", "wrong"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("confirm"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let out = d.ok(&["stack", "remove", id]);
+    assert!(out.contains(&format!("hafen-{id}-one")), "{out}");
+    assert!(containers_of(id).is_empty());
+    // The reconciler must not bring a removed stack back.
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(containers_of(id).is_empty());
+    let vols = docker(&["volume", "ls", "-q", "--filter", &format!("label=org.hafen.stack={id}")]);
+    assert_eq!(vols.lines().count(), 2, "{vols}");
+
+    d.ok(&["stack", "remove", id, "--purge", "--confirm", id]);
+    assert!(docker(&["volume", "ls", "-q", "--filter", &format!("label=org.hafen.stack={id}")]).is_empty());
+    assert!(!d.state_dir().join("secrets").join(id).exists());
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    require_docker();
+    let id = "duo-bad";
+    let mut d = Daemon::new(&[(&duo(), id)]);
+    d.start();
+    let o = d.cli(&["stack", "deploy", id, "--set", "first_port=eighty", "--set", "colour=red"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("nothing was changed") && err.contains("first_port") && err.contains("no setting `colour`"), "{err}");
+    assert!(containers_of(id).is_empty());
+    assert!(d.json(&["status"])["stacks"].as_array().unwrap().is_empty());
+
+    let o = d.cli(&["stack", "deploy", "nosuchstack"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no stack `nosuchstack`") && err.contains(id), "{err}");
+
+    let o = d.cli(&["stack", "deploy", id, "--set", "novalue"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("KEY=VALUE"));
+
+    // The socket is 0660 and hafen healthcheck fails with exit 3 once the daemon is gone.
+    let mode = std::fs::metadata(d.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    assert!(d.sigterm().success());
+    let o = d.cli(&["healthcheck"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("hafen serve"));
+}
