@@ -69,6 +69,10 @@ pub struct App {
     health: Mutex<BTreeMap<String, ProbeState>>,
     engine_status: Mutex<EngineStatus>,
     last_reconcile: Mutex<(Option<String>, Option<String>)>,
+    /// The catalogue as last read, with the newest modification time of its files.
+    catalogue: Mutex<(Option<std::time::SystemTime>, Arc<Catalogue>)>,
+    /// When the prober next has something due; `Instant::now()` forces a pass.
+    next_probe: Mutex<Instant>,
     /// Test hook: stop the world after the action with this key (see docs/testing.md).
     pause_after: Option<String>,
 }
@@ -87,6 +91,8 @@ impl App {
             health: Mutex::new(BTreeMap::new()),
             engine_status: Mutex::new(EngineStatus { reachable: false, detail: "not yet checked".into(), since: crate::store::now() }),
             last_reconcile: Mutex::new((None, None)),
+            catalogue: Mutex::new((None, Arc::new(Catalogue::default()))),
+            next_probe: Mutex::new(Instant::now()),
             pause_after: std::env::var("HAFEN_TEST_PAUSE_AFTER").ok().filter(|s| !s.is_empty()),
         }
     }
@@ -99,8 +105,19 @@ impl App {
         }
     }
 
-    pub fn catalogue(&self) -> Catalogue {
-        Catalogue::load(&self.cfg.stacks_dir)
+    /// The stack definitions, re-read only when a file under the stacks directory changed.
+    pub fn catalogue(&self) -> Arc<Catalogue> {
+        let stamp = newest_mtime(&self.cfg.stacks_dir);
+        let mut c = lock(&self.catalogue);
+        if c.0.is_none() || c.0 != stamp {
+            *c = (stamp, Arc::new(Catalogue::load(&self.cfg.stacks_dir)));
+        }
+        c.1.clone()
+    }
+
+    /// Makes the prober look at every service on its next tick (after changes).
+    pub fn kick_prober(&self) {
+        *lock(&self.next_probe) = Instant::now();
     }
 
     fn stack_def(&self, id: &str) -> Result<StackDef, AppError> {
@@ -231,6 +248,7 @@ impl App {
             }
         };
         let (done, r) = reconcile::apply(&*self.engine, plan, &observer).await;
+        self.kick_prober();
         (done, r.map_err(AppError::from))
     }
 
@@ -355,9 +373,14 @@ impl App {
 
     /// Runs the probes that are due and records health transitions.
     pub async fn probe_all(&self) {
+        let now = Instant::now();
+        if now < *lock(&self.next_probe) {
+            return;
+        }
         let Ok(services) = self.engine.list_services(None).await else { return };
         let catalogue = self.catalogue();
-        let now = Instant::now();
+        // Without probes, look again after a while (new services kick the prober).
+        let mut next = now + std::time::Duration::from_secs(30);
         for st in services {
             let Some(def) = catalogue.stacks.get(&st.stack).and_then(|s| s.services.get(&st.service)) else { continue };
             let Some(probe) = &def.probe else { continue };
@@ -370,6 +393,10 @@ impl App {
                 e.due(probe, now)
             };
             if !due {
+                let h = lock(&self.health);
+                if let Some(at) = h.get(&st.name).and_then(|e| e.next_due(probe)) {
+                    next = next.min(at);
+                }
                 continue;
             }
             let result = health::run(&*self.engine, &st, probe).await;
@@ -378,6 +405,9 @@ impl App {
                 let e = h.entry(st.name.clone()).or_insert_with(|| ProbeState::new(&st.id));
                 let before = e.health;
                 e.record(probe, result, Instant::now());
+                if let Some(at) = e.next_due(probe) {
+                    next = next.min(at);
+                }
                 (before != e.health).then(|| (before, e.health, e.last_error.clone()))
             };
             if let Some((from, to, detail)) = transition {
@@ -387,9 +417,14 @@ impl App {
                 );
             }
         }
+        let mut np = lock(&self.next_probe);
+        // A kick during this pass (a newer time) wins over the computed schedule.
+        if *np <= now {
+            *np = next;
+        }
     }
 
-    fn service_views(&self, stack: Option<&StackDef>, services: &[ServiceState]) -> Vec<ServiceView> {
+    fn service_views(&self, stack: Option<&StackDef>, services: &[ServiceState], settings: &BTreeMap<String, String>) -> Vec<ServiceView> {
         let h = lock(&self.health);
         let mut names: Vec<String> = stack.map(|s| s.order.clone()).unwrap_or_default();
         for s in services {
@@ -419,7 +454,12 @@ impl App {
                     health_detail: detail,
                     image: st.map(|s| s.observed.image.clone()).unwrap_or_default(),
                     ports: def
-                        .map(|d| d.ports.iter().map(|p| format!("{}:{}→{}/{}", p.host_ip, p.host_port, p.container_port, p.protocol)).collect())
+                        .map(|d| {
+                            d.ports
+                                .iter()
+                                .map(|p| format!("{}:{}→{}/{}", p.host_ip, crate::catalogue::render::interpolate(&p.host_port, settings), p.container_port, p.protocol))
+                                .collect()
+                        })
                         .unwrap_or_default(),
                     restarts: st.map(|s| s.restart_count).unwrap_or(0),
                     service: svc,
@@ -429,7 +469,12 @@ impl App {
     }
 
     fn summary(&self, id: &str, def: Option<&StackDef>, enabled: bool, services: &[ServiceState]) -> StackSummary {
-        let views = self.service_views(def, services);
+        let stored = self.store.stack(id).ok().flatten().map(|r| r.settings).unwrap_or_default();
+        let settings = match def {
+            Some(d) => resolve_settings(d, &stored).unwrap_or(stored),
+            None => stored,
+        };
+        let views = self.service_views(def, services, &settings);
         let state = if services.is_empty() {
             "not deployed"
         } else if views.iter().any(|v| v.health == "unhealthy" || v.health == "absent") {
@@ -528,13 +573,25 @@ impl App {
             unmanaged,
             last_reconcile: lr.0,
             last_reconcile_error: lr.1,
-            catalogue_issues: catalogue.issues,
+            catalogue_issues: catalogue.issues.clone(),
         })
     }
 
     pub fn network_of(stack: &str) -> String {
         network_name(stack)
     }
+}
+
+fn newest_mtime(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    let mut newest = std::fs::metadata(dir).and_then(|m| m.modified()).ok()?;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        for p in [e.path(), e.path().join("stack.yaml")] {
+            if let Ok(t) = std::fs::metadata(&p).and_then(|m| m.modified()) {
+                newest = newest.max(t);
+            }
+        }
+    }
+    Some(newest)
 }
 
 pub fn health_word(h: Health) -> String {

@@ -53,6 +53,12 @@ impl ProbeState {
         }
     }
 
+    /// When the next probe is due.
+    pub fn next_due(&self, p: &ProbeDef) -> Option<Instant> {
+        let gap = if self.health == Health::Starting { Duration::from_secs(2).min(p.interval) } else { p.interval };
+        self.last_run.map(|t| t + gap)
+    }
+
     /// Folds one probe result into the state.
     pub fn record(&mut self, p: &ProbeDef, result: Result<Duration, String>, now: Instant) {
         self.last_run = Some(now);
