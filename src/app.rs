@@ -71,6 +71,8 @@ pub struct App {
     last_reconcile: Mutex<(Option<String>, Option<String>)>,
     /// The catalogue as last read, with the newest modification time of its files.
     catalogue: Mutex<(Option<std::time::SystemTime>, Arc<Catalogue>)>,
+    /// Stacks whose last reconcile failed: failures in a row, next attempt, last error.
+    retry: Mutex<BTreeMap<String, (u32, Instant, String)>>,
     /// When the prober next has something due; `Instant::now()` forces a pass.
     next_probe: Mutex<Instant>,
     /// Test hook: stop the world after the action with this key (see docs/testing.md).
@@ -93,6 +95,7 @@ impl App {
             last_reconcile: Mutex::new((None, None)),
             catalogue: Mutex::new((None, Arc::new(Catalogue::default()))),
             next_probe: Mutex::new(Instant::now()),
+            retry: Mutex::new(BTreeMap::new()),
             pause_after: std::env::var("HAFEN_TEST_PAUSE_AFTER").ok().filter(|s| !s.is_empty()),
         }
     }
@@ -234,11 +237,15 @@ impl App {
     async fn apply(&self, plan: &Plan, actor: &str, drift_repair: bool) -> (Vec<Applied>, Result<(), AppError>) {
         let observer = |a: &Action, r: &Result<(), EngineError>| {
             let ev = match r {
-                Ok(()) if drift_repair => Event::DriftRepaired { stack: plan.stack.clone(), action: a.key(), description: a.to_string() },
-                Ok(()) => Event::ActionApplied { stack: plan.stack.clone(), action: a.key(), description: a.to_string() },
-                Err(e) => Event::ActionFailed { stack: plan.stack.clone(), action: a.key(), description: a.to_string(), error: e.to_string() },
+                Ok(()) if drift_repair => Some(Event::DriftRepaired { stack: plan.stack.clone(), action: a.key(), description: a.to_string() }),
+                Ok(()) => Some(Event::ActionApplied { stack: plan.stack.clone(), action: a.key(), description: a.to_string() }),
+                // The reconciler reports its failures once per distinct error (ReconcileFailed).
+                Err(_) if drift_repair => None,
+                Err(e) => Some(Event::ActionFailed { stack: plan.stack.clone(), action: a.key(), description: a.to_string(), error: e.to_string() }),
             };
-            self.emit(actor, ev);
+            if let Some(ev) = ev {
+                self.emit(actor, ev);
+            }
             if self.pause_after.as_deref() == Some(a.key().as_str()) {
                 let _ = std::fs::write(self.cfg.state_dir.join("paused"), a.key());
                 tracing::warn!(action = %a.key(), "test hook HAFEN_TEST_PAUSE_AFTER: pausing for good");
@@ -261,6 +268,7 @@ impl App {
             return Ok(DeployResponse { stack: id.into(), dry_run: true, images, plan, applied: vec![] });
         }
         let _g = self.op_lock.lock().await;
+        lock(&self.retry).remove(id);
         let before = self.store.stack(id)?.map(|r| r.settings).unwrap_or_default();
         let changed: Vec<String> = settings.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect();
         self.store.put_stack(id, true, &settings, &stack.file_hash)?;
@@ -352,6 +360,12 @@ impl App {
                 errors.push(format!("{}: definition missing or invalid; left as it runs", rec.id));
                 continue;
             };
+            if let Some((n, at, err)) = lock(&self.retry).get(&rec.id) {
+                if Instant::now() < *at {
+                    errors.push(format!("{}: {err} ({n} failures in a row; next attempt in {}s)", rec.id, at.saturating_duration_since(Instant::now()).as_secs()));
+                    continue;
+                }
+            }
             let _g = self.op_lock.lock().await;
             let r = async {
                 let settings = self.settings_for(stack, &BTreeMap::new())?;
@@ -363,9 +377,28 @@ impl App {
                 Ok::<(), AppError>(())
             }
             .await;
-            if let Err(e) = r {
-                errors.push(format!("{}: {e}", rec.id));
-                self.emit("reconciler", Event::ReconcileFailed { stack: rec.id.clone(), error: e.to_string() });
+            match r {
+                Ok(()) => {
+                    lock(&self.retry).remove(&rec.id);
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    errors.push(format!("{}: {msg}", rec.id));
+                    let (n, same) = {
+                        let mut retry = lock(&self.retry);
+                        let entry = retry.entry(rec.id.clone()).or_insert((0, Instant::now(), String::new()));
+                        let same = entry.2 == msg;
+                        entry.0 += 1;
+                        // Back off: 5 s, 10 s, 20 s … at most 5 minutes between attempts.
+                        let delay = std::time::Duration::from_secs(5u64.saturating_mul(1 << entry.0.min(6).saturating_sub(1)).min(300));
+                        entry.1 = Instant::now() + delay;
+                        entry.2 = msg.clone();
+                        (entry.0, same)
+                    };
+                    if !same {
+                        self.emit("reconciler", Event::ReconcileFailed { stack: rec.id.clone(), error: format!("{msg} (attempt {n})") });
+                    }
+                }
             }
         }
         *lock(&self.last_reconcile) = (Some(crate::store::now()), if errors.is_empty() { None } else { Some(errors.join("; ")) });

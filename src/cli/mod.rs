@@ -268,6 +268,20 @@ fn print_stacks(stacks: &[StackSummary]) {
     }
 }
 
+/// A spinner with elapsed time on a terminal; one plain line otherwise.
+fn progress_spinner(msg: &str) -> indicatif::ProgressBar {
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+        pb.set_message(msg.to_string());
+        pb.enable_steady_tick(Duration::from_millis(200));
+        pb
+    } else {
+        eprintln!("{msg}");
+        indicatif::ProgressBar::hidden()
+    }
+}
+
 fn print_plan(plan: &crate::reconcile::Plan, images: &[String]) {
     if !images.is_empty() {
         println!("{}", t!("images_header"));
@@ -335,21 +349,33 @@ async fn stack(cli: &Cli, sc: &StackCmd) -> anyhow::Result<i32> {
         }
         StackCmd::Deploy { id, set, dry_run, wait, json } => {
             let c = client(cli)?;
-            let req = DeployRequest { settings: parse_sets(set)?, dry_run: *dry_run };
-            let r: DeployResponse = c.post(&format!("/v1/stacks/{id}/deploy"), &req).await?;
-            if *json && (*dry_run || *wait == 0) {
-                print_json(&r);
+            let settings = parse_sets(set)?;
+            // Show the plan first: the real call may take minutes when images must be built.
+            let preview: DeployResponse = c.post(&format!("/v1/stacks/{id}/deploy"), &DeployRequest { settings: settings.clone(), dry_run: true }).await?;
+            if *dry_run {
+                if *json {
+                    print_json(&preview);
+                } else {
+                    print_plan(&preview.plan, &preview.images);
+                    println!("{}", t!("dry_run_note"));
+                }
                 return Ok(0);
             }
             if !*json {
-                print_plan(&r.plan, &r.images);
-                if *dry_run {
-                    println!("{}", t!("dry_run_note"));
-                    return Ok(0);
-                }
-                if !r.plan.is_empty() {
-                    println!("{}", t!("applied_ok", count = r.applied.len(), stack = id));
-                }
+                print_plan(&preview.plan, &preview.images);
+            }
+            let spinner = (!*json && !preview.images.is_empty()).then(|| progress_spinner(&t!("building_images")));
+            let r: Result<DeployResponse, _> = c.post(&format!("/v1/stacks/{id}/deploy"), &DeployRequest { settings, dry_run: false }).await;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            let r = r?;
+            if *json && *wait == 0 {
+                print_json(&r);
+                return Ok(0);
+            }
+            if !*json && !r.plan.is_empty() {
+                println!("{}", t!("applied_ok", count = r.applied.len(), stack = id));
             }
             if *wait == 0 {
                 return Ok(0);
