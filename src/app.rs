@@ -20,11 +20,11 @@ use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("no stack `{id}` in {dir}; available: {available}")]
+    #[error("{}", rust_i18n::t!("err.app_not_found", id = .id, dir = .dir, available = .available))]
     NotFound { id: String, dir: String, available: String },
-    #[error("stack `{id}` has an invalid definition; fix it and run `hafen stack check`")]
+    #[error("{}", rust_i18n::t!("err.app_definition", id = .id))]
     Definition { id: String, issues: Vec<String> },
-    #[error("invalid settings for `{id}`; nothing was changed")]
+    #[error("{}", rust_i18n::t!("err.app_settings", id = .id))]
     Settings { id: String, errors: Vec<String> },
     #[error("{0}")]
     Refused(String),

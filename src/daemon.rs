@@ -19,13 +19,13 @@ use tokio_util::task::TaskTracker;
 pub enum ServeError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
-    #[error("cannot prepare {path}: {detail}")]
+    #[error("{}", rust_i18n::t!("err.serve_prepare", path = .path, detail = .detail))]
     Prepare { path: String, detail: String },
-    #[error("another hafen daemon already answers on {0}; stop it first or use another socket")]
+    #[error("{}", rust_i18n::t!("err.serve_running", _0 = .0))]
     AlreadyRunning(String),
-    #[error("cannot bind the API socket {path}: {detail}")]
+    #[error("{}", rust_i18n::t!("err.serve_bind", path = .path, detail = .detail))]
     Bind { path: String, detail: String },
-    #[error("stopped before the container engine at {0} could be reached")]
+    #[error("{}", rust_i18n::t!("err.serve_noengine", _0 = .0))]
     NoEngine(String),
 }
 

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("the hafen daemon does not answer at {socket}: {detail}. Start it with `hafen serve` (or `systemctl start hafen`), or pass --socket")]
+    #[error("{}", rust_i18n::t!("err.client_unreachable", socket = .socket, detail = .detail))]
     Unreachable { socket: String, detail: String },
-    #[error("permission denied on {socket}: run as root or as a member of the socket's group")]
+    #[error("{}", rust_i18n::t!("err.client_denied", socket = .socket))]
     Denied { socket: String },
     #[error("{}", render_api(.0))]
     Api(ApiError),
-    #[error("unexpected answer from the daemon: {0}")]
+    #[error("{}", rust_i18n::t!("err.client_protocol", _0 = .0))]
     Protocol(String),
 }
 

@@ -141,17 +141,17 @@ pub struct ExecOutput {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("the container engine is unreachable at {endpoint}: {detail}. Check that Docker runs (`systemctl status docker`); hafen retries by itself")]
+    #[error("{}", rust_i18n::t!("err.engine_unreachable", endpoint = .endpoint, detail = .detail))]
     Unreachable { endpoint: String, detail: String },
-    #[error("{what} `{name}` exists but was not created by hafen; hafen never touches it. Rename or remove it by hand, then retry")]
+    #[error("{}", rust_i18n::t!("err.engine_foreign", what = .what, name = .name))]
     Foreign { what: &'static str, name: String },
-    #[error("refused by hafen's container policy for {name}: {reasons}")]
+    #[error("{}", rust_i18n::t!("err.engine_policy", name = .name, reasons = .reasons))]
     Policy { name: String, reasons: String },
-    #[error("image `{image}` is not available and cannot be pulled: {detail}")]
+    #[error("{}", rust_i18n::t!("err.engine_image", image = .image, detail = .detail))]
     ImageUnavailable { image: String, detail: String },
-    #[error("image build `{tag}` failed: {detail}")]
+    #[error("{}", rust_i18n::t!("err.engine_build", tag = .tag, detail = .detail))]
     Build { tag: String, detail: String },
-    #[error("engine call `{op}` on `{name}` failed: {detail}")]
+    #[error("{}", rust_i18n::t!("err.engine_call", op = .op, name = .name, detail = .detail))]
     Call { op: &'static str, name: String, detail: String },
 }
 

@@ -11,13 +11,13 @@ use tokio::process::Command;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
-    #[error("image recipe `{recipe}` not found: {path} has no Dockerfile. Recipes live in the images directory ({dir}); check `images_dir` in the config")]
+    #[error("{}", rust_i18n::t!("err.image_norecipe", recipe = .recipe, path = .path, dir = .dir))]
     NoRecipe { recipe: String, path: String, dir: String },
-    #[error("cannot read recipe `{recipe}`: {detail}")]
+    #[error("{}", rust_i18n::t!("err.image_read", recipe = .recipe, detail = .detail))]
     Read { recipe: String, detail: String },
-    #[error("the base image hafen/debian:{suite} is missing and `debootstrap` is not installed. Install it (`apt-get install debootstrap`) and retry; hafen then builds the base from Debian's packages")]
+    #[error("{}", rust_i18n::t!("err.image_nodebootstrap", suite = .suite))]
     NoDebootstrap { suite: String },
-    #[error("building the Debian base `{suite}` failed: {detail}. Check that {mirror} is reachable, then retry")]
+    #[error("{}", rust_i18n::t!("err.image_bootstrap", suite = .suite, detail = .detail, mirror = .mirror))]
     Bootstrap { suite: String, mirror: String, detail: String },
     #[error(transparent)]
     Engine(#[from] EngineError),

@@ -44,13 +44,13 @@ const MIGRATIONS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the state store {path} is damaged or not a hafen state store ({detail}). hafen changed nothing and leaves running stacks alone. Restore the file from hafen's backup, or move it aside to start with an empty state (running stacks are then kept but not managed until deployed again)")]
+    #[error("{}", rust_i18n::t!("err.store_corrupt", path = .path, detail = .detail))]
     Corrupt { path: String, detail: String },
-    #[error("the state store {path} has schema version {found}, but this hafen knows only up to {known}. Did you downgrade hafen? Install the newer version again")]
+    #[error("{}", rust_i18n::t!("err.store_toonew", path = .path, found = .found, known = .known))]
     TooNew { path: String, found: i64, known: i64 },
-    #[error("cannot open the state store {path}: {detail}. Check that the directory exists and is writable by hafen")]
+    #[error("{}", rust_i18n::t!("err.store_open", path = .path, detail = .detail))]
     Open { path: String, detail: String },
-    #[error("state store query failed: {0}")]
+    #[error("{}", rust_i18n::t!("err.store_query", _0 = .0))]
     Query(#[from] rusqlite::Error),
 }
 
