@@ -387,7 +387,8 @@ fn decode_service(
             };
             check_template(&val, &kp, settings, is);
             let upper = k.to_ascii_uppercase();
-            if (upper.contains("PASSWORD") || upper.contains("SECRET") || upper.ends_with("_KEY") || upper.contains("TOKEN"))
+            let public = upper.contains("PUBLIC_KEY");
+            if (upper.contains("PASSWORD") || upper.contains("SECRET") || (upper.ends_with("_KEY") && !public) || upper.contains("TOKEN"))
                 && !upper.ends_with("_FILE")
                 && !val.is_empty()
             {
