@@ -218,3 +218,21 @@ fn settings_are_checked_before_anything_happens() {
     assert!(e.iter().any(|m| m.contains("port number")));
     let _ = catalogue::check_paths(&[root().join("stacks")]);
 }
+
+#[test]
+fn config_check_reports_every_problem_and_accepts_a_good_file() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.yaml");
+    std::fs::write(&bad, "state_dir: /srv/hafen\nreconcile_interval: often\nlog_format: xml\nsokcet: /run/x.sock\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hafen")).args(["config", "check"]).arg(&bad).env("HAFEN_LANG", "en").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in ["bad.yaml:2: reconcile_interval", "bad.yaml:3: log_format", "bad.yaml:4: sokcet: unknown field `sokcet` (did you mean `socket`?)"] {
+        assert!(err.contains(want), "missing `{want}` in:\n{err}");
+    }
+    let good = d.path().join("good.yaml");
+    std::fs::write(&good, "state_dir: /srv/hafen\nreconcile_interval: 10s\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hafen")).args(["config", "check"]).arg(&good).env("HAFEN_LANG", "de").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Konfiguration gültig"));
+}

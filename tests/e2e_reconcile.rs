@@ -171,3 +171,56 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     assert_eq!(o.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&o.stderr).contains("hafen serve"));
 }
+
+#[test]
+/// Regression: containers inherit image labels, so a stranger's container made from a hafen-built
+/// image once looked like hafen's own (it carried `org.hafen.managed`).
+fn foreign_container_from_a_hafen_image_is_never_touched() {
+    ensure_images();
+    let id = "duo-foreign";
+    let mut d = Daemon::new(&[(&duo(), id)]);
+    d.start();
+    // Someone else's container under the name hafen would use.
+    let image = docker(&["images", "--format", "{{.Repository}}:{{.Tag}}", "hafen/radicale"]).lines().next().unwrap().to_string();
+    let foreign = format!("hafen-{id}-first");
+    docker(&["rm", "-f", &foreign]);
+    let cid = docker(&["run", "-d", "--name", &foreign, "--entrypoint", "sleep", &image, "600"]);
+    assert!(!cid.is_empty());
+    let [p1, p2] = ports();
+    let o = d.cli(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "0"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("was not created by hafen"), "{err}");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(docker(&["inspect", "-f", "{{.Id}} {{.State.Running}}", &foreign]), format!("{cid} true"), "foreign container was touched");
+    let status = d.json(&["status"]);
+    assert!(status["last_reconcile_error"].as_str().unwrap_or("").contains("not created by hafen"), "{status}");
+    docker(&["rm", "-f", &foreign]);
+    // Once the name is free, the reconciler finishes the deploy by itself.
+    wait_for(Duration::from_secs(120), || healthy(&d, id).then_some(())).expect("did not converge once the name was free");
+}
+
+#[test]
+fn logs_and_json_views() {
+    ensure_images();
+    let id = "duo-logs";
+    let mut d = Daemon::new(&[(&duo(), id)]);
+    d.start();
+    let [p1, p2] = ports();
+    let r = d.json(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "0"]);
+    assert_eq!(r["plan"]["actions"].as_array().unwrap().len(), 5, "{r}");
+    wait_for(Duration::from_secs(120), || healthy(&d, id).then_some(())).expect("not healthy");
+    let logs = d.json(&["stack", "logs", id, "first", "--tail", "20"]);
+    assert!(!logs["logs"]["first"].as_str().unwrap().is_empty(), "{logs}");
+    assert!(logs["logs"].get("second").is_none());
+    let text = d.ok(&["stack", "logs", id]);
+    assert!(text.contains("     first | ") && text.contains("    second | "), "{text}");
+    let list = d.json(&["stack", "list"]);
+    let me = list.as_array().unwrap().iter().find(|s| s["id"] == id).unwrap();
+    assert_eq!(me["state"], "healthy");
+    assert!(me["services"][0]["ports"][0].as_str().unwrap().starts_with("127.0.0.1:"), "{me}");
+    let show = d.ok(&["stack", "show", id]);
+    assert!(show.contains(&format!("hafen-{id}-one")), "{show}");
+    // German is the default language of the CLI.
+    let o = std::process::Command::new(bin()).arg("--config").arg(&d.config).args(["stack", "deploy", id, "--wait", "0"]).env_remove("LANG").env_remove("LC_ALL").env_remove("LC_MESSAGES").env_remove("HAFEN_LANG").output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Nichts zu tun"), "{}", String::from_utf8_lossy(&o.stdout));
+}

@@ -2,6 +2,7 @@
 //! wrong type, bad value) with its field path and line, instead of stopping at the first.
 //! Owns the `Issue` type that `hafen stack check` and `hafen config check` print.
 
+use rust_i18n::t;
 use super::yamlpos::Positions;
 use serde::de::DeserializeOwned;
 use serde_norway::{Mapping, Value};
@@ -51,6 +52,12 @@ impl Issues {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
+
+    /// The issues in file order (unknown fields are found last but belong where they are).
+    pub fn into_sorted(mut self) -> Vec<Issue> {
+        self.list.sort_by_key(|i| i.line.unwrap_or(0));
+        self.list
+    }
 }
 
 /// Parses YAML text into a value, reporting a syntax error as an issue with its line.
@@ -60,7 +67,7 @@ pub fn parse_yaml(file: &str, src: &str) -> Result<Value, Vec<Issue>> {
             file: file.to_string(),
             line: e.location().map(|l| l.line()),
             path: "(syntax)".into(),
-            message: format!("not valid YAML: {e}"),
+            message: t!("v.yaml", e = e.to_string()).to_string(),
         }]
     })
 }
@@ -87,7 +94,7 @@ impl<'a> Obj<'a> {
             Value::Mapping(map) => Some(Obj { map, path: path.to_string(), seen: BTreeSet::new() }),
             Value::Null => None,
             other => {
-                issues.push(path, format!("expected a mapping, found {}", kind(other)));
+                issues.push(path, t!("v.want_map", found = kind(other)).to_string());
                 None
             }
         }
@@ -112,7 +119,7 @@ impl<'a> Obj<'a> {
         match serde_norway::from_value::<T>(v.clone()) {
             Ok(t) => Some(t),
             Err(e) => {
-                issues.push(&self.path_of(key), format!("invalid value: {}", clean(&e.to_string())));
+                issues.push(&self.path_of(key), t!("v.invalid", e = clean(&e.to_string())).to_string());
                 None
             }
         }
@@ -121,7 +128,7 @@ impl<'a> Obj<'a> {
     /// Required typed field.
     pub fn req<T: DeserializeOwned>(&mut self, key: &str, issues: &mut Issues) -> Option<T> {
         if self.raw(key).is_none() {
-            issues.push(&self.path, format!("missing required field `{key}`"));
+            issues.push(&self.path, t!("v.missing", key = key).to_string());
             return None;
         }
         self.opt(key, issues)
@@ -138,12 +145,12 @@ impl<'a> Obj<'a> {
             let k = key_str(k);
             if !self.seen.contains(&k) {
                 let hint = suggest(&k, self.seen.iter().map(String::as_str))
-                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .map(|s| t!("v.did_you_mean", s = s).to_string())
                     .unwrap_or_default();
                 let known: Vec<&str> = self.seen.iter().map(String::as_str).collect();
                 issues.push(
                     &child(&self.path, &k),
-                    format!("unknown field `{k}`{hint}; known fields here: {}", known.join(", ")),
+                    t!("v.unknown", k = k, hint = hint, known = known.join(", ")).to_string(),
                 );
             }
         }
@@ -175,7 +182,7 @@ pub fn entries<'a>(v: &'a Value, path: &str, issues: &mut Issues) -> Vec<(String
         Value::Mapping(m) => m.iter().map(|(k, v)| (key_str(k), v, child(path, &key_str(k)))).collect(),
         Value::Null => Vec::new(),
         other => {
-            issues.push(path, format!("expected a mapping, found {}", kind(other)));
+            issues.push(path, t!("v.want_map", found = kind(other)).to_string());
             Vec::new()
         }
     }
@@ -187,7 +194,7 @@ pub fn items<'a>(v: &'a Value, path: &str, issues: &mut Issues) -> Vec<(&'a Valu
         Value::Sequence(s) => s.iter().enumerate().map(|(i, v)| (v, format!("{path}[{i}]"))).collect(),
         Value::Null => Vec::new(),
         other => {
-            issues.push(path, format!("expected a list, found {}", kind(other)));
+            issues.push(path, t!("v.want_list", found = kind(other)).to_string());
             Vec::new()
         }
     }
@@ -230,14 +237,14 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration; write e.g. 10s, 5m, 2h"))?;
+    let n: u64 = num.parse().map_err(|_| t!("v.duration", s = s).to_string())?;
     let secs = match unit {
         "ms" => return Ok(std::time::Duration::from_millis(n)),
         "s" | "" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86400,
-        _ => return Err(format!("`{s}` has unknown unit `{unit}`; use ms, s, m, h or d")),
+        _ => return Err(t!("v.duration_unit", s = s, unit = unit).to_string()),
     };
     Ok(std::time::Duration::from_secs(secs))
 }
@@ -247,15 +254,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size; write e.g. 512m or 2g"))?;
+    let n: u64 = num.parse().map_err(|_| t!("v.size", s = s).to_string())?;
     let mult: u64 = match unit.trim_end_matches('b').trim_end_matches('i') {
         "" => 1,
         "k" => 1 << 10,
         "m" => 1 << 20,
         "g" => 1 << 30,
-        _ => return Err(format!("`{s}` has unknown unit `{unit}`; use k, m or g")),
+        _ => return Err(t!("v.size_unit", s = s, unit = unit).to_string()),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+    n.checked_mul(mult).ok_or_else(|| t!("v.too_large", s = s).to_string())
 }
 
 #[cfg(test)]

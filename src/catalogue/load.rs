@@ -2,6 +2,7 @@
 //! problems at once. Owns the rules of format v1, including the hardening rules a definition must
 //! pass before hafen would ever create a container from it (enforced again in `engine::policy`).
 
+use rust_i18n::t;
 use super::decode::{child, entries, items, parse_duration, parse_size, parse_yaml, scalar, Issue, Issues, Obj};
 use super::model::*;
 use serde_norway::Value;
@@ -53,7 +54,7 @@ pub fn parse_stack(file: &str, src: &str, dir_id: Option<&str>) -> Result<StackD
             if issues.is_empty() {
                 issues.push("", "the file is empty; a stack needs at least `version`, `id` and `services`");
             }
-            Err(issues.list)
+            Err(issues.into_sorted())
         }
     }
 }
@@ -247,14 +248,14 @@ pub fn check_setting_value(kind: SettingType, v: &str) -> Result<(), String> {
         Ok(())
     } else {
         let want = match kind {
-            SettingType::String => "a single line of text",
-            SettingType::Int => "a whole number",
-            SettingType::Port => "a port number from 1 to 65535",
-            SettingType::Bool => "true or false",
-            SettingType::Hostname => "a host name such as cloud.example.org",
-            SettingType::Email => "an e-mail address such as it@example.org",
+            SettingType::String => t!("v.want_string"),
+            SettingType::Int => t!("v.want_int"),
+            SettingType::Port => t!("v.want_port"),
+            SettingType::Bool => t!("v.want_bool"),
+            SettingType::Hostname => t!("v.want_hostname"),
+            SettingType::Email => t!("v.want_email"),
         };
-        Err(format!("`{v}` is not valid here: expected {want}"))
+        Err(t!("v.setting_value", v = v, want = want).to_string())
     }
 }
 

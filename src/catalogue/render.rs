@@ -2,6 +2,7 @@
 //! and where its secret files live → the exact `ServiceSpec`s hafen would create. Golden tests
 //! pin this output for every stack in `stacks/`.
 
+use rust_i18n::t;
 use super::load::{check_setting_value, template_refs};
 use super::model::*;
 use crate::engine::{volume_name, HealthSpec, MountSpec, PortSpec, ServiceSpec};
@@ -16,7 +17,7 @@ pub fn resolve_settings(stack: &StackDef, given: &BTreeMap<String, String>) -> R
     for k in given.keys() {
         if !stack.settings.contains_key(k) {
             let known: Vec<&str> = stack.settings.keys().map(String::as_str).collect();
-            errs.push(format!("stack `{}` has no setting `{k}`; its settings are: {}", stack.id, known.join(", ")));
+            errs.push(t!("v.no_setting", stack = stack.id, k = k, known = known.join(", ")).to_string());
         }
     }
     for (k, def) in &stack.settings {
@@ -25,9 +26,9 @@ pub fn resolve_settings(stack: &StackDef, given: &BTreeMap<String, String>) -> R
                 Ok(()) => {
                     out.insert(k.clone(), v.clone());
                 }
-                Err(e) => errs.push(format!("setting `{k}`: {e}")),
+                Err(e) => errs.push(t!("v.setting", k = k, e = e).to_string()),
             },
-            None => errs.push(format!("setting `{k}` is required ({}); pass it with --set {k}=…", def.description)),
+            None => errs.push(t!("v.setting_required", k = k, d = def.description).to_string()),
         }
     }
     if errs.is_empty() {

@@ -154,7 +154,7 @@ pub async fn run(cli: Cli) -> i32 {
 
 fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
     Config::load(path.map(|p| p.as_path())).map_err(|issues| {
-        anyhow::anyhow!("invalid configuration:\n{}", issues.iter().map(|i| format!("  {i}")).collect::<Vec<_>>().join("\n"))
+        anyhow::anyhow!("{}\n{}", t!("config_invalid"), issues.iter().map(|i| format!("  {i}")).collect::<Vec<_>>().join("\n"))
     })
 }
 

@@ -2,6 +2,7 @@
 //! `Config`, all problems reported at once with line numbers. Without a file, built-in defaults
 //! apply. Owns nothing at runtime; `hafen config check` runs `load` offline.
 
+use rust_i18n::t;
 use crate::catalogue::decode::{parse_duration, parse_yaml, scalar, Issue, Issues, Obj};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -91,7 +92,7 @@ impl Config {
     pub fn load_file(path: &Path) -> Result<Config, Vec<Issue>> {
         let file = path.display().to_string();
         let src = std::fs::read_to_string(path).map_err(|e| {
-            vec![Issue { file: file.clone(), line: None, path: "(file)".into(), message: format!("cannot read the config file: {e}") }]
+            vec![Issue { file: file.clone(), line: None, path: "(file)".into(), message: t!("v.config_read", e = e.to_string()).to_string() }]
         })?;
         Self::parse(&file, &src, path.parent().unwrap_or(Path::new("/")))
     }
@@ -123,7 +124,7 @@ impl Config {
             }
             if let Some(m) = o.opt::<String>("debian_mirror", &mut is) {
                 if !(m.starts_with("http://") || m.starts_with("https://")) {
-                    is.push("debian_mirror", format!("`{m}` is not an http(s) URL"));
+                    is.push("debian_mirror", t!("v.url", m = m).to_string());
                 }
                 c.debian_mirror = m;
             }
@@ -134,7 +135,7 @@ impl Config {
                 if let Some(s) = o.raw(key).and_then(scalar) {
                     match parse_duration(&s) {
                         Ok(d) if d >= min => *slot = d,
-                        Ok(_) => is.push(key, format!("`{s}` is too short; at least {}s", min.as_secs())),
+                        Ok(_) => is.push(key, t!("v.too_short", s = s, min = min.as_secs()).to_string()),
                         Err(e) => is.push(key, e),
                     }
                 }
@@ -142,14 +143,14 @@ impl Config {
             match o.opt::<String>("log_format", &mut is).as_deref() {
                 None | Some("text") => {}
                 Some("json") => c.log_format = LogFormat::Json,
-                Some(other) => is.push("log_format", format!("unknown log format `{other}`; use text or json")),
+                Some(other) => is.push("log_format", t!("v.log_format", other = other).to_string()),
             }
             o.finish(&mut is);
         }
         if is.is_empty() {
             Ok(c)
         } else {
-            Err(is.list)
+            Err(is.into_sorted())
         }
     }
 }

@@ -57,10 +57,18 @@ impl DockerEngine {
     async fn ensure_ours(&self, name: &str) -> Result<bool, EngineError> {
         match self.container_labels(name).await? {
             None => Ok(false),
-            Some(l) if l.get(LABEL_MANAGED).map(String::as_str) == Some("true") => Ok(true),
+            // Image labels are inherited by containers, so "managed" alone is not proof:
+            // a container is ours only with the stack and service labels hafen sets on it.
+            Some(l) if is_ours(&l) => Ok(true),
             Some(_) => Err(EngineError::Foreign { what: "container", name: name.to_string() }),
         }
     }
+}
+
+fn is_ours(labels: &HashMap<String, String>) -> bool {
+    labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
+        && labels.get(LABEL_STACK).is_some_and(|s| !s.is_empty())
+        && labels.get(LABEL_SERVICE).is_some_and(|s| !s.is_empty())
 }
 
 fn nanos(d: Duration) -> i64 {
@@ -176,6 +184,9 @@ impl Engine for DockerEngine {
                 Err(e) => return Err(self.err("inspect", &id, e)),
             };
             let labels = info.config.as_ref().and_then(|c| c.labels.clone()).unwrap_or_default();
+            if !is_ours(&labels) {
+                continue;
+            }
             let state = info.state.clone().unwrap_or_default();
             let hc = info.host_config.clone().unwrap_or_default();
             let stack_l = labels.get(LABEL_STACK).cloned().unwrap_or_default();

@@ -18,6 +18,7 @@ pub const LABEL_STACK: &str = "org.hafen.stack";
 pub const LABEL_SERVICE: &str = "org.hafen.service";
 pub const LABEL_VOLUME: &str = "org.hafen.volume";
 pub const LABEL_SPEC_HASH: &str = "org.hafen.spec-hash";
+pub const LABEL_RECIPE: &str = "org.hafen.recipe";
 pub const LABEL_RECIPE_HASH: &str = "org.hafen.recipe-hash";
 
 pub fn container_name(stack: &str, service: &str) -> String {

@@ -3,7 +3,7 @@
 //! recipe's tag carries a hash of its files (`hafen/<recipe>:<hash>`), so an unchanged recipe is
 //! never built twice and a changed one always is.
 
-use crate::engine::{Engine, EngineError, LABEL_MANAGED, LABEL_RECIPE_HASH};
+use crate::engine::{Engine, EngineError, LABEL_RECIPE, LABEL_RECIPE_HASH};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -148,7 +148,9 @@ pub async fn ensure_recipe(
     }
     let ctx = context_tar(&dir).map_err(|e| ImageError::Read { recipe: recipe.into(), detail: e.to_string() })?;
     let hash = tag.rsplit(':').next().unwrap_or_default().to_string();
-    let labels = BTreeMap::from([(LABEL_MANAGED.to_string(), "true".to_string()), (LABEL_RECIPE_HASH.to_string(), hash)]);
+    // Not LABEL_MANAGED: containers inherit image labels, and only hafen's own containers may
+    // carry that one.
+    let labels = BTreeMap::from([(LABEL_RECIPE.to_string(), recipe.to_string()), (LABEL_RECIPE_HASH.to_string(), hash)]);
     progress(&format!("building {tag}"));
     engine.build_image(&tag, ctx, labels, progress).await?;
     Ok(tag)
