@@ -141,8 +141,10 @@ impl App {
     }
 
     /// The image reference of each service. With `fetch`, missing images are built or pulled and
-    /// pinned; without it, only what would happen is listed.
-    async fn resolve_images(&self, stack: &StackDef, fetch: bool) -> Result<(BTreeMap<String, String>, Vec<String>), AppError> {
+    /// pinned; without it, only what would happen is listed. A service keeps the image it is
+    /// pinned to; only an explicit deploy (`move_builds`) moves a built image to its recipe's
+    /// current state (registry images move only with an update).
+    async fn resolve_images(&self, stack: &StackDef, fetch: bool, move_builds: bool) -> Result<(BTreeMap<String, String>, Vec<String>), AppError> {
         let pins = self.store.pins(&stack.id)?;
         let mut refs = BTreeMap::new();
         let mut notes = Vec::new();
@@ -150,10 +152,20 @@ impl App {
         for (name, svc) in &stack.services {
             let reference = match &svc.image {
                 ImageSource::Build { recipe } => {
+                    let pinned = pins.get(name).filter(|p| p.reference.starts_with(&format!("hafen/{recipe}:")));
+                    if let (Some(p), false) = (pinned, move_builds) {
+                        if self.engine.image_id(&p.reference).await?.is_some() {
+                            refs.insert(name.clone(), p.reference.clone());
+                            continue;
+                        }
+                    }
                     let tag = images::tag_for(&self.cfg.images_dir, recipe)?;
                     let present = self.engine.image_id(&tag).await?;
                     if present.is_none() {
                         notes.push(format!("build {tag} from {}/{recipe}", self.cfg.images_dir.display()));
+                    }
+                    if let Some(p) = pinned.filter(|p| p.reference != tag) {
+                        notes.push(format!("{name}: recipe changed, image moves from {} to {tag}", p.reference));
                     }
                     if fetch {
                         images::ensure_recipe(&*self.engine, &self.cfg.images_dir, recipe, &self.cfg.debian_mirror, &self.cfg.build_dir(), &progress).await?;
@@ -222,8 +234,8 @@ impl App {
         resolve_settings(stack, &given).map_err(|errors| AppError::Settings { id: stack.id.clone(), errors })
     }
 
-    async fn desired(&self, stack: &StackDef, settings: &BTreeMap<String, String>, fetch: bool) -> Result<(Plan, Vec<String>), AppError> {
-        let (refs, notes) = self.resolve_images(stack, fetch).await?;
+    async fn desired(&self, stack: &StackDef, settings: &BTreeMap<String, String>, fetch: bool, move_builds: bool) -> Result<(Plan, Vec<String>), AppError> {
+        let (refs, notes) = self.resolve_images(stack, fetch, move_builds).await?;
         if fetch {
             crate::secrets::materialise(stack, &self.cfg.secrets_dir(), &self.cfg.run_dir())
                 .map_err(|e| AppError::Io { what: format!("writing the secrets of {}", stack.id), detail: e.to_string() })?;
@@ -264,7 +276,7 @@ impl App {
         let stack = self.stack_def(id)?;
         let settings = self.settings_for(&stack, &req.settings)?;
         if req.dry_run {
-            let (plan, images) = self.desired(&stack, &settings, false).await?;
+            let (plan, images) = self.desired(&stack, &settings, false, true).await?;
             return Ok(DeployResponse { stack: id.into(), dry_run: true, images, plan, applied: vec![] });
         }
         let _g = self.op_lock.lock().await;
@@ -273,7 +285,7 @@ impl App {
         let changed: Vec<String> = settings.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect();
         self.store.put_stack(id, true, &settings, &stack.file_hash)?;
         self.emit(actor, Event::StackDeployRequested { stack: id.into(), settings_changed: changed });
-        let (plan, images) = self.desired(&stack, &settings, true).await?;
+        let (plan, images) = self.desired(&stack, &settings, true, true).await?;
         let (applied, r) = self.apply(&plan, actor, false).await;
         r?;
         Ok(DeployResponse { stack: id.into(), dry_run: false, images, plan, applied })
@@ -369,7 +381,7 @@ impl App {
             let _g = self.op_lock.lock().await;
             let r = async {
                 let settings = self.settings_for(stack, &BTreeMap::new())?;
-                let (plan, _) = self.desired(stack, &settings, true).await?;
+                let (plan, _) = self.desired(stack, &settings, true, false).await?;
                 if !plan.is_empty() {
                     let (_, r) = self.apply(&plan, "reconciler", true).await;
                     r?;

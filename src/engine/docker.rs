@@ -65,6 +65,24 @@ impl DockerEngine {
     }
 }
 
+/// Build output may carry terminal colour codes; errors and logs get plain text.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c2 in chars.by_ref() {
+                if c2.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn is_ours(labels: &HashMap<String, String>) -> bool {
     labels.get(LABEL_MANAGED).map(String::as_str) == Some("true")
         && labels.get(LABEL_STACK).is_some_and(|s| !s.is_empty())
@@ -447,7 +465,7 @@ impl Engine for DockerEngine {
         while let Some(r) = s.next().await {
             match r {
                 Ok(info) => {
-                    let line = info.stream.clone().unwrap_or_default();
+                    let line = strip_ansi(&info.stream.clone().unwrap_or_default());
                     let line = line.trim_end();
                     if !line.is_empty() {
                         progress(line);
@@ -456,7 +474,7 @@ impl Engine for DockerEngine {
                             tail.remove(0);
                         }
                     }
-                    if let Some(err) = info.error_detail.and_then(|d| d.message).or(info.error) {
+                    if let Some(err) = info.error_detail.and_then(|d| d.message).or(info.error).map(|e| strip_ansi(&e)) {
                         return Err(EngineError::Build { tag: tag.into(), detail: format!("{err}\n{}", tail.join("\n")) });
                     }
                 }
@@ -592,6 +610,11 @@ mod tests {
                 prop_assert!(user != "0" && user != "root" && !user.starts_with("0:"));
             }
         }
+    }
+
+    #[test]
+    fn build_output_loses_colour_codes() {
+        assert_eq!(strip_ansi("\u{1b}[91m/bin/sh: denied\u{1b}[0m\n"), "/bin/sh: denied\n");
     }
 
     #[test]

@@ -86,6 +86,13 @@ impl Daemon {
         d
     }
 
+    /// Points the daemon at another images directory (before `start`).
+    pub fn set_images_dir(&self, dir: &Path) {
+        let c = std::fs::read_to_string(&self.config).unwrap();
+        let c: String = c.lines().map(|l| if l.starts_with("images_dir:") { format!("images_dir: {}\n", dir.display()) } else { format!("{l}\n") }).collect();
+        std::fs::write(&self.config, c).unwrap();
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
