@@ -18,3 +18,4 @@ pub mod health;
 pub mod daemon;
 pub mod i18n;
 pub mod cli;
+pub mod backup;

@@ -19,6 +19,10 @@ impl fmt::Debug for Secret {
 }
 
 impl Secret {
+    pub fn from_string(s: String) -> Secret {
+        Secret(s)
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }

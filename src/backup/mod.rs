@@ -1,0 +1,5 @@
+//! Backups: key custody with age (`keys`), retention as a pure function (`retention`).
+//! Repositories in restic's format, capture, targets and restore are built on these.
+
+pub mod keys;
+pub mod retention;
