@@ -82,7 +82,7 @@ pub fn decide(policy: &Policy, snaps: &[Snap], now: DateTime<Utc>) -> Decision {
             return d;
         }
     }
-    let mut keep = |s: &Snap, why: &str, d: &mut Decision| d.keep.entry(s.id.clone()).or_default().push(why.to_string());
+    let keep = |s: &Snap, why: &str, d: &mut Decision| d.keep.entry(s.id.clone()).or_default().push(why.to_string());
     for s in sorted.iter().take(policy.keep_last as usize) {
         keep(s, "last", &mut d);
     }
