@@ -4,6 +4,13 @@ use clap::Parser;
 
 fn main() {
     let cli = hafen::cli::Cli::parse();
+    if !matches!(cli.cmd, hafen::cli::Cmd::Serve) {
+        // A CLI piped into `head` ends quietly, as other Unix tools do.
+        // SAFETY: resetting a signal disposition before any thread exists.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     hafen::i18n::init();
     let json_logs = matches!(cli.cmd, hafen::cli::Cmd::Serve)
         && hafen::config::Config::load(cli.config.as_deref()).map(|c| c.log_format == hafen::config::LogFormat::Json).unwrap_or(false);

@@ -2,4 +2,5 @@
 //! Repositories in restic's format, capture, targets and restore are built on these.
 
 pub mod keys;
+pub mod kit;
 pub mod retention;

@@ -45,6 +45,31 @@ pub enum Cmd {
     /// Images built from Debian's packages (works without the daemon)
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Backup keys: recovery identities and recipients (works without the daemon, as root)
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// Create a recovery identity and print the recovery kit once
+    Init {
+        /// Name of this recovery identity (e.g. where the paper copy lives)
+        #[arg(long, default_value = "recovery-1")]
+        label: String,
+        /// Also write the kit to this file (mode 0600), e.g. on a USB stick to print
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// List the recipients every repository key is encrypted to
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a recovery recipient (age1…) and re-wrap all repository keys
+    Add { label: String, recipient: String },
+    /// Remove a recovery recipient and re-wrap all repository keys
+    Remove { label: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -208,6 +233,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Stack(sc) => stack(&cli, sc).await,
         Cmd::Events(a) => events(&cli, a).await,
+        Cmd::Keys(k) => keys(&cli, k),
         Cmd::Image(ImageCmd::Build { recipes }) => {
             let cfg = load_config(cli.config.as_ref())?;
             let engine = crate::engine::docker::DockerEngine::connect(&cfg.docker_socket.display().to_string(), &cfg.run_dir().display().to_string()).await?;
@@ -477,6 +503,56 @@ pub fn render_offline(cfg: &Config, id: &str, set: &BTreeMap<String, String>) ->
         images.insert(name.clone(), r);
     }
     render::render(stack, &settings, &images, &cfg.run_dir()).map_err(|e| anyhow::anyhow!(e))
+}
+
+fn keys(cli: &Cli, k: &KeysCmd) -> anyhow::Result<i32> {
+    use crate::backup::keys::{generate_identity, Keyring};
+    let cfg = load_config(cli.config.as_ref())?;
+    let ring = Keyring::open(&cfg.keys_dir())?;
+    match k {
+        KeysCmd::Init { label, out } => {
+            let id = generate_identity();
+            let rewrapped = ring.add_recipient(label, &id.recipient)?;
+            let kit = crate::backup::kit::Kit {
+                identity: id.expose_secret().to_string(),
+                recipient: id.recipient.clone(),
+                label: label.clone(),
+                host: std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string(),
+                created: crate::store::now(),
+                targets: Vec::new(),
+            };
+            println!("{}", kit.render(true));
+            if let Some(path) = out {
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+                f.write_all(kit.render(false).as_bytes())?;
+                println!("{}", t!("kit_written", path = path.display()));
+            }
+            println!("{}", t!("kit_once", count = rewrapped.len()));
+            Ok(0)
+        }
+        KeysCmd::List { json } => {
+            let list = ring.recipients()?;
+            if *json {
+                print_json(&list);
+            } else {
+                for r in &list {
+                    println!("{:<8} {:<16} {}", r.role, r.label, r.recipient);
+                }
+            }
+            Ok(0)
+        }
+        KeysCmd::Add { label, recipient } => {
+            let n = ring.add_recipient(label, recipient)?;
+            println!("{}", t!("keys_rewrapped", count = n.len()));
+            Ok(0)
+        }
+        KeysCmd::Remove { label } => {
+            let n = ring.remove_recipient(label)?;
+            println!("{}", t!("keys_rewrapped", count = n.len()));
+            Ok(0)
+        }
+    }
 }
 
 async fn events(cli: &Cli, a: &EventsArgs) -> anyhow::Result<i32> {

@@ -75,6 +75,10 @@ impl Config {
     pub fn run_dir(&self) -> PathBuf {
         self.state_dir.join("run")
     }
+    /// age identities, recipients and wrapped repository keys (0700).
+    pub fn keys_dir(&self) -> PathBuf {
+        self.state_dir.join("keys")
+    }
     pub fn build_dir(&self) -> PathBuf {
         self.state_dir.join("build")
     }

@@ -1,0 +1,116 @@
+//! The recovery kit: everything needed to get the data back on a fresh host with only this page —
+//! the recovery identity as text and QR code, the repository locations and their wrapped keys,
+//! what the admin must supply, and the restore commands in German and English. Rendered as a
+//! terminal page and written as a text file for printing.
+
+use qrcode::render::unicode::Dense1x2;
+use qrcode::QrCode;
+
+pub struct KitTarget {
+    pub name: String,
+    /// restic repository string, e.g. `/mnt/usb/hafen` or `sftp:user@host:/path`.
+    pub location: String,
+    /// What the admin must bring besides this kit (credentials hafen does not print).
+    pub supply: Option<String>,
+    /// The armored age file with the repository key.
+    pub wrapped_key: Option<String>,
+}
+
+pub struct Kit {
+    pub identity: String,
+    pub recipient: String,
+    pub label: String,
+    pub host: String,
+    pub created: String,
+    pub targets: Vec<KitTarget>,
+}
+
+/// The identity as a terminal QR code (two modules per character cell).
+pub fn qr_terminal(data: &str) -> String {
+    match QrCode::new(data.as_bytes()) {
+        Ok(code) => code.render::<Dense1x2>().dark_color(Dense1x2::Light).light_color(Dense1x2::Dark).quiet_zone(true).build(),
+        Err(e) => format!("(QR code not possible: {e})"),
+    }
+}
+
+impl Kit {
+    /// The whole kit as text; `with_qr` adds the terminal QR code.
+    pub fn render(&self, with_qr: bool) -> String {
+        let mut s = String::new();
+        let line = "=".repeat(78);
+        s += &format!("{line}\nhafen — Notfall-Wiederherstellungsset / Recovery kit\n{line}\n");
+        s += &format!("Box / box: {}   erstellt / created: {}   Name / label: {}\n\n", self.host, self.created, self.label);
+        s += "VERTRAULICH. Wer diese Seite hat, kann alle Sicherungen lesen. Versiegelt aufbewahren\n";
+        s += "(z. B. Tresor und zweite Kopie bei der Vorstandsvorsitzenden).\n";
+        s += "CONFIDENTIAL. Whoever holds this page can read every backup. Keep it sealed\n";
+        s += "(e.g. a safe, and a second copy with the chair of the board).\n\n";
+        s += "Wiederherstellungs-Identität / recovery identity (age):\n\n";
+        s += &format!("    {}\n\n", self.identity);
+        s += &format!("Öffentlicher Empfänger / public recipient: {}\n\n", self.recipient);
+        if with_qr {
+            s += &qr_terminal(&self.identity);
+            s += "\n";
+        }
+        s += "Sicherungsziele / backup targets:\n";
+        if self.targets.is_empty() {
+            s += "  (noch keine konfiguriert / none configured yet — run `hafen keys kit` again after adding one)\n";
+        }
+        for t in &self.targets {
+            s += &format!("\n  {}: {}\n", t.name, t.location);
+            if let Some(sup) = &t.supply {
+                s += &format!("    Selbst mitbringen / supply yourself: {sup}\n");
+            }
+            match &t.wrapped_key {
+                Some(k) => {
+                    s += &format!("    Schlüsseldatei / key file repo-key-{}.age (auch im Ziel als hafen-repo-key.age / also in the target):\n", t.name);
+                    for l in k.lines() {
+                        s += &format!("    {l}\n");
+                    }
+                }
+                None => s += "    (Schlüssel entsteht bei der ersten Sicherung / key is created by the first backup)\n",
+            }
+        }
+        s += &format!("\n{line}\nWIEDERHERSTELLEN (Deutsch)\n{line}\n");
+        s += "Mit hafen auf einem neuen Rechner (Docker und hafen installiert):\n";
+        s += "  1. Identität oben in eine Datei schreiben: recovery.txt (nur für root lesbar)\n";
+        s += "  2. hafen restore --all --identity recovery.txt --repo <Ziel von oben>\n";
+        s += "Ohne hafen, nur mit age und restic (Debian: apt-get install age restic):\n";
+        s += "  1. Schlüsseldatei von oben als repo-key.age speichern (oder hafen-repo-key.age aus dem Ziel nehmen)\n";
+        s += "  2. age -d -i recovery.txt repo-key.age > repo.pw\n";
+        s += "  3. restic -r <Ziel> --password-file repo.pw snapshots\n";
+        s += "  4. restic -r <Ziel> --password-file repo.pw restore latest --tag stack:<name> --target /srv/wiederherstellung\n";
+        s += &format!("\n{line}\nRESTORE (English)\n{line}\n");
+        s += "With hafen on a new machine (Docker and hafen installed):\n";
+        s += "  1. Write the identity above to a file: recovery.txt (readable by root only)\n";
+        s += "  2. hafen restore --all --identity recovery.txt --repo <target from above>\n";
+        s += "Without hafen, with age and restic only (Debian: apt-get install age restic):\n";
+        s += "  1. Save the key file above as repo-key.age (or take hafen-repo-key.age from the target)\n";
+        s += "  2. age -d -i recovery.txt repo-key.age > repo.pw\n";
+        s += "  3. restic -r <target> --password-file repo.pw snapshots\n";
+        s += "  4. restic -r <target> --password-file repo.pw restore latest --tag stack:<name> --target /srv/restore\n";
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kit_names_everything_needed() {
+        let id = crate::backup::keys::generate_identity();
+        let kit = Kit {
+            identity: id.expose_secret().to_string(),
+            recipient: id.recipient.clone(),
+            label: "kit-1".into(),
+            host: "box".into(),
+            created: "2026-11-28".into(),
+            targets: vec![KitTarget { name: "usb".into(), location: "/mnt/usb/hafen".into(), supply: None, wrapped_key: Some("-----BEGIN AGE ENCRYPTED FILE-----\nx\n-----END AGE ENCRYPTED FILE-----".into()) }],
+        };
+        let page = kit.render(true);
+        for want in [id.expose_secret(), id.recipient.as_str(), "/mnt/usb/hafen", "BEGIN AGE ENCRYPTED FILE", "WIEDERHERSTELLEN", "RESTORE (English)", "restic -r"] {
+            assert!(page.contains(want), "kit lacks {want}");
+        }
+        assert!(page.contains('█') || page.contains('▀') || page.contains('▄'), "no QR code");
+    }
+}
