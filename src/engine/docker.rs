@@ -402,6 +402,56 @@ impl Engine for DockerEngine {
         })?
     }
 
+    async fn exec_stream(
+        &self,
+        name: &str,
+        cmd: &[String],
+        out: tokio::sync::mpsc::Sender<bytes::Bytes>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, EngineError> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        if !self.ensure_ours(name).await? {
+            return Err(EngineError::Call { op: "exec", name: name.into(), detail: "no such container".into() });
+        }
+        let run = async {
+            let ex = self
+                .docker
+                .create_exec(
+                    name,
+                    CreateExecOptions { cmd: Some(cmd.to_vec()), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() },
+                )
+                .await
+                .map_err(|e| self.err("exec", name, e))?;
+            let mut stderr = String::new();
+            if let StartExecResults::Attached { mut output, .. } =
+                self.docker.start_exec(&ex.id, None).await.map_err(|e| self.err("exec", name, e))?
+            {
+                while let Some(chunk) = output.next().await {
+                    match chunk.map_err(|e| self.err("exec", name, e))? {
+                        bollard::container::LogOutput::StdOut { message } => {
+                            if out.send(message).await.is_err() {
+                                return Err(EngineError::Call { op: "exec", name: name.into(), detail: "the receiver of the output went away".into() });
+                            }
+                        }
+                        bollard::container::LogOutput::StdErr { message } => {
+                            if stderr.len() < 64 * 1024 {
+                                stderr.push_str(&String::from_utf8_lossy(&message));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let info = self.docker.inspect_exec(&ex.id).await.map_err(|e| self.err("exec", name, e))?;
+            Ok(ExecOutput { exit_code: info.exit_code.unwrap_or(-1), stdout: String::new(), stderr })
+        };
+        tokio::time::timeout(timeout, run).await.map_err(|_| EngineError::Call {
+            op: "exec",
+            name: name.into(),
+            detail: format!("`{}` did not finish within {}s", cmd.join(" "), timeout.as_secs()),
+        })?
+    }
+
     async fn logs(&self, name: &str, tail: usize) -> Result<String, EngineError> {
         if !self.ensure_ours(name).await? {
             return Err(EngineError::Call { op: "logs", name: name.into(), detail: "no such container".into() });

@@ -119,6 +119,17 @@ impl Engine for FakeEngine {
         drop(self.guard(format!("exec {name} {}", cmd.join(" ")))?);
         Ok(ExecOutput { exit_code: 0, stdout: String::new(), stderr: String::new() })
     }
+    async fn exec_stream(
+        &self,
+        name: &str,
+        cmd: &[String],
+        out: tokio::sync::mpsc::Sender<bytes::Bytes>,
+        _t: Duration,
+    ) -> Result<ExecOutput, EngineError> {
+        drop(self.guard(format!("exec-stream {name} {}", cmd.join(" ")))?);
+        let _ = out.send(bytes::Bytes::from_static(b"fake output\n")).await;
+        Ok(ExecOutput { exit_code: 0, stdout: String::new(), stderr: String::new() })
+    }
     async fn logs(&self, name: &str, _tail: usize) -> Result<String, EngineError> {
         drop(self.guard(format!("logs {name}"))?);
         Ok(String::new())

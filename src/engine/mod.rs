@@ -174,6 +174,15 @@ pub trait Engine: Send + Sync + 'static {
     async fn stop_service(&self, name: &str, grace: Duration) -> Result<(), EngineError>;
     async fn remove_service(&self, name: &str) -> Result<(), EngineError>;
     async fn exec(&self, name: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput, EngineError>;
+    /// Runs `cmd` in the service and sends its stdout, chunk by chunk, to `out` (for dumps that
+    /// are streamed into a backup without touching the disk). Returns the exit code and stderr.
+    async fn exec_stream(
+        &self,
+        name: &str,
+        cmd: &[String],
+        out: tokio::sync::mpsc::Sender<bytes::Bytes>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, EngineError>;
     async fn logs(&self, name: &str, tail: usize) -> Result<String, EngineError>;
     /// Image id when present locally.
     async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError>;
