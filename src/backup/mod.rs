@@ -3,4 +3,5 @@
 
 pub mod keys;
 pub mod kit;
+pub mod repo;
 pub mod retention;
