@@ -38,6 +38,8 @@ pub enum AppError {
     Io { what: String, detail: String },
     #[error("{0}")]
     Apply(String),
+    #[error("{0}")]
+    Backup(String),
 }
 
 impl AppError {
@@ -49,6 +51,7 @@ impl AppError {
             AppError::Refused(_) => (409, "conflict", vec![]),
             AppError::Engine(EngineError::Unreachable { .. }) => (503, "engine", vec![]),
             AppError::Engine(_) | AppError::Image(_) | AppError::Apply(_) => (502, "engine", vec![]),
+            AppError::Backup(_) => (500, "backup", vec![]),
             AppError::Store(_) | AppError::Io { .. } => (500, "internal", vec![]),
         };
         (code, ApiError { kind: kind.into(), error: self.to_string(), details })
@@ -73,6 +76,8 @@ pub struct App {
     catalogue: Mutex<(Option<std::time::SystemTime>, Arc<Catalogue>)>,
     /// Stacks whose last reconcile failed: failures in a row, next attempt, last error.
     retry: Mutex<BTreeMap<String, (u32, Instant, String)>>,
+    /// Stacks with a backup running now.
+    backups_running: Mutex<std::collections::BTreeSet<String>>,
     /// When the prober next has something due; `Instant::now()` forces a pass.
     next_probe: Mutex<Instant>,
     /// Test hook: stop the world after the action with this key (see docs/testing.md).
@@ -96,6 +101,7 @@ impl App {
             catalogue: Mutex::new((None, Arc::new(Catalogue::default()))),
             next_probe: Mutex::new(Instant::now()),
             retry: Mutex::new(BTreeMap::new()),
+            backups_running: Mutex::new(Default::default()),
             pause_after: std::env::var("HAFEN_TEST_PAUSE_AFTER").ok().filter(|s| !s.is_empty()),
         }
     }
@@ -620,6 +626,57 @@ impl App {
             last_reconcile_error: lr.1,
             catalogue_issues: catalogue.issues.clone(),
         })
+    }
+
+    /// Backs up one deployed stack; two backups of one stack never run at once.
+    pub async fn backup_run(&self, req: &BackupRunRequest, actor: &str) -> Result<crate::backup::run::RunReport, AppError> {
+        let id = req.stack.as_str();
+        let stack = self.stack_def(id)?;
+        let Some(rec) = self.store.stack(id)? else {
+            return Err(AppError::Refused(format!("stack `{id}` is not deployed; deploy it before backing it up")));
+        };
+        if !lock(&self.backups_running).insert(id.to_string()) {
+            return Err(AppError::Refused(crate::backup::run::BackupError::Busy(id.into()).to_string()));
+        }
+        let started = Instant::now();
+        let pins = self.store.pins(id)?;
+        let settings = resolve_settings(&stack, &rec.settings).unwrap_or(rec.settings.clone());
+        let r = crate::backup::run::backup_stack(&*self.engine, &self.cfg, &stack, &settings, &pins, req.target.as_deref()).await;
+        lock(&self.backups_running).remove(id);
+        let target = req.target.clone().or_else(|| self.cfg.backup_targets.first().map(|t| t.name.clone())).unwrap_or_default();
+        match r {
+            Ok(report) => {
+                match (&report.snapshot, &report.error) {
+                    (Some(s), None) => self.emit(actor, Event::BackupFinished { stack: id.into(), target, snapshot: s.id.clone(), seconds: started.elapsed().as_secs_f64() }),
+                    (_, e) => self.emit(actor, Event::BackupFailed { stack: id.into(), target, error: e.clone().unwrap_or_default() }),
+                }
+                Ok(report)
+            }
+            Err(e) => {
+                self.emit(actor, Event::BackupFailed { stack: id.into(), target, error: e.to_string() });
+                Err(AppError::Backup(e.to_string()))
+            }
+        }
+    }
+
+    pub async fn backup_list(&self, target: Option<&str>) -> Result<Vec<crate::backup::repo::SnapInfo>, AppError> {
+        let t = crate::backup::run::target(&self.cfg, target).map_err(|e| AppError::Backup(e.to_string()))?;
+        let repo = crate::backup::run::open_target(&self.cfg, t).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        tokio::task::spawn_blocking(move || repo.snapshots())
+            .await
+            .map_err(|e| AppError::Backup(e.to_string()))?
+            .map_err(|e| AppError::Backup(e.to_string()))
+    }
+
+    pub async fn backup_check(&self, req: &BackupCheckRequest) -> Result<BackupCheckResponse, AppError> {
+        let t = crate::backup::run::target(&self.cfg, req.target.as_deref()).map_err(|e| AppError::Backup(e.to_string()))?;
+        let repo = crate::backup::run::open_target(&self.cfg, t).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        let read = req.read_data;
+        let problems = tokio::task::spawn_blocking(move || repo.check(read, None))
+            .await
+            .map_err(|e| AppError::Backup(e.to_string()))?
+            .map_err(|e| AppError::Backup(e.to_string()))?;
+        Ok(BackupCheckResponse { target: t.name.clone(), read_data: read, problems })
     }
 
     pub fn network_of(stack: &str) -> String {

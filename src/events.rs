@@ -15,6 +15,8 @@ pub enum Event {
     EngineUnreachable { detail: String },
     EngineReachable { detail: String },
     ReconcileFailed { stack: String, error: String },
+    BackupFinished { stack: String, target: String, snapshot: String, seconds: f64 },
+    BackupFailed { stack: String, target: String, error: String },
 }
 
 impl Event {
@@ -30,7 +32,9 @@ impl Event {
             | Event::DriftRepaired { stack, .. }
             | Event::StackRemoved { stack, .. }
             | Event::HealthChanged { stack, .. }
-            | Event::ReconcileFailed { stack, .. } => Some(stack),
+            | Event::ReconcileFailed { stack, .. }
+            | Event::BackupFinished { stack, .. }
+            | Event::BackupFailed { stack, .. } => Some(stack),
             Event::EngineUnreachable { .. } | Event::EngineReachable { .. } => None,
         }
     }
@@ -49,6 +53,8 @@ impl Event {
             Event::EngineUnreachable { detail } => format!("container engine unreachable: {detail}"),
             Event::EngineReachable { detail } => format!("container engine reachable: {detail}"),
             Event::ReconcileFailed { stack, error } => format!("reconciling {stack} failed: {error}"),
+            Event::BackupFinished { stack, target, snapshot, seconds } => format!("backup of {stack} to {target} finished: snapshot {snapshot} ({seconds:.1}s)"),
+            Event::BackupFailed { stack, target, error } => format!("backup of {stack} to {target} FAILED: {error}"),
         }
     }
 }

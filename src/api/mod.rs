@@ -129,3 +129,25 @@ pub struct ApiError {
     #[serde(default)]
     pub details: Vec<String>,
 }
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackupRunRequest {
+    pub stack: String,
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackupCheckRequest {
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub read_data: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupCheckResponse {
+    pub target: String,
+    pub read_data: bool,
+    pub problems: Vec<String>,
+}

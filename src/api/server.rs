@@ -62,6 +62,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/stacks/{id}/remove", post(remove))
         .route("/v1/stacks/{id}/logs", get(logs))
         .route("/v1/events", get(events))
+        .route("/v1/backups", get(backup_list))
+        .route("/v1/backups/run", post(backup_run))
+        .route("/v1/backups/check", post(backup_check))
         .with_state(app)
 }
 
@@ -114,4 +117,21 @@ struct EventsQuery {
 async fn events(State(app): State<Arc<App>>, Query(q): Query<EventsQuery>) -> R<Vec<crate::store::EventRecord>> {
     let ev = app.store.events(q.since.unwrap_or(0), q.stack.as_deref(), q.limit.unwrap_or(1000)).map_err(AppError::from)?;
     Ok(Json(ev))
+}
+
+async fn backup_run(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<BackupRunRequest>) -> R<crate::backup::run::RunReport> {
+    Ok(Json(app.backup_run(&req, &peer.actor()).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct TargetQuery {
+    target: Option<String>,
+}
+
+async fn backup_list(State(app): State<Arc<App>>, Query(q): Query<TargetQuery>) -> R<Vec<crate::backup::repo::SnapInfo>> {
+    Ok(Json(app.backup_list(q.target.as_deref()).await?))
+}
+
+async fn backup_check(State(app): State<Arc<App>>, Json(req): Json<BackupCheckRequest>) -> R<BackupCheckResponse> {
+    Ok(Json(app.backup_check(&req).await?))
 }

@@ -5,3 +5,4 @@ pub mod keys;
 pub mod kit;
 pub mod repo;
 pub mod retention;
+pub mod run;

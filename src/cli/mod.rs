@@ -45,9 +45,40 @@ pub enum Cmd {
     /// Images built from Debian's packages (works without the daemon)
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Backups: run, list, check
+    #[command(subcommand)]
+    Backup(BackupCmd),
     /// Backup keys: recovery identities and recipients (works without the daemon, as root)
     #[command(subcommand)]
     Keys(KeysCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCmd {
+    /// Back up a deployed stack now
+    Run {
+        stack: String,
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Snapshots in a target
+    List {
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a target's repository (structure; with --read-data every pack)
+    Check {
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        read_data: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -234,6 +265,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Stack(sc) => stack(&cli, sc).await,
         Cmd::Events(a) => events(&cli, a).await,
         Cmd::Keys(k) => keys(&cli, k),
+        Cmd::Backup(b) => backup(&cli, b).await,
         Cmd::Image(ImageCmd::Build { recipes }) => {
             let cfg = load_config(cli.config.as_ref())?;
             let engine = crate::engine::docker::DockerEngine::connect(&cfg.docker_socket.display().to_string(), &cfg.run_dir().display().to_string()).await?;
@@ -503,6 +535,61 @@ pub fn render_offline(cfg: &Config, id: &str, set: &BTreeMap<String, String>) ->
         images.insert(name.clone(), r);
     }
     render::render(stack, &settings, &images, &cfg.run_dir()).map_err(|e| anyhow::anyhow!(e))
+}
+
+async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
+    let c = client(cli)?;
+    match b {
+        BackupCmd::Run { stack, target, json } => {
+            let spinner = (!*json).then(|| progress_spinner(&t!("backup_running", stack = stack)));
+            let r: Result<crate::backup::run::RunReport, _> = c.post("/v1/backups/run", &BackupRunRequest { stack: stack.clone(), target: target.clone() }).await;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            let r = r?;
+            if *json {
+                print_json(&r);
+            } else {
+                for s in &r.steps {
+                    println!("  {} {:<14} {:>6.1}s  {}", if s.ok { "✓" } else { "✗" }, s.step, s.seconds, s.detail);
+                }
+                match (&r.snapshot, &r.error) {
+                    (Some(snap), None) => println!("{}", t!("backup_ok", stack = stack, target = r.target, id = &snap.id[..8.min(snap.id.len())], secs = format!("{:.1}", r.quiesced_seconds))),
+                    (_, Some(e)) => eprintln!("{}", t!("backup_failed", stack = stack, error = e)),
+                    _ => {}
+                }
+            }
+            Ok(if r.error.is_none() { 0 } else { 1 })
+        }
+        BackupCmd::List { target, json } => {
+            let path = match target {
+                Some(t) => format!("/v1/backups?target={t}"),
+                None => "/v1/backups".into(),
+            };
+            let l: Vec<crate::backup::repo::SnapInfo> = c.get(&path).await?;
+            if *json {
+                print_json(&l);
+            } else {
+                for s in &l {
+                    println!("{}  {:<25} {:<12} {:>10} B  {}", &s.id[..8.min(s.id.len())], s.time, s.label, s.bytes, s.tags.join(","));
+                }
+            }
+            Ok(0)
+        }
+        BackupCmd::Check { target, read_data, json } => {
+            let r: BackupCheckResponse = c.post("/v1/backups/check", &BackupCheckRequest { target: target.clone(), read_data: *read_data }).await?;
+            if *json {
+                print_json(&r);
+            } else if r.problems.is_empty() {
+                println!("{}", t!("check_repo_ok", target = r.target));
+            } else {
+                for p in &r.problems {
+                    eprintln!("  {p}");
+                }
+            }
+            Ok(if r.problems.is_empty() { 0 } else { 1 })
+        }
+    }
 }
 
 fn keys(cli: &Cli, k: &KeysCmd) -> anyhow::Result<i32> {

@@ -26,8 +26,20 @@ pub struct Config {
     pub reconcile_interval: Duration,
     pub shutdown_deadline: Duration,
     pub log_format: LogFormat,
+    /// Where backups go; the first is the default target.
+    pub backup_targets: Vec<BackupTarget>,
     /// Where the config came from (`built-in defaults` or a path).
     pub source: String,
+}
+
+/// A backup target. This version writes to local directories (a mounted USB disk or NAS share).
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupTarget {
+    pub name: String,
+    pub path: PathBuf,
+    /// The path must be a mount point (a USB disk): when the disk is absent, nothing is written
+    /// to the directory underneath.
+    pub require_mount: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -59,6 +71,7 @@ impl Default for Config {
             reconcile_interval: Duration::from_secs(5),
             shutdown_deadline: Duration::from_secs(30),
             log_format: LogFormat::Text,
+            backup_targets: Vec::new(),
             source: "built-in defaults".into(),
         }
     }
@@ -148,6 +161,29 @@ impl Config {
                 None | Some("text") => {}
                 Some("json") => c.log_format = LogFormat::Json,
                 Some(other) => is.push("log_format", t!("v.log_format", other = other).to_string()),
+            }
+            if let Some(tv) = o.raw("backup_targets") {
+                for (v, ip) in crate::catalogue::decode::items(tv, "backup_targets", &mut is) {
+                    let Some(mut t) = Obj::new(v, &ip, &mut is) else { continue };
+                    let name: String = t.req("name", &mut is).unwrap_or_default();
+                    if !name.is_empty() && !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
+                        is.push(&t.path_of("name"), format!("`{name}` is not a valid target name: use lowercase letters, digits, - and _"));
+                    }
+                    if c.backup_targets.iter().any(|b| b.name == name) {
+                        is.push(&t.path_of("name"), format!("two targets are called `{name}`"));
+                    }
+                    match t.opt::<String>("type", &mut is).as_deref() {
+                        None | Some("local") => {}
+                        Some(other) => is.push(&t.path_of("type"), format!("target type `{other}` is not supported by this version; use `local` (a mounted disk or share)")),
+                    }
+                    let path: Option<String> = t.req("path", &mut is);
+                    let require_mount = t.opt::<bool>("require_mount", &mut is).unwrap_or(false);
+                    t.finish(&mut is);
+                    if let Some(p) = path {
+                        let p = if Path::new(&p).is_absolute() { PathBuf::from(p) } else { base.join(p) };
+                        c.backup_targets.push(BackupTarget { name, path: p, require_mount });
+                    }
+                }
             }
             o.finish(&mut is);
         }

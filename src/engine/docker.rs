@@ -323,6 +323,16 @@ impl Engine for DockerEngine {
         self.docker.remove_volume(&name, None::<qp::RemoveVolumeOptions>).await.map_err(|e| self.err("remove volume", &name, e))
     }
 
+    async fn volume_path(&self, stack: &str, volume: &str) -> Result<Option<std::path::PathBuf>, EngineError> {
+        let name = volume_name(stack, volume);
+        match self.docker.inspect_volume(&name).await {
+            Ok(v) if v.labels.get(LABEL_MANAGED).map(String::as_str) == Some("true") => Ok(Some(v.mountpoint.into())),
+            Ok(_) => Err(EngineError::Foreign { what: "volume", name }),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
+            Err(e) => Err(self.err("inspect volume", &name, e)),
+        }
+    }
+
     async fn create_service(&self, spec: &ServiceSpec) -> Result<(), EngineError> {
         let name = spec.name();
         policy::check(spec, &self.secret_root).map_err(|r| EngineError::Policy { name: name.clone(), reasons: r.join("; ") })?;

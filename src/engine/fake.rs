@@ -71,6 +71,11 @@ impl Engine for FakeEngine {
         self.guard(format!("remove-volume {stack}/{volume}"))?.volumes.retain(|v| v.name != name);
         Ok(())
     }
+    async fn volume_path(&self, stack: &str, volume: &str) -> Result<Option<std::path::PathBuf>, EngineError> {
+        let s = self.guard(format!("volume-path {stack}/{volume}"))?;
+        let name = volume_name(stack, volume);
+        Ok(s.volumes.iter().any(|v| v.name == name).then(|| std::path::PathBuf::from(format!("/fake/{name}"))))
+    }
     async fn create_service(&self, spec: &ServiceSpec) -> Result<(), EngineError> {
         policy::check(spec, "/secrets").map_err(|r| EngineError::Policy { name: spec.name(), reasons: r.join("; ") })?;
         let mut s = self.guard(format!("create {}", spec.name()))?;

@@ -168,6 +168,8 @@ pub trait Engine: Send + Sync + 'static {
     async fn list_volumes(&self, stack: Option<&str>) -> Result<Vec<VolumeState>, EngineError>;
     async fn create_volume(&self, stack: &str, volume: &str) -> Result<(), EngineError>;
     async fn remove_volume(&self, stack: &str, volume: &str) -> Result<(), EngineError>;
+    /// Where a managed volume's files are on the host (for backups), when the engine is local.
+    async fn volume_path(&self, stack: &str, volume: &str) -> Result<Option<std::path::PathBuf>, EngineError>;
     /// Creates and starts a service (policy checked first).
     async fn create_service(&self, spec: &ServiceSpec) -> Result<(), EngineError>;
     async fn start_service(&self, name: &str) -> Result<(), EngineError>;

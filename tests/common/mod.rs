@@ -86,6 +86,13 @@ impl Daemon {
         d
     }
 
+    /// Appends YAML to the daemon's config (before `start`).
+    pub fn append_config(&self, yaml: &str) {
+        let mut c = std::fs::read_to_string(&self.config).unwrap();
+        c.push_str(yaml);
+        std::fs::write(&self.config, c).unwrap();
+    }
+
     /// Points the daemon at another images directory (before `start`).
     pub fn set_images_dir(&self, dir: &Path) {
         let c = std::fs::read_to_string(&self.config).unwrap();
@@ -255,4 +262,19 @@ pub fn http_get(url: &str) -> (u16, String) {
         Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
         Err(_) => (0, String::new()),
     }
+}
+
+/// An authenticated Tryton JSON-RPC call with a session from `common.db.login`.
+pub fn tryton_session_rpc(port: u16, db: &str, login: &str, uid: i64, session: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{login}:{uid}:{session}"));
+    let body = serde_json::json!({"method": method, "params": params, "id": 2}).to_string();
+    let r = ureq::post(&format!("http://127.0.0.1:{port}/{db}/"))
+        .set("Content-Type", "application/json")
+        .set("Authorization", &format!("Session {auth}"))
+        .send_string(&body)
+        .unwrap_or_else(|e| panic!("{method}: {e}"));
+    let v: serde_json::Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
+    assert!(v.get("error").is_none_or(|e| e.is_null()), "{method} failed: {v}");
+    v["result"].clone()
 }

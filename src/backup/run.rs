@@ -1,0 +1,210 @@
+//! One backup run of one stack, app-consistent: pre-hooks (e.g. maintenance mode) → one snapshot
+//! holding the streamed dumps, the stack's backed-up volumes, its definition, settings, image
+//! pins and secrets → post-hooks, which always run → a structural check. A dump that fails (even
+//! after printing data) leaves no snapshot. The repository key comes from the keyring; the
+//! wrapped key is also stored in the target as `hafen-repo-key.age` for the recovery kit's path.
+
+use super::keys::{KeyError, Keyring};
+use super::repo::{Part, Repo, RepoError, SnapInfo};
+use crate::catalogue::StackDef;
+use crate::config::{BackupTarget, Config};
+use crate::engine::{container_name, Engine, EngineError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("no backup target is configured; add `backup_targets` to the configuration (see docs/backup.md)")]
+    NoTarget,
+    #[error("no backup target `{0}`; configured: {1}")]
+    UnknownTarget(String, String),
+    #[error("the backup disk for target `{target}` is not mounted at {path}; nothing was written. Connect the disk (or mount the share) and retry")]
+    NotMounted { target: String, path: String },
+    #[error("a backup of `{0}` is already running")]
+    Busy(String),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// What happened in a run, step by step.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunReport {
+    pub stack: String,
+    pub target: String,
+    pub snapshot: Option<SnapInfo>,
+    pub steps: Vec<Step>,
+    pub quiesced_seconds: f64,
+    pub check_problems: Vec<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Step {
+    pub step: String,
+    pub ok: bool,
+    pub detail: String,
+    pub seconds: f64,
+}
+
+pub fn target<'a>(cfg: &'a Config, name: Option<&str>) -> Result<&'a BackupTarget, BackupError> {
+    let names = || cfg.backup_targets.iter().map(|t| t.name.clone()).collect::<Vec<_>>().join(", ");
+    match name {
+        None => cfg.backup_targets.first().ok_or(BackupError::NoTarget),
+        Some(n) => cfg.backup_targets.iter().find(|t| t.name == n).ok_or_else(|| BackupError::UnknownTarget(n.into(), names())),
+    }
+}
+
+fn is_mount_point(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(m), Some(Ok(parent))) => m.dev() != parent.dev() || m.ino() == parent.ino(),
+        _ => false,
+    }
+}
+
+/// Opens (or creates) the repository of a target with its key; stores the wrapped key beside it.
+pub async fn open_target(cfg: &Config, t: &BackupTarget) -> Result<Repo, BackupError> {
+    if t.require_mount && !is_mount_point(&t.path) {
+        return Err(BackupError::NotMounted { target: t.name.clone(), path: t.path.display().to_string() });
+    }
+    let ring = Keyring::open(&cfg.keys_dir())?;
+    let key = ring.repo_key(&t.name)?;
+    let loc = t.path.display().to_string();
+    let repo = tokio::task::spawn_blocking(move || Repo::open_or_init(&loc, key)).await.map_err(|e| BackupError::Io(e.to_string()))??;
+    if let Some(wrapped) = ring.wrapped_repo_key(&t.name)? {
+        let p = t.path.join("hafen-repo-key.age");
+        if std::fs::read(&p).ok().as_deref() != Some(wrapped.as_slice()) {
+            std::fs::write(&p, wrapped).map_err(|e| BackupError::Io(format!("{}: {e}", p.display())))?;
+        }
+    }
+    Ok(repo)
+}
+
+async fn run_hooks(engine: &dyn Engine, stack: &str, hooks: &[crate::catalogue::model::HookDef], what: &str, report: &mut RunReport) -> bool {
+    let mut all_ok = true;
+    for h in hooks {
+        let t = Instant::now();
+        let r = engine.exec(&container_name(stack, &h.service), &h.command, Duration::from_secs(300)).await;
+        let (ok, detail) = match r {
+            Ok(o) if o.exit_code == 0 => (true, format!("`{}` in {}", h.command.join(" "), h.service)),
+            Ok(o) => (false, format!("`{}` in {} exited with {}: {}", h.command.join(" "), h.service, o.exit_code, o.stderr.trim())),
+            Err(e) => (false, e.to_string()),
+        };
+        all_ok &= ok;
+        report.steps.push(Step { step: what.into(), ok, detail, seconds: t.elapsed().as_secs_f64() });
+    }
+    all_ok
+}
+
+/// Backs up one stack to one target.
+pub async fn backup_stack(
+    engine: &dyn Engine,
+    cfg: &Config,
+    stack: &StackDef,
+    settings: &BTreeMap<String, String>,
+    pins: &BTreeMap<String, crate::store::ImagePin>,
+    target_name: Option<&str>,
+) -> Result<RunReport, BackupError> {
+    let t = target(cfg, target_name)?;
+    let mut report = RunReport { stack: stack.id.clone(), target: t.name.clone(), ..Default::default() };
+    let started = Instant::now();
+    let repo = open_target(cfg, t).await?;
+    report.steps.push(Step { step: "open".into(), ok: true, detail: t.path.display().to_string(), seconds: started.elapsed().as_secs_f64() });
+
+    // hafen's own record of the stack, stored at /hafen/meta in the snapshot.
+    let meta = cfg.state_dir.join("tmp").join(format!("backup-{}-{}", stack.id, std::process::id()));
+    let _ = std::fs::remove_dir_all(&meta);
+    std::fs::create_dir_all(&meta).map_err(|e| BackupError::Io(format!("{}: {e}", meta.display())))?;
+    let record = serde_json::json!({
+        "hafen": env!("CARGO_PKG_VERSION"),
+        "stack": stack.id,
+        "time": crate::store::now(),
+        "settings": settings,
+        "image_pins": pins,
+        "definition_hash": stack.file_hash,
+        "dumps": stack.backup.dumps.iter().map(|d| serde_json::json!({"service": d.service, "command": d.command, "file": d.file})).collect::<Vec<_>>(),
+        "volumes": stack.volumes.iter().filter(|(_, v)| v.backup).map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+    });
+    let write = |name: &str, data: &[u8]| std::fs::write(meta.join(name), data).map_err(|e| BackupError::Io(format!("{name}: {e}")));
+    write("run.json", serde_json::to_vec_pretty(&record).unwrap_or_default().as_slice())?;
+    write("stack.yaml", &std::fs::read(&stack.file).map_err(|e| BackupError::Io(format!("{}: {e}", stack.file)))?)?;
+
+    let quiesce = Instant::now();
+    let pre_ok = run_hooks(engine, &stack.id, &stack.backup.pre, "pre-hook", &mut report).await;
+    let result = if !pre_ok {
+        Err(BackupError::Io("a pre-hook failed; no snapshot was taken".into()))
+    } else {
+        let mut parts = vec![Part::Dir { src: meta.clone(), dst: "/hafen/meta".into() }];
+        let secrets = cfg.secrets_dir().join(&stack.id);
+        if secrets.is_dir() {
+            parts.push(Part::Dir { src: secrets, dst: "/hafen/secrets".into() });
+        }
+        for (name, v) in &stack.volumes {
+            if !v.backup {
+                continue;
+            }
+            match engine.volume_path(&stack.id, name).await? {
+                Some(p) => parts.push(Part::Dir { src: p, dst: PathBuf::from("/volumes").join(name) }),
+                None => report.steps.push(Step { step: "volume".into(), ok: false, detail: format!("volume {name} does not exist yet"), seconds: 0.0 }),
+            }
+        }
+        let mut producers = Vec::new();
+        for d in &stack.backup.dumps {
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            let (dtx, drx) = std::sync::mpsc::channel();
+            let container = container_name(&stack.id, &d.service);
+            let cmd = d.command.clone();
+            let file = d.file.clone();
+            // The producer runs on the engine connection; the repository reads on a thread.
+            let engine_ref: &dyn Engine = engine;
+            let fut = async move {
+                let t = Instant::now();
+                let r = engine_ref.exec_stream(&container, &cmd, tx, Duration::from_secs(6 * 3600)).await;
+                let verdict = match &r {
+                    Ok(o) if o.exit_code == 0 => Ok(()),
+                    Ok(o) => Err(format!("`{}` exited with {}: {}", cmd.join(" "), o.exit_code, o.stderr.trim())),
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = dtx.send(verdict.clone());
+                Step { step: format!("dump {file}"), ok: verdict.is_ok(), detail: verdict.err().unwrap_or_else(|| format!("`{}`", cmd.join(" "))), seconds: t.elapsed().as_secs_f64() }
+            };
+            producers.push(fut);
+            parts.push(Part::Stream { dst: PathBuf::from("/dumps").join(&d.file), data: rx, done: drx });
+        }
+        let label = stack.id.clone();
+        let tags = vec![format!("stack:{}", stack.id), "hafen".to_string()];
+        let desc = format!("hafen backup of {}", stack.id);
+        let archive = tokio::task::spawn_blocking(move || repo.backup(parts, &label, &tags, &desc).map(|s| (s, repo)));
+        let (steps, archived) = tokio::join!(futures_util::future::join_all(producers), archive);
+        report.steps.extend(steps);
+        match archived {
+            Ok(Ok((snap, repo))) => Ok((snap, repo)),
+            Ok(Err(e)) => Err(BackupError::Repo(e)),
+            Err(e) => Err(BackupError::Io(format!("the backup task failed: {e}"))),
+        }
+    };
+    // Post-hooks always run, whatever happened before.
+    run_hooks(engine, &stack.id, &stack.backup.post, "post-hook", &mut report).await;
+    report.quiesced_seconds = quiesce.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&meta);
+    match result {
+        Ok((snap, repo)) => {
+            let problems = tokio::task::spawn_blocking(move || repo.check(false, None)).await.map_err(|e| BackupError::Io(e.to_string()))??;
+            report.check_problems = problems;
+            report.snapshot = Some(snap);
+            if !report.check_problems.is_empty() {
+                report.error = Some(format!("the structural check after the backup found problems: {}", report.check_problems.join("; ")));
+            }
+        }
+        Err(e) => report.error = Some(e.to_string()),
+    }
+    Ok(report)
+}

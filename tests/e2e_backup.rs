@@ -1,0 +1,69 @@
+//! Backups of the real Tryton stack: refused without a recovery recipient; after `keys init`,
+//! one app-consistent snapshot (streamed pg_dump, volumes, hafen's record and secrets) in a
+//! restic-format repository; the data comes back with only the recovery identity and Debian's
+//! stock restic; a full read check passes.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+#[test]
+fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
+    ensure_images();
+    let id = "tryton-bk";
+    let mut d = Daemon::new(&[(&root().join("stacks/tryton"), id)]);
+    let target = d.dir.path().join("usb");
+    d.append_config(&format!("backup_targets:\n  - name: usb\n    path: {}\n", target.display()));
+    d.start();
+    let port = free_port();
+    d.ok(&["stack", "deploy", id, "--set", &format!("http_port={port}"), "--wait", "900"]);
+    let pw = d.secret(id, "admin_password");
+    let r = tryton_rpc(port, "/tryton/", "common.db.login", json!(["admin", {"password": pw}, "en"]));
+    let (uid, session) = (r[0].as_i64().unwrap(), r[1].as_str().unwrap().to_string());
+    tryton_session_rpc(port, "tryton", "admin", uid, &session, "model.party.party.create", json!([[{"name": "Jugendhilfe Nordstadt gGmbH"}], {}]));
+
+    // Without a recovery recipient no repository is created: its data could only be read here.
+    let o = d.cli(&["backup", "run", id]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("hafen keys init"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!target.join("config").exists());
+
+    let kit = d.ok(&["keys", "init", "--label", "tresor"]);
+    let identity = kit.lines().map(str::trim).find(|l| l.starts_with("AGE-SECRET-KEY-1")).expect("identity in the kit").to_string();
+
+    let report = d.json(&["backup", "run", id]);
+    assert!(report["error"].is_null(), "{report}");
+    assert!(report["snapshot"]["id"].is_string(), "{report}");
+    assert!(report["steps"].as_array().unwrap().iter().any(|s| s["step"] == "dump tryton.sql" && s["ok"] == true), "{report}");
+    let list = d.json(&["backup", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(list[0]["tags"].as_array().unwrap().iter().any(|t| t == "stack:tryton-bk"));
+    let check = d.json(&["backup", "check", "--read-data"]);
+    assert!(check["problems"].as_array().unwrap().is_empty(), "{check}");
+
+    // The emergency path: recovery identity + the key file in the target + stock restic.
+    let wrapped = std::fs::read(target.join("hafen-repo-key.age")).expect("key file in the target");
+    let key = hafen::backup::keys::decrypt(&identity, &wrapped, "repo key").expect("the recovery identity opens the repository key");
+    let pwfile = d.dir.path().join("repo.pw");
+    std::fs::write(&pwfile, &key).unwrap();
+    let restored = d.dir.path().join("restored");
+    let out = std::process::Command::new("restic")
+        .arg("-r")
+        .arg(&target)
+        .arg("--password-file")
+        .arg(&pwfile)
+        .args(["restore", "latest", "--tag", "stack:tryton-bk", "--target"])
+        .arg(&restored)
+        .env("RESTIC_CACHE_DIR", d.dir.path().join("restic-cache"))
+        .output()
+        .expect("restic");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dump = std::fs::read_to_string(restored.join("dumps/tryton.sql")).unwrap();
+    assert!(dump.contains("PostgreSQL database dump complete"), "dump is incomplete");
+    assert!(dump.contains("Jugendhilfe Nordstadt gGmbH"), "the record is not in the dump");
+    assert_eq!(std::fs::read_to_string(restored.join("hafen/secrets/admin_password")).unwrap(), pw);
+    assert!(restored.join("hafen/meta/stack.yaml").is_file() && restored.join("hafen/meta/run.json").is_file());
+    assert!(restored.join("volumes/data").is_dir());
+    let events = d.ok(&["events", "--stack", id]);
+    assert!(events.contains("backup_failed") && events.contains("backup_finished"), "{events}");
+}
