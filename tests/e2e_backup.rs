@@ -64,6 +64,36 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     assert_eq!(std::fs::read_to_string(restored.join("hafen/secrets/admin_password")).unwrap(), pw);
     assert!(restored.join("hafen/meta/stack.yaml").is_file() && restored.join("hafen/meta/run.json").is_file());
     assert!(restored.join("volumes/data").is_dir());
+    // hafen's own emergency restore: offline, with only the repository and the recovery identity.
+    let idfile = d.dir.path().join("recovery.txt");
+    std::fs::write(&idfile, format!("{identity}\n")).unwrap();
+    let restore = |args: &[&str]| {
+        std::process::Command::new(bin())
+            .args(["restore", "--repo"])
+            .arg(&target)
+            .arg("--identity")
+            .arg(&idfile)
+            .args(args)
+            .env("HAFEN_LANG", "en")
+            .output()
+            .unwrap()
+    };
+    let o = restore(&["--list", "--stack", id, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let snaps: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    let mine = d.dir.path().join("mine");
+    let mine_s = mine.to_str().unwrap().to_string();
+    let o = restore(&["latest", "--stack", id, "--path", "/dumps/tryton.sql", "--to", &mine_s]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(mine.join("tryton.sql")).unwrap(), dump);
+    let o = restore(&["latest", "--stack", id, "--to", &mine_s]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("is not empty"), "{}", String::from_utf8_lossy(&o.stderr));
+    let stranger = hafen::backup::keys::generate_identity();
+    std::fs::write(&idfile, stranger.expose_secret()).unwrap();
+    let o = restore(&["--list"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cannot decrypt"), "{}", String::from_utf8_lossy(&o.stderr));
+
     let events = d.ok(&["events", "--stack", id]);
     assert!(events.contains("backup_failed") && events.contains("backup_finished"), "{events}");
 }

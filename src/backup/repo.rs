@@ -204,7 +204,9 @@ impl Repo {
             .map_err(|_| RepoError::NoSnapshot(id.to_string()))?;
         let node = repo.node_from_snapshot_and_path(&snap, sub).map_err(|e| RepoError::Restore { target: target.display().to_string(), detail: e.display_log() })?;
         std::fs::create_dir_all(target).map_err(|e| RepoError::Restore { target: target.display().to_string(), detail: e.to_string() })?;
-        let dest = LocalDestination::new(&target.display().to_string(), true, !node.is_dir()).map_err(rerr(loc))?;
+        // A single file goes into the target directory under its own name.
+        let dest_path = if node.is_dir() { target.to_path_buf() } else { target.join(node.name()) };
+        let dest = LocalDestination::new(&dest_path.display().to_string(), true, !node.is_dir()).map_err(rerr(loc))?;
         let opts = RestoreOptions::default().numeric_id(true);
         let ls = LsOptions::default();
         let plan = repo.prepare_restore(&opts, repo.ls(&node, &ls).map_err(rerr(loc))?, &dest, false).map_err(rerr(loc))?;

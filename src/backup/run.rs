@@ -208,3 +208,29 @@ pub async fn backup_stack(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn absent_backup_disk_writes_nothing_underneath() {
+        let d = tempfile::tempdir().unwrap();
+        let mount = d.path().join("usb");
+        std::fs::create_dir_all(&mount).unwrap();
+        let cfg = Config {
+            state_dir: d.path().join("state"),
+            backup_targets: vec![BackupTarget { name: "usb".into(), path: mount.clone(), require_mount: true }],
+            ..Config::default()
+        };
+        let ring = Keyring::open(&cfg.keys_dir()).unwrap();
+        ring.add_recipient("kit", &crate::backup::keys::generate_identity().recipient).unwrap();
+        let t = target(&cfg, Some("usb")).unwrap();
+        let err = open_target(&cfg, t).await.err().expect("must refuse");
+        assert!(matches!(err, BackupError::NotMounted { .. }), "{err}");
+        assert!(err.to_string().contains("nothing was written"));
+        assert_eq!(std::fs::read_dir(&mount).unwrap().count(), 0);
+        assert!(matches!(target(&cfg, Some("nas")), Err(BackupError::UnknownTarget(..))));
+        assert!(matches!(target(&Config::default(), None), Err(BackupError::NoTarget)));
+    }
+}

@@ -48,9 +48,39 @@ pub enum Cmd {
     /// Backups: run, list, check
     #[command(subcommand)]
     Backup(BackupCmd),
+    /// Restore from a backup repository, without the daemon (works on a new machine with only
+    /// the recovery identity)
+    Restore(RestoreArgs),
     /// Backup keys: recovery identities and recipients (works without the daemon, as root)
     #[command(subcommand)]
     Keys(KeysCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The repository (e.g. the mounted backup disk: /mnt/backup/hafen)
+    #[arg(long)]
+    pub repo: PathBuf,
+    /// File with the recovery identity (AGE-SECRET-KEY-1…) from the recovery kit
+    #[arg(long)]
+    pub identity: PathBuf,
+    /// List the snapshots and exit
+    #[arg(long)]
+    pub list: bool,
+    /// Snapshot id (or prefix), or `latest`
+    #[arg(default_value = "latest")]
+    pub snapshot: String,
+    /// Only snapshots of this stack
+    #[arg(long)]
+    pub stack: Option<String>,
+    /// Only this path inside the snapshot (e.g. /dumps/tryton.sql or /volumes/data)
+    #[arg(long, default_value = "")]
+    pub path: String,
+    /// Empty or new directory to restore into
+    #[arg(long)]
+    pub to: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -266,6 +296,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Events(a) => events(&cli, a).await,
         Cmd::Keys(k) => keys(&cli, k),
         Cmd::Backup(b) => backup(&cli, b).await,
+        Cmd::Restore(r) => restore(r).await,
         Cmd::Image(ImageCmd::Build { recipes }) => {
             let cfg = load_config(cli.config.as_ref())?;
             let engine = crate::engine::docker::DockerEngine::connect(&cfg.docker_socket.display().to_string(), &cfg.run_dir().display().to_string()).await?;
@@ -535,6 +566,50 @@ pub fn render_offline(cfg: &Config, id: &str, set: &BTreeMap<String, String>) ->
         images.insert(name.clone(), r);
     }
     render::render(stack, &settings, &images, &cfg.run_dir()).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Offline restore with the recovery identity: list, or restore a snapshot (or one path of it)
+/// into an empty directory. Nothing outside that directory is written.
+async fn restore(a: &RestoreArgs) -> anyhow::Result<i32> {
+    let identity = std::fs::read_to_string(&a.identity).map_err(|e| anyhow::anyhow!("{}: {e}", a.identity.display()))?;
+    let key_file = a.repo.join("hafen-repo-key.age");
+    let wrapped = std::fs::read(&key_file).map_err(|e| anyhow::anyhow!("{}", t!("restore_no_keyfile", path = key_file.display(), e = e)))?;
+    let key = crate::backup::keys::decrypt(&identity, &wrapped, &key_file.display().to_string())?;
+    let secret = crate::secrets::Secret::from_string(String::from_utf8_lossy(&key).trim().to_string());
+    let loc = a.repo.display().to_string();
+    let repo = tokio::task::spawn_blocking(move || crate::backup::repo::Repo::open_existing(&loc, secret)).await??;
+    let tags: Vec<String> = a.stack.iter().map(|s| format!("stack:{s}")).collect();
+    if a.list {
+        let snaps: Vec<_> = tokio::task::spawn_blocking(move || repo.snapshots()).await??.into_iter().filter(|s| tags.iter().all(|t| s.tags.contains(t))).collect();
+        if a.json {
+            print_json(&snaps);
+        } else {
+            for s in &snaps {
+                println!("{}  {:<25} {:<12} {}", &s.id[..8.min(s.id.len())], s.time, s.label, s.paths.join(" "));
+            }
+        }
+        return Ok(0);
+    }
+    let Some(to) = a.to.clone() else {
+        anyhow::bail!("{}", t!("restore_need_to"));
+    };
+    if to.exists() && std::fs::read_dir(&to)?.next().is_some() {
+        anyhow::bail!("{}", t!("restore_not_empty", path = to.display()));
+    }
+    let (id, path) = (a.snapshot.clone(), a.path.clone());
+    let spinner = (!a.json).then(|| progress_spinner(&t!("restoring", path = to.display())));
+    let target = to.clone();
+    let r = tokio::task::spawn_blocking(move || repo.restore(&id, &tags, &path, &target)).await?;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let snap = r?;
+    if a.json {
+        print_json(&snap);
+    } else {
+        println!("{}", t!("restored", id = &snap.id[..8.min(snap.id.len())], path = to.display()));
+    }
+    Ok(0)
 }
 
 async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
