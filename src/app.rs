@@ -679,6 +679,219 @@ impl App {
         Ok(BackupCheckResponse { target: t.name.clone(), read_data: read, problems })
     }
 
+    /// Waits until every service in `services` (all when empty) of `stack` runs and passes its
+    /// probe; Err with the states when `limit` passes.
+    async fn wait_healthy(&self, stack: &StackDef, services: &[String], limit: std::time::Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.kick_prober();
+            self.probe_all().await;
+            let states = self.engine.list_services(Some(&stack.id)).await.map_err(|e| e.to_string())?;
+            let h = lock(&self.health).clone();
+            let mut pending = Vec::new();
+            for (name, def) in &stack.services {
+                if !services.is_empty() && !services.contains(name) {
+                    continue;
+                }
+                let st = states.iter().find(|s| &s.service == name);
+                let ok = match (st, &def.probe) {
+                    (Some(st), Some(_)) => st.running && h.get(&st.name).is_some_and(|p| p.container_id == st.id && p.health == Health::Healthy),
+                    (Some(st), None) => st.running,
+                    (None, _) => false,
+                };
+                if !ok {
+                    pending.push(name.clone());
+                }
+            }
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not healthy within {}s: {}", limit.as_secs(), pending.join(", ")));
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    }
+
+    /// Restores a stack from a snapshot: restore into staging and verify; stop the stack; swap its
+    /// volumes (the old data is kept aside); start the database services and load the dumps;
+    /// start everything and wait for the probes. On any failure after the swap, the previous
+    /// volumes are put back and the stack is started as it was.
+    pub async fn restore_stack(&self, req: &RestoreRequest, actor: &str) -> Result<crate::backup::run::RunReport, AppError> {
+        use crate::backup::run::{open_target, target, Step};
+        let id = req.stack.clone();
+        let stack = self.stack_def(&id)?;
+        let berr = |e: String| AppError::Backup(e);
+        let t = target(&self.cfg, req.target.as_deref()).map_err(|e| berr(e.to_string()))?;
+        let repo = open_target(&self.cfg, t).await.map_err(|e| berr(e.to_string()))?;
+        let _g = self.op_lock.lock().await;
+        let mut report = crate::backup::run::RunReport { stack: id.clone(), target: t.name.clone(), ..Default::default() };
+        let step = |report: &mut crate::backup::run::RunReport, name: &str, started: Instant, r: &Result<String, String>| {
+            report.steps.push(Step { step: name.into(), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: started.elapsed().as_secs_f64() });
+        };
+        let ts = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+        let staging = self.cfg.state_dir.join("restore").join(format!("{id}-{ts}"));
+        // 1. Into staging, then verify what the definition says must be there.
+        let t0 = Instant::now();
+        let (snap_id, tags, st2) = (req.snapshot.clone().unwrap_or_else(|| "latest".into()), vec![format!("stack:{id}")], staging.clone());
+        let snap = tokio::task::spawn_blocking(move || repo.restore(&snap_id, &tags, "", &st2)).await.map_err(|e| berr(e.to_string()))?.map_err(|e| berr(e.to_string()))?;
+        report.snapshot = Some(snap.clone());
+        let mut missing = Vec::new();
+        for d in &stack.backup.dumps {
+            if std::fs::metadata(staging.join("dumps").join(&d.file)).map(|m| m.len() == 0).unwrap_or(true) {
+                missing.push(format!("dumps/{}", d.file));
+            }
+        }
+        for (v, def) in &stack.volumes {
+            if def.backup && !staging.join("volumes").join(v).is_dir() {
+                missing.push(format!("volumes/{v}"));
+            }
+        }
+        let verified = if missing.is_empty() { Ok(format!("snapshot {} restored to staging and complete", &snap.id[..8])) } else { Err(format!("the snapshot lacks {}", missing.join(", "))) };
+        step(&mut report, "staging", t0, &verified);
+        if let Err(e) = verified {
+            let _ = std::fs::remove_dir_all(&staging);
+            report.error = Some(e);
+            return Ok(report);
+        }
+        // Settings and secrets: from the snapshot when this box does not know the stack.
+        let meta: serde_json::Value = std::fs::read(staging.join("hafen/meta/run.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        if self.store.stack(&id)?.is_none() {
+            let settings: BTreeMap<String, String> = serde_json::from_value(meta["settings"].clone()).unwrap_or_default();
+            self.store.put_stack(&id, true, &settings, &stack.file_hash)?;
+        }
+        let secrets_src = staging.join("hafen/secrets");
+        if secrets_src.is_dir() {
+            let dst = self.cfg.secrets_dir().join(&id);
+            std::fs::create_dir_all(&dst).map_err(|e| berr(e.to_string()))?;
+            for e in std::fs::read_dir(&secrets_src).map_err(|e| berr(e.to_string()))?.flatten() {
+                std::fs::copy(e.path(), dst.join(e.file_name())).map_err(|e| berr(e.to_string()))?;
+            }
+        }
+        let settings = self.settings_for(&stack, &BTreeMap::new())?;
+
+        // 2. Stop the stack (services only; volumes and network stay).
+        let t0 = Instant::now();
+        let actual = Actual::read(&*self.engine, &id).await?;
+        let mut stop = reconcile::plan_remove(&id, &actual, false);
+        stop.actions.retain(|a| matches!(a, Action::RemoveService { .. }));
+        let (_, r) = self.apply(&stop, actor, false).await;
+        step(&mut report, "stop", t0, &r.as_ref().map(|_| "services stopped".to_string()).map_err(|e| e.to_string()));
+        r?;
+
+        // 3. Swap the volumes; the previous data stays aside until the restore succeeded.
+        let t0 = Instant::now();
+        let mut swapped: Vec<(std::path::PathBuf, std::path::PathBuf)> = Vec::new();
+        let swap = async {
+            for (v, def) in &stack.volumes {
+                self.engine.create_volume(&id, v).await.map_err(|e| e.to_string())?;
+                let path = self.engine.volume_path(&id, v).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("volume {v} has no path"))?;
+                let aside = path.with_file_name(format!("_data.pre-restore-{ts}"));
+                std::fs::rename(&path, &aside).map_err(|e| format!("moving {} aside: {e}", path.display()))?;
+                swapped.push((path.clone(), aside.clone()));
+                if def.backup {
+                    let src = staging.join("volumes").join(v);
+                    if std::fs::rename(&src, &path).is_err() {
+                        let st = std::process::Command::new("cp").arg("-a").arg(&src).arg(&path).status().map_err(|e| e.to_string())?;
+                        if !st.success() {
+                            return Err(format!("copying {} failed", src.display()));
+                        }
+                    }
+                } else {
+                    // Restored from a dump: start from an empty directory with the old owner and mode.
+                    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+                    let m = std::fs::metadata(&aside).map_err(|e| e.to_string())?;
+                    std::fs::create_dir(&path).map_err(|e| e.to_string())?;
+                    std::os::unix::fs::chown(&path, Some(m.uid()), Some(m.gid())).map_err(|e| e.to_string())?;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m.mode() & 0o7777)).map_err(|e| e.to_string())?;
+                }
+            }
+            Ok::<String, String>(format!("{} volume(s) swapped; previous data kept aside", stack.volumes.len()))
+        }
+        .await;
+        step(&mut report, "swap", t0, &swap);
+
+        // 4. Databases first, then the dumps, then everything, then the probes.
+        let result: Result<(), String> = async {
+            swap?;
+            let dump_services: Vec<String> = stack.backup.dumps.iter().filter(|d| d.restore.is_some()).map(|d| d.service.clone()).collect();
+            let (plan, _) = self.desired(&stack, &settings, true, false).await.map_err(|e| e.to_string())?;
+            let mut first = plan.clone();
+            first.actions.retain(|a| match a {
+                Action::CreateService { spec } | Action::RecreateService { spec, .. } => dump_services.contains(&spec.service),
+                Action::StartService { service, .. } => dump_services.contains(service),
+                _ => true,
+            });
+            let (_, r) = self.apply(&first, actor, false).await;
+            r.map_err(|e| e.to_string())?;
+            self.wait_healthy(&stack, &dump_services, std::time::Duration::from_secs(300)).await?;
+            for d in stack.backup.dumps.iter().filter(|d| d.restore.is_some()) {
+                let t0 = Instant::now();
+                let file = staging.join("dumps").join(&d.file);
+                let (tx, rx) = tokio::sync::mpsc::channel(8);
+                let reader = tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut f = tokio::fs::File::open(&file).await?;
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = f.read(&mut buf).await?;
+                        if n == 0 || tx.send(bytes::Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                            return Ok::<(), std::io::Error>(());
+                        }
+                    }
+                });
+                let cmd = d.restore.clone().unwrap_or_default();
+                let out = self.engine.exec_stdin(&crate::engine::container_name(&id, &d.service), &cmd, rx, std::time::Duration::from_secs(6 * 3600)).await;
+                let _ = reader.await;
+                let r = match out {
+                    Ok(o) if o.exit_code == 0 => Ok(format!("`{}` loaded {}", cmd.join(" "), d.file)),
+                    Ok(o) => Err(format!("`{}` exited with {}: {}", cmd.join(" "), o.exit_code, o.stderr.trim())),
+                    Err(e) => Err(e.to_string()),
+                };
+                report.steps.push(Step { step: format!("load {}", d.file), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: t0.elapsed().as_secs_f64() });
+                r?;
+            }
+            let (plan, _) = self.desired(&stack, &settings, true, false).await.map_err(|e| e.to_string())?;
+            let (_, r) = self.apply(&plan, actor, false).await;
+            r.map_err(|e| e.to_string())?;
+            self.wait_healthy(&stack, &[], std::time::Duration::from_secs(600)).await
+        }
+        .await;
+        let t0 = Instant::now();
+        match &result {
+            Ok(()) => {
+                for (_, aside) in &swapped {
+                    let _ = std::fs::remove_dir_all(aside);
+                }
+                step(&mut report, "healthy", t0, &Ok("all services pass their probes".into()));
+            }
+            Err(e) => {
+                // Put the previous state back and start it as it was.
+                let actual = Actual::read(&*self.engine, &id).await?;
+                let mut stop = reconcile::plan_remove(&id, &actual, false);
+                stop.actions.retain(|a| matches!(a, Action::RemoveService { .. }));
+                let _ = self.apply(&stop, actor, false).await;
+                for (path, aside) in &swapped {
+                    let failed = path.with_file_name(format!("_data.failed-restore-{ts}"));
+                    let _ = std::fs::rename(path, &failed);
+                    let _ = std::fs::rename(aside, path);
+                    let _ = std::fs::remove_dir_all(&failed);
+                }
+                if let Ok((plan, _)) = self.desired(&stack, &settings, true, false).await {
+                    let _ = self.apply(&plan, actor, false).await;
+                }
+                step(&mut report, "rollback", t0, &Ok("previous volumes put back and the stack started again".into()));
+                report.error = Some(e.clone());
+            }
+        }
+        let _ = std::fs::remove_dir_all(&staging);
+        self.emit(actor, match &report.error {
+            None => Event::RestoreFinished { stack: id.clone(), snapshot: snap.id.clone() },
+            Some(e) => Event::RestoreFailed { stack: id.clone(), error: e.clone() },
+        });
+        Ok(report)
+    }
+
     pub fn network_of(stack: &str) -> String {
         network_name(stack)
     }

@@ -17,6 +17,8 @@ pub enum Event {
     ReconcileFailed { stack: String, error: String },
     BackupFinished { stack: String, target: String, snapshot: String, seconds: f64 },
     BackupFailed { stack: String, target: String, error: String },
+    RestoreFinished { stack: String, snapshot: String },
+    RestoreFailed { stack: String, error: String },
 }
 
 impl Event {
@@ -34,7 +36,9 @@ impl Event {
             | Event::HealthChanged { stack, .. }
             | Event::ReconcileFailed { stack, .. }
             | Event::BackupFinished { stack, .. }
-            | Event::BackupFailed { stack, .. } => Some(stack),
+            | Event::BackupFailed { stack, .. }
+            | Event::RestoreFinished { stack, .. }
+            | Event::RestoreFailed { stack, .. } => Some(stack),
             Event::EngineUnreachable { .. } | Event::EngineReachable { .. } => None,
         }
     }
@@ -55,6 +59,8 @@ impl Event {
             Event::ReconcileFailed { stack, error } => format!("reconciling {stack} failed: {error}"),
             Event::BackupFinished { stack, target, snapshot, seconds } => format!("backup of {stack} to {target} finished: snapshot {snapshot} ({seconds:.1}s)"),
             Event::BackupFailed { stack, target, error } => format!("backup of {stack} to {target} FAILED: {error}"),
+            Event::RestoreFinished { stack, snapshot } => format!("{stack} restored from snapshot {snapshot}"),
+            Event::RestoreFailed { stack, error } => format!("restore of {stack} FAILED, previous state put back: {error}"),
         }
     }
 }

@@ -94,6 +94,26 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     let o = restore(&["--list"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cannot decrypt"), "{}", String::from_utf8_lossy(&o.stderr));
 
+    // Restore in place: what was added after the backup is gone, what was backed up is back.
+    tryton_session_rpc(port, "tryton", "admin", uid, &session, "model.party.party.create", json!([[{"name": "Nach der Sicherung"}], {}]));
+    let report = d.json(&["restore", "--stack", id]);
+    assert!(report["error"].is_null(), "{report}");
+    assert!(report["steps"].as_array().unwrap().iter().any(|s| s["step"] == "load tryton.sql" && s["ok"] == true), "{report}");
+    let r = tryton_rpc(port, "/tryton/", "common.db.login", json!(["admin", {"password": pw}, "en"]));
+    let (uid, session) = (r[0].as_i64().unwrap(), r[1].as_str().unwrap().to_string());
+    let names = |name: &str| {
+        tryton_session_rpc(port, "tryton", "admin", uid, &session, "model.party.party.search_read", json!([[["name", "=", name]], 0, null, null, ["name"], {}]))
+            .as_array()
+            .map(|a| a.len())
+            .unwrap_or(0)
+    };
+    assert_eq!(names("Jugendhilfe Nordstadt gGmbH"), 1);
+    assert_eq!(names("Nach der Sicherung"), 0);
+    assert_eq!(http_get(&format!("http://127.0.0.1:{port}/")).0, 200);
+    // No old data left lying around beside the volumes.
+    let leftovers = std::process::Command::new("sh").arg("-c").arg("ls -d /var/lib/docker/volumes/hafen-tryton-bk-*/_data.* 2>/dev/null | wc -l").output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&leftovers.stdout).trim(), "0");
+
     let events = d.ok(&["events", "--stack", id]);
-    assert!(events.contains("backup_failed") && events.contains("backup_finished"), "{events}");
+    assert!(events.contains("backup_failed") && events.contains("backup_finished") && events.contains("restore_finished"), "{events}");
 }

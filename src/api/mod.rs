@@ -151,3 +151,13 @@ pub struct BackupCheckResponse {
     pub read_data: bool,
     pub problems: Vec<String>,
 }
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    pub stack: String,
+    /// Snapshot id (or prefix); default: the newest of the stack.
+    #[serde(default)]
+    pub snapshot: Option<String>,
+    #[serde(default)]
+    pub target: Option<String>,
+}

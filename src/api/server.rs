@@ -65,6 +65,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/backups", get(backup_list))
         .route("/v1/backups/run", post(backup_run))
         .route("/v1/backups/check", post(backup_check))
+        .route("/v1/restore", post(restore))
         .with_state(app)
 }
 
@@ -134,4 +135,8 @@ async fn backup_list(State(app): State<Arc<App>>, Query(q): Query<TargetQuery>) 
 
 async fn backup_check(State(app): State<Arc<App>>, Json(req): Json<BackupCheckRequest>) -> R<BackupCheckResponse> {
     Ok(Json(app.backup_check(&req).await?))
+}
+
+async fn restore(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<RestoreRequest>) -> R<crate::backup::run::RunReport> {
+    Ok(Json(app.restore_stack(&req, &peer.actor()).await?))
 }

@@ -723,8 +723,12 @@ fn decode_backup(v: &Value, services: &BTreeMap<String, ServiceDef>, is: &mut Is
             } else if !file.is_empty() && !files.insert(file.clone()) {
                 is.push(&d.path_of("file"), format!("`{file}` is used by two dumps"));
             }
+            let restore = d.raw("restore").map(|c| string_list(c, &d.path_of("restore"), is));
+            if restore.as_ref().is_some_and(|r| r.is_empty()) {
+                is.push(&d.path_of("restore"), "a restore command reads the dump on stdin; it cannot be empty");
+            }
             d.finish(is);
-            dumps.push(DumpDef { service, command, file });
+            dumps.push(DumpDef { service, command, file, restore });
         }
     }
     let max_quiesce = o.raw("max_quiesce").and_then(scalar).and_then(|s| match parse_duration(&s) {

@@ -175,6 +175,8 @@ pub struct DumpDef {
     pub service: String,
     pub command: Vec<String>,
     pub file: String,
+    /// Reads the dump on stdin into a fresh database (for `hafen restore`).
+    pub restore: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]

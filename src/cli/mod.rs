@@ -58,12 +58,16 @@ pub enum Cmd {
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// The repository (e.g. the mounted backup disk: /mnt/backup/hafen)
+    /// Offline: the repository (e.g. the mounted backup disk: /mnt/backup/hafen). Without it,
+    /// the daemon restores the stack in place (stop, staging, swap, start, health check).
     #[arg(long)]
-    pub repo: PathBuf,
-    /// File with the recovery identity (AGE-SECRET-KEY-1…) from the recovery kit
+    pub repo: Option<PathBuf>,
+    /// Offline: file with the recovery identity (AGE-SECRET-KEY-1…) from the recovery kit
     #[arg(long)]
-    pub identity: PathBuf,
+    pub identity: Option<PathBuf>,
+    /// Through the daemon: the backup target to restore from (default: the first)
+    #[arg(long)]
+    pub target: Option<String>,
     /// List the snapshots and exit
     #[arg(long)]
     pub list: bool,
@@ -296,6 +300,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Events(a) => events(&cli, a).await,
         Cmd::Keys(k) => keys(&cli, k),
         Cmd::Backup(b) => backup(&cli, b).await,
+        Cmd::Restore(r) if r.repo.is_none() => restore_stack(&cli, r).await,
         Cmd::Restore(r) => restore(r).await,
         Cmd::Image(ImageCmd::Build { recipes }) => {
             let cfg = load_config(cli.config.as_ref())?;
@@ -571,12 +576,15 @@ pub fn render_offline(cfg: &Config, id: &str, set: &BTreeMap<String, String>) ->
 /// Offline restore with the recovery identity: list, or restore a snapshot (or one path of it)
 /// into an empty directory. Nothing outside that directory is written.
 async fn restore(a: &RestoreArgs) -> anyhow::Result<i32> {
-    let identity = std::fs::read_to_string(&a.identity).map_err(|e| anyhow::anyhow!("{}: {e}", a.identity.display()))?;
-    let key_file = a.repo.join("hafen-repo-key.age");
+    let (Some(repo_dir), Some(identity_file)) = (&a.repo, &a.identity) else {
+        anyhow::bail!("{}", t!("restore_need_identity"));
+    };
+    let identity = std::fs::read_to_string(identity_file).map_err(|e| anyhow::anyhow!("{}: {e}", identity_file.display()))?;
+    let key_file = repo_dir.join("hafen-repo-key.age");
     let wrapped = std::fs::read(&key_file).map_err(|e| anyhow::anyhow!("{}", t!("restore_no_keyfile", path = key_file.display(), e = e)))?;
     let key = crate::backup::keys::decrypt(&identity, &wrapped, &key_file.display().to_string())?;
     let secret = crate::secrets::Secret::from_string(String::from_utf8_lossy(&key).trim().to_string());
-    let loc = a.repo.display().to_string();
+    let loc = repo_dir.display().to_string();
     let repo = tokio::task::spawn_blocking(move || crate::backup::repo::Repo::open_existing(&loc, secret)).await??;
     let tags: Vec<String> = a.stack.iter().map(|s| format!("stack:{s}")).collect();
     if a.list {
@@ -610,6 +618,33 @@ async fn restore(a: &RestoreArgs) -> anyhow::Result<i32> {
         println!("{}", t!("restored", id = &snap.id[..8.min(snap.id.len())], path = to.display()));
     }
     Ok(0)
+}
+
+/// Restores a deployed stack in place through the daemon.
+async fn restore_stack(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
+    let Some(stack) = &a.stack else {
+        anyhow::bail!("{}", t!("restore_need_stack"));
+    };
+    let snapshot = (a.snapshot != "latest").then(|| a.snapshot.clone());
+    let spinner = (!a.json).then(|| progress_spinner(&t!("restoring", path = stack)));
+    let r: Result<crate::backup::run::RunReport, _> =
+        client(cli)?.post("/v1/restore", &RestoreRequest { stack: stack.clone(), snapshot, target: a.target.clone() }).await;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    let r = r?;
+    if a.json {
+        print_json(&r);
+    } else {
+        for s in &r.steps {
+            println!("  {} {:<16} {:>6.1}s  {}", if s.ok { "✓" } else { "✗" }, s.step, s.seconds, s.detail);
+        }
+        match &r.error {
+            None => println!("{}", t!("restore_stack_ok", stack = stack)),
+            Some(e) => eprintln!("{}", t!("restore_stack_failed", stack = stack, error = e)),
+        }
+    }
+    Ok(if r.error.is_none() { 0 } else { 1 })
 }
 
 async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {

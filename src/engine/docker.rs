@@ -462,6 +462,68 @@ impl Engine for DockerEngine {
         })?
     }
 
+    async fn exec_stdin(
+        &self,
+        name: &str,
+        cmd: &[String],
+        mut input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, EngineError> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        use tokio::io::AsyncWriteExt;
+        if !self.ensure_ours(name).await? {
+            return Err(EngineError::Call { op: "exec", name: name.into(), detail: "no such container".into() });
+        }
+        let run = async {
+            let ex = self
+                .docker
+                .create_exec(
+                    name,
+                    CreateExecOptions {
+                        cmd: Some(cmd.to_vec()),
+                        attach_stdin: Some(true),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| self.err("exec", name, e))?;
+            let mut stdout = String::new();
+            let mut stderr = String::new();
+            if let StartExecResults::Attached { mut output, input: mut stdin } =
+                self.docker.start_exec(&ex.id, None).await.map_err(|e| self.err("exec", name, e))?
+            {
+                let write = async {
+                    while let Some(chunk) = input.recv().await {
+                        if stdin.write_all(&chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                    let _ = stdin.shutdown().await;
+                };
+                let read = async {
+                    while let Some(chunk) = output.next().await {
+                        match chunk {
+                            Ok(bollard::container::LogOutput::StdErr { message }) if stderr.len() < 64 * 1024 => stderr.push_str(&String::from_utf8_lossy(&message)),
+                            Ok(bollard::container::LogOutput::StdOut { message }) if stdout.len() < 64 * 1024 => stdout.push_str(&String::from_utf8_lossy(&message)),
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                };
+                tokio::join!(write, read);
+            }
+            let info = self.docker.inspect_exec(&ex.id).await.map_err(|e| self.err("exec", name, e))?;
+            Ok(ExecOutput { exit_code: info.exit_code.unwrap_or(-1), stdout, stderr })
+        };
+        tokio::time::timeout(timeout, run).await.map_err(|_| EngineError::Call {
+            op: "exec",
+            name: name.into(),
+            detail: format!("`{}` did not finish within {}s", cmd.join(" "), timeout.as_secs()),
+        })?
+    }
+
     async fn logs(&self, name: &str, tail: usize) -> Result<String, EngineError> {
         if !self.ensure_ours(name).await? {
             return Err(EngineError::Call { op: "logs", name: name.into(), detail: "no such container".into() });

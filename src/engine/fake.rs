@@ -135,6 +135,20 @@ impl Engine for FakeEngine {
         let _ = out.send(bytes::Bytes::from_static(b"fake output\n")).await;
         Ok(ExecOutput { exit_code: 0, stdout: String::new(), stderr: String::new() })
     }
+    async fn exec_stdin(
+        &self,
+        name: &str,
+        cmd: &[String],
+        mut input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+        _t: Duration,
+    ) -> Result<ExecOutput, EngineError> {
+        drop(self.guard(format!("exec-stdin {name} {}", cmd.join(" ")))?);
+        let mut n = 0;
+        while let Some(c) = input.recv().await {
+            n += c.len();
+        }
+        Ok(ExecOutput { exit_code: 0, stdout: format!("{n} bytes"), stderr: String::new() })
+    }
     async fn logs(&self, name: &str, _tail: usize) -> Result<String, EngineError> {
         drop(self.guard(format!("logs {name}"))?);
         Ok(String::new())

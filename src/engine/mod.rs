@@ -185,6 +185,14 @@ pub trait Engine: Send + Sync + 'static {
         out: tokio::sync::mpsc::Sender<bytes::Bytes>,
         timeout: Duration,
     ) -> Result<ExecOutput, EngineError>;
+    /// Runs `cmd` in the service with `input` as its stdin (for restoring dumps).
+    async fn exec_stdin(
+        &self,
+        name: &str,
+        cmd: &[String],
+        input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, EngineError>;
     async fn logs(&self, name: &str, tail: usize) -> Result<String, EngineError>;
     /// Image id when present locally.
     async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError>;
