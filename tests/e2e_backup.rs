@@ -110,10 +110,27 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     assert_eq!(names("Jugendhilfe Nordstadt gGmbH"), 1);
     assert_eq!(names("Nach der Sicherung"), 0);
     assert_eq!(http_get(&format!("http://127.0.0.1:{port}/")).0, 200);
+    // A restore that fails (here: loading the dump) puts the previous state back.
+    tryton_session_rpc(port, "tryton", "admin", uid, &session, "model.party.party.create", json!([[{"name": "Nach der Wiederherstellung"}], {}]));
+    let def = d.dir.path().join("stacks").join(id).join("stack.yaml");
+    let text = std::fs::read_to_string(&def).unwrap();
+    std::fs::write(&def, text.replace("restore: [psql, -U, tryton, -d, tryton, -v, ON_ERROR_STOP=1, -q]", "restore: [sh, -c, 'cat >/dev/null; echo simulated failure >&2; exit 3']")).unwrap();
+    let o = d.cli(&["restore", "--stack", id, "--json"]);
+    assert!(!o.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(report["error"].as_str().unwrap_or("").contains("simulated failure"), "{report}");
+    assert!(report["steps"].as_array().unwrap().iter().any(|s| s["step"] == "rollback"), "{report}");
+    std::fs::write(&def, text).unwrap();
+    wait_for(std::time::Duration::from_secs(300), || (d.json(&["stack", "show", id])["summary"]["state"] == "healthy").then_some(())).expect("not healthy after the rollback");
+    let r = tryton_rpc(port, "/tryton/", "common.db.login", json!(["admin", {"password": pw}, "en"]));
+    let (uid, session) = (r[0].as_i64().unwrap(), r[1].as_str().unwrap().to_string());
+    let after = tryton_session_rpc(port, "tryton", "admin", uid, &session, "model.party.party.search_read", json!([[["name", "=", "Nach der Wiederherstellung"]], 0, null, null, ["name"], {}]));
+    assert_eq!(after.as_array().map(|a| a.len()), Some(1), "the rollback lost data: {after}");
+
     // No old data left lying around beside the volumes.
     let leftovers = std::process::Command::new("sh").arg("-c").arg("ls -d /var/lib/docker/volumes/hafen-tryton-bk-*/_data.* 2>/dev/null | wc -l").output().unwrap();
     assert_eq!(String::from_utf8_lossy(&leftovers.stdout).trim(), "0");
 
     let events = d.ok(&["events", "--stack", id]);
-    assert!(events.contains("backup_failed") && events.contains("backup_finished") && events.contains("restore_finished"), "{events}");
+    assert!(events.contains("backup_failed") && events.contains("backup_finished") && events.contains("restore_finished") && events.contains("restore_failed"), "{events}");
 }
