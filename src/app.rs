@@ -892,6 +892,72 @@ impl App {
         Ok(report)
     }
 
+    /// Applies the retention policy to one stack's snapshots in a target; returns how many were
+    /// forgotten. Nothing is forgotten when the clock looks wrong.
+    pub async fn apply_retention(&self, stack: &str, target: &crate::config::BackupTarget) -> Result<usize, AppError> {
+        use crate::backup::retention::{decide, Snap};
+        let repo = crate::backup::run::open_target(&self.cfg, target).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        let tag = format!("stack:{stack}");
+        let policy = self.cfg.backup_retention.clone();
+        let (stack_id, now) = (stack.to_string(), chrono::Utc::now());
+        let decision = tokio::task::spawn_blocking(move || -> Result<crate::backup::retention::Decision, crate::backup::repo::RepoError> {
+            let snaps: Vec<Snap> = repo
+                .snapshots()?
+                .into_iter()
+                .filter(|s| s.tags.contains(&tag))
+                .map(|s| Snap { id: s.id, time: chrono::DateTime::from_timestamp(s.unix_time, 0).unwrap_or_default() })
+                .collect();
+            let d = decide(&policy, &snaps, now);
+            if !d.forget.is_empty() {
+                repo.forget(&d.forget)?;
+                repo.prune()?;
+            }
+            Ok(d)
+        })
+        .await
+        .map_err(|e| AppError::Backup(e.to_string()))?
+        .map_err(|e| AppError::Backup(e.to_string()))?;
+        if let Some(why) = &decision.refused {
+            tracing::warn!(stack = %stack_id, "retention skipped: {why}");
+        }
+        Ok(decision.forget.len())
+    }
+
+    /// The scheduler's tick: when the nightly run is due (or was missed while the box was off),
+    /// back up every deployed stack to the first target, then apply retention.
+    pub async fn backup_schedule_tick(&self) {
+        const JOB: &str = "nightly-backup";
+        let Some(target) = self.cfg.backup_targets.first().cloned() else { return };
+        let Ok(schedule) = crate::backup::schedule::parse(&self.cfg.backup_schedule) else { return };
+        let now = chrono::Utc::now();
+        let last = self.store.job_last_run(JOB).ok().flatten().and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()).map(|d| d.with_timezone(&chrono::Utc));
+        if last.is_none() {
+            let _ = self.store.set_job(JOB, &now.to_rfc3339(), None);
+            return;
+        }
+        if !matches!(crate::backup::schedule::due(&schedule, last, now), crate::backup::schedule::Due::Now { .. }) {
+            return;
+        }
+        let mut errors = Vec::new();
+        let stacks: Vec<String> = self.store.stacks().map(|v| v.into_iter().filter(|s| s.enabled).map(|s| s.id).collect()).unwrap_or_default();
+        for id in stacks {
+            let req = BackupRunRequest { stack: id.clone(), target: Some(target.name.clone()) };
+            match self.backup_run(&req, "scheduler").await {
+                Ok(r) if r.error.is_none() => match self.apply_retention(&id, &target).await {
+                    Ok(n) if n > 0 => tracing::info!(stack = %id, forgotten = n, "retention applied"),
+                    Ok(_) => {}
+                    Err(e) => errors.push(format!("{id}: retention: {e}")),
+                },
+                Ok(r) => errors.push(format!("{id}: {}", r.error.unwrap_or_default())),
+                Err(e) => errors.push(format!("{id}: {e}")),
+            }
+        }
+        let err = (!errors.is_empty()).then(|| errors.join("; "));
+        if let Err(e) = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref()) {
+            tracing::error!(error = %e, "could not record the backup run");
+        }
+    }
+
     pub fn network_of(stack: &str) -> String {
         network_name(stack)
     }

@@ -122,6 +122,7 @@ pub async fn run(app: Arc<App>, listener: tokio::net::UnixListener, cancel: Canc
     };
     tracker.spawn(reconcile_worker(app.clone(), cancel.clone()));
     tracker.spawn(probe_worker(app.clone(), cancel.clone()));
+    tracker.spawn(backup_worker(app.clone(), cancel.clone()));
     tracker.close();
     tracing::info!(socket = %app.cfg.socket.display(), "hafen ready");
     cancel.cancelled().await;
@@ -160,6 +161,20 @@ async fn probe_worker(app: Arc<App>, cancel: CancellationToken) {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Worker `backup-scheduler`: runs the nightly backups when due, and once after a missed run.
+async fn backup_worker(app: Arc<App>, cancel: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = app.backup_schedule_tick() => {}
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
     }
 }

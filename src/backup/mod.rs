@@ -6,3 +6,4 @@ pub mod kit;
 pub mod repo;
 pub mod retention;
 pub mod run;
+pub mod schedule;

@@ -46,6 +46,8 @@ pub enum RepoError {
 pub struct SnapInfo {
     pub id: String,
     pub time: String,
+    /// Seconds since the epoch.
+    pub unix_time: i64,
     pub label: String,
     pub tags: Vec<String>,
     pub paths: Vec<String>,
@@ -235,6 +237,15 @@ impl Repo {
         Ok(res.0.iter().map(|(lvl, e)| format!("{lvl:?}: {e}")).collect())
     }
 
+    /// Removes data no snapshot needs any more.
+    pub fn prune(&self) -> Result<(), RepoError> {
+        let loc = &self.location;
+        let repo = self.open()?.to_indexed_ids().map_err(rerr(loc))?;
+        let opts = rustic_core::PruneOptions::default().instant_delete(true);
+        let plan = repo.prune_plan(&opts).map_err(rerr(loc))?;
+        repo.prune(&opts, plan).map_err(rerr(loc))
+    }
+
     pub fn forget(&self, ids: &[String]) -> Result<(), RepoError> {
         let repo = self.open()?;
         let snaps = repo.get_snapshots(ids).map_err(rerr(&self.location))?;
@@ -247,7 +258,8 @@ fn info(s: &SnapshotFile) -> SnapInfo {
     let sum = s.summary.as_ref();
     SnapInfo {
         id: s.id.to_string(),
-        time: s.time.to_string(),
+        time: s.time.strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        unix_time: s.time.timestamp().as_second(),
         label: s.label.clone(),
         tags: s.tags.iter().map(|t| t.to_string()).collect(),
         paths: s.paths.iter().map(|p| p.to_string()).collect(),

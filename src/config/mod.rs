@@ -28,6 +28,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Where backups go; the first is the default target.
     pub backup_targets: Vec<BackupTarget>,
+    /// When the nightly backup of every deployed stack runs (cron with seconds).
+    pub backup_schedule: String,
+    /// Which snapshots each stack keeps after a scheduled backup.
+    pub backup_retention: crate::backup::retention::Policy,
     /// Where the config came from (`built-in defaults` or a path).
     pub source: String,
 }
@@ -72,6 +76,8 @@ impl Default for Config {
             shutdown_deadline: Duration::from_secs(30),
             log_format: LogFormat::Text,
             backup_targets: Vec::new(),
+            backup_schedule: crate::backup::schedule::DEFAULT_SCHEDULE.into(),
+            backup_retention: crate::backup::retention::Policy::default_local(),
             source: "built-in defaults".into(),
         }
     }
@@ -161,6 +167,33 @@ impl Config {
                 None | Some("text") => {}
                 Some("json") => c.log_format = LogFormat::Json,
                 Some(other) => is.push("log_format", t!("v.log_format", other = other).to_string()),
+            }
+            if let Some(expr) = o.opt::<String>("backup_schedule", &mut is) {
+                match crate::backup::schedule::parse(&expr) {
+                    Ok(_) => c.backup_schedule = expr,
+                    Err(e) => is.push("backup_schedule", e),
+                }
+            }
+            if let Some(rv) = o.raw("backup_retention") {
+                if let Some(mut r) = Obj::new(rv, "backup_retention", &mut is) {
+                    let mut p = crate::backup::retention::Policy::default();
+                    p.keep_last = r.opt("keep_last", &mut is).unwrap_or(0);
+                    p.keep_daily = r.opt("keep_daily", &mut is).unwrap_or(0);
+                    p.keep_weekly = r.opt("keep_weekly", &mut is).unwrap_or(0);
+                    p.keep_monthly = r.opt("keep_monthly", &mut is).unwrap_or(0);
+                    p.keep_yearly = r.opt("keep_yearly", &mut is).unwrap_or(0);
+                    if let Some(w) = r.raw("keep_within").and_then(scalar) {
+                        match parse_duration(&w) {
+                            Ok(d) => p.keep_within = chrono::Duration::from_std(d).ok(),
+                            Err(e) => is.push("backup_retention.keep_within", e),
+                        }
+                    }
+                    r.finish(&mut is);
+                    if p == crate::backup::retention::Policy::default() {
+                        is.push("backup_retention", "this policy keeps nothing; give at least one keep_* value");
+                    }
+                    c.backup_retention = p;
+                }
             }
             if let Some(tv) = o.raw("backup_targets") {
                 for (v, ip) in crate::catalogue::decode::items(tv, "backup_targets", &mut is) {

@@ -40,6 +40,12 @@ const MIGRATIONS: &[&str] = &[
         message TEXT NOT NULL,
         detail TEXT NOT NULL DEFAULT '{}'
      );",
+    // v2: scheduled jobs remember their last run (catch-up after the box was off)
+    "CREATE TABLE jobs (
+        name TEXT PRIMARY KEY,
+        last_run TEXT NOT NULL,
+        last_error TEXT
+     );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +229,25 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn job_last_run(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let c = self.conn();
+        let mut q = c.prepare("SELECT last_run FROM jobs WHERE name = ?1")?;
+        let mut rows = q.query(params![name])?;
+        Ok(match rows.next()? {
+            Some(r) => Some(r.get(0)?),
+            None => None,
+        })
+    }
+
+    pub fn set_job(&self, name: &str, last_run: &str, last_error: Option<&str>) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO jobs (name, last_run, last_error) VALUES (?1, ?2, ?3)
+             ON CONFLICT(name) DO UPDATE SET last_run = ?2, last_error = ?3",
+            params![name, last_run, last_error],
+        )?;
+        Ok(())
     }
 
     /// Checkpoints the WAL into the main file (at shutdown).

@@ -1,0 +1,63 @@
+//! When the nightly backup runs: a cron expression (the `cron` crate, with seconds) and the time
+//! of the last run, persisted like systemd's `Persistent=`. A run missed while the box was off
+//! runs once after start; missing several runs still gives one catch-up, not a storm. Pure
+//! functions of (schedule, last run, now).
+
+use chrono::{DateTime, Utc};
+use std::str::FromStr;
+
+/// hafen's default: every night at 02:00 (the box's UTC clock).
+pub const DEFAULT_SCHEDULE: &str = "0 0 2 * * *";
+
+pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
+    cron::Schedule::from_str(expr).map_err(|e| format!("`{expr}` is not a cron expression (sec min hour day month weekday, e.g. `{DEFAULT_SCHEDULE}`): {e}"))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// Run now; `missed` is the scheduled time that passed.
+    Now { missed: DateTime<Utc> },
+    /// Nothing to do before `next`.
+    Wait { next: DateTime<Utc> },
+}
+
+/// With no last run (first start), nothing is owed: the first run is the next scheduled one.
+pub fn due(schedule: &cron::Schedule, last_run: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Due {
+    let next_after_now = schedule.after(&now).next().unwrap_or(now + chrono::Duration::days(365));
+    let Some(last) = last_run else { return Due::Wait { next: next_after_now } };
+    if last > now {
+        // The clock went back: wait for the next regular time rather than running at once.
+        return Due::Wait { next: next_after_now };
+    }
+    match schedule.after(&last).next() {
+        Some(t) if t <= now => Due::Now { missed: t },
+        _ => Due::Wait { next: next_after_now },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn table() {
+        let s = parse(DEFAULT_SCHEDULE).unwrap();
+        let cases = [
+            ("first start owes nothing", None, t(28, 12, 0), Due::Wait { next: t(29, 2, 0) }),
+            ("ran last night, now afternoon", Some(t(28, 2, 0)), t(28, 12, 0), Due::Wait { next: t(29, 2, 0) }),
+            ("box was off at 02:00", Some(t(27, 2, 0)), t(28, 8, 30), Due::Now { missed: t(28, 2, 0) }),
+            ("off for a week: one catch-up", Some(t(20, 2, 0)), t(28, 8, 30), Due::Now { missed: t(21, 2, 0) }),
+            ("exactly on time", Some(t(27, 2, 0)), t(28, 2, 0), Due::Now { missed: t(28, 2, 0) }),
+            ("clock went back", Some(t(28, 2, 0)), t(27, 23, 0), Due::Wait { next: t(28, 2, 0) }),
+        ];
+        for (name, last, now, want) in cases {
+            assert_eq!(due(&s, last, now), want, "{name}");
+        }
+        assert!(parse("nightly").unwrap_err().contains("not a cron expression"));
+    }
+}
