@@ -4,23 +4,9 @@
 //! volumes kept), deploy again (the record is still there), purge.
 
 mod common;
-use base64::Engine as _;
 use common::*;
 use serde_json::json;
 use std::time::Duration;
-
-fn session_rpc(port: u16, db: &str, login: &str, uid: i64, session: &str, method: &str, params: serde_json::Value) -> serde_json::Value {
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{login}:{uid}:{session}"));
-    let body = json!({"method": method, "params": params, "id": 2}).to_string();
-    let r = ureq::post(&format!("http://127.0.0.1:{port}/{db}/"))
-        .set("Content-Type", "application/json")
-        .set("Authorization", &format!("Session {auth}"))
-        .send_string(&body)
-        .unwrap_or_else(|e| panic!("{method}: {e}"));
-    let v: serde_json::Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
-    assert!(v.get("error").is_none_or(|e| e.is_null()), "{method} failed: {v}");
-    v["result"].clone()
-}
 
 fn login(d: &Daemon, id: &str, port: u16) -> (i64, String) {
     let pw = d.secret(id, "admin_password");
@@ -49,7 +35,7 @@ fn tryton_deploy_login_drift_remove_keeps_data() {
     assert!(body.to_lowercase().contains("tryton"), "web client page: {}", &body[..body.len().min(300)]);
 
     let (uid, session) = login(&d, id, port);
-    let created = session_rpc(port, "tryton", "admin", uid, &session, "model.party.party.create", json!([[{"name": "Kinderhaus Sonnenschein e.V."}], {}]));
+    let created = tryton_session_rpc(port, "tryton", "admin", uid, &session, "model.party.party.create", json!([[{"name": "Kinderhaus Sonnenschein e.V."}], {}]));
     assert!(created[0].as_i64().is_some(), "{created}");
 
     // Redeploy: nothing to do.
@@ -84,7 +70,7 @@ fn tryton_deploy_login_drift_remove_keeps_data() {
     // Deploy again: same data, same password.
     d.ok(&["stack", "deploy", id, "--wait", "900"]);
     let (uid, session) = login(&d, id, port);
-    let found = session_rpc(
+    let found = tryton_session_rpc(
         port,
         "tryton",
         "admin",

@@ -53,6 +53,41 @@ impl DockerEngine {
         }
     }
 
+    /// Creates and starts an exec in one of our containers, attached to its output (and stdin).
+    async fn start_attached(
+        &self,
+        name: &str,
+        cmd: &[String],
+        stdin: bool,
+    ) -> Result<(String, bollard::exec::StartExecResults), EngineError> {
+        use bollard::exec::CreateExecOptions;
+        if !self.ensure_ours(name).await? {
+            return Err(EngineError::Call { op: "exec", name: name.into(), detail: "no such container".into() });
+        }
+        let ex = self
+            .docker
+            .create_exec(
+                name,
+                CreateExecOptions {
+                    cmd: Some(cmd.to_vec()),
+                    attach_stdin: Some(stdin),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| self.err("exec", name, e))?;
+        let started = self.docker.start_exec(&ex.id, None).await.map_err(|e| self.err("exec", name, e))?;
+        Ok((ex.id, started))
+    }
+
+    /// The exit code of a finished exec.
+    async fn exec_exit(&self, name: &str, id: &str) -> Result<i64, EngineError> {
+        let info = self.docker.inspect_exec(id).await.map_err(|e| self.err("exec", name, e))?;
+        Ok(info.exit_code.unwrap_or(-1))
+    }
+
     /// Refuses to act on a container that exists but is not ours.
     async fn ensure_ours(&self, name: &str) -> Result<bool, EngineError> {
         match self.container_labels(name).await? {
@@ -377,24 +412,12 @@ impl Engine for DockerEngine {
     }
 
     async fn exec(&self, name: &str, cmd: &[String], timeout: Duration) -> Result<ExecOutput, EngineError> {
-        use bollard::exec::{CreateExecOptions, StartExecResults};
-        if !self.ensure_ours(name).await? {
-            return Err(EngineError::Call { op: "exec", name: name.into(), detail: "no such container".into() });
-        }
+        use bollard::exec::StartExecResults;
         let run = async {
-            let ex = self
-                .docker
-                .create_exec(
-                    name,
-                    CreateExecOptions { cmd: Some(cmd.to_vec()), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() },
-                )
-                .await
-                .map_err(|e| self.err("exec", name, e))?;
+            let (id, started) = self.start_attached(name, cmd, false).await?;
             let mut stdout = String::new();
             let mut stderr = String::new();
-            if let StartExecResults::Attached { mut output, .. } =
-                self.docker.start_exec(&ex.id, None).await.map_err(|e| self.err("exec", name, e))?
-            {
+            if let StartExecResults::Attached { mut output, .. } = started {
                 while let Some(chunk) = output.next().await {
                     match chunk.map_err(|e| self.err("exec", name, e))? {
                         bollard::container::LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
@@ -402,8 +425,7 @@ impl Engine for DockerEngine {
                     }
                 }
             }
-            let info = self.docker.inspect_exec(&ex.id).await.map_err(|e| self.err("exec", name, e))?;
-            Ok(ExecOutput { exit_code: info.exit_code.unwrap_or(-1), stdout, stderr })
+            Ok(ExecOutput { exit_code: self.exec_exit(name, &id).await?, stdout, stderr })
         };
         tokio::time::timeout(timeout, run).await.map_err(|_| EngineError::Call {
             op: "exec",
@@ -419,23 +441,11 @@ impl Engine for DockerEngine {
         out: tokio::sync::mpsc::Sender<bytes::Bytes>,
         timeout: Duration,
     ) -> Result<ExecOutput, EngineError> {
-        use bollard::exec::{CreateExecOptions, StartExecResults};
-        if !self.ensure_ours(name).await? {
-            return Err(EngineError::Call { op: "exec", name: name.into(), detail: "no such container".into() });
-        }
+        use bollard::exec::StartExecResults;
         let run = async {
-            let ex = self
-                .docker
-                .create_exec(
-                    name,
-                    CreateExecOptions { cmd: Some(cmd.to_vec()), attach_stdout: Some(true), attach_stderr: Some(true), ..Default::default() },
-                )
-                .await
-                .map_err(|e| self.err("exec", name, e))?;
+            let (id, started) = self.start_attached(name, cmd, false).await?;
             let mut stderr = String::new();
-            if let StartExecResults::Attached { mut output, .. } =
-                self.docker.start_exec(&ex.id, None).await.map_err(|e| self.err("exec", name, e))?
-            {
+            if let StartExecResults::Attached { mut output, .. } = started {
                 while let Some(chunk) = output.next().await {
                     match chunk.map_err(|e| self.err("exec", name, e))? {
                         bollard::container::LogOutput::StdOut { message } => {
@@ -452,8 +462,7 @@ impl Engine for DockerEngine {
                     }
                 }
             }
-            let info = self.docker.inspect_exec(&ex.id).await.map_err(|e| self.err("exec", name, e))?;
-            Ok(ExecOutput { exit_code: info.exit_code.unwrap_or(-1), stdout: String::new(), stderr })
+            Ok(ExecOutput { exit_code: self.exec_exit(name, &id).await?, stdout: String::new(), stderr })
         };
         tokio::time::timeout(timeout, run).await.map_err(|_| EngineError::Call {
             op: "exec",
@@ -469,31 +478,13 @@ impl Engine for DockerEngine {
         mut input: tokio::sync::mpsc::Receiver<bytes::Bytes>,
         timeout: Duration,
     ) -> Result<ExecOutput, EngineError> {
-        use bollard::exec::{CreateExecOptions, StartExecResults};
+        use bollard::exec::StartExecResults;
         use tokio::io::AsyncWriteExt;
-        if !self.ensure_ours(name).await? {
-            return Err(EngineError::Call { op: "exec", name: name.into(), detail: "no such container".into() });
-        }
         let run = async {
-            let ex = self
-                .docker
-                .create_exec(
-                    name,
-                    CreateExecOptions {
-                        cmd: Some(cmd.to_vec()),
-                        attach_stdin: Some(true),
-                        attach_stdout: Some(true),
-                        attach_stderr: Some(true),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| self.err("exec", name, e))?;
+            let (id, started) = self.start_attached(name, cmd, true).await?;
             let mut stdout = String::new();
             let mut stderr = String::new();
-            if let StartExecResults::Attached { mut output, input: mut stdin } =
-                self.docker.start_exec(&ex.id, None).await.map_err(|e| self.err("exec", name, e))?
-            {
+            if let StartExecResults::Attached { mut output, input: mut stdin } = started {
                 let write = async {
                     while let Some(chunk) = input.recv().await {
                         if stdin.write_all(&chunk).await.is_err() {
@@ -514,8 +505,7 @@ impl Engine for DockerEngine {
                 };
                 tokio::join!(write, read);
             }
-            let info = self.docker.inspect_exec(&ex.id).await.map_err(|e| self.err("exec", name, e))?;
-            Ok(ExecOutput { exit_code: info.exit_code.unwrap_or(-1), stdout, stderr })
+            Ok(ExecOutput { exit_code: self.exec_exit(name, &id).await?, stdout, stderr })
         };
         tokio::time::timeout(timeout, run).await.map_err(|_| EngineError::Call {
             op: "exec",
