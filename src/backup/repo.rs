@@ -127,6 +127,7 @@ impl Repo {
             opts = opts.add_tags(t).map_err(rerr(loc))?;
         }
         let snap = opts.to_snapshot().map_err(rerr(loc))?;
+        let has_streams = parts.iter().any(|p| matches!(p, Part::Stream { .. }));
         let source = MultiSource::new(parts).map_err(|e| RepoError::Capture { label: label.into(), errors: vec![e] })?;
         let paths = source.paths();
         let repo = self.open()?.to_indexed_ids().map_err(rerr(loc))?;
@@ -145,6 +146,9 @@ impl Repo {
             return Err(RepoError::Capture { label: label.into(), errors });
         }
         drop(repo);
+        if !has_streams {
+            return Ok(info(&saved));
+        }
         let fixed = self.record_stream_sizes(&saved)?;
         Ok(info(&fixed))
     }
