@@ -183,7 +183,7 @@ fn foreign_container_from_a_hafen_image_is_never_touched() {
     // Someone else's container under the name hafen would use.
     let image = docker(&["images", "--format", "{{.Repository}}:{{.Tag}}", "hafen/radicale"]).lines().next().unwrap().to_string();
     let foreign = format!("hafen-{id}-first");
-    docker(&["rm", "-f", &foreign]);
+    docker(&["rm", "-f", "-v", &foreign]);
     let cid = docker(&["run", "-d", "--name", &foreign, "--entrypoint", "sleep", &image, "600"]);
     assert!(!cid.is_empty());
     let [p1, p2] = ports();
@@ -194,7 +194,7 @@ fn foreign_container_from_a_hafen_image_is_never_touched() {
     assert_eq!(docker(&["inspect", "-f", "{{.Id}} {{.State.Running}}", &foreign]), format!("{cid} true"), "foreign container was touched");
     let status = d.json(&["status"]);
     assert!(status["last_reconcile_error"].as_str().unwrap_or("").contains("not created by hafen"), "{status}");
-    docker(&["rm", "-f", &foreign]);
+    docker(&["rm", "-f", "-v", &foreign]);
     // Once the name is free, the reconciler finishes the deploy by itself.
     wait_for(Duration::from_secs(120), || healthy(&d, id).then_some(())).expect("did not converge once the name was free");
 }

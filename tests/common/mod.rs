@@ -188,7 +188,7 @@ impl Daemon {
             let label = format!("label=org.hafen.stack={id}");
             let ids = docker(&["ps", "-aq", "--filter", &label]);
             for c in ids.split_whitespace() {
-                docker(&["rm", "-f", c]);
+                docker(&["rm", "-f", "-v", c]);
             }
             let vols = docker(&["volume", "ls", "-q", "--filter", &label]);
             for v in vols.split_whitespace() {
