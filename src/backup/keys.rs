@@ -12,21 +12,21 @@ use std::str::FromStr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("key store {path}: {detail}")]
+    #[error("{}", rust_i18n::t!("err.key_io", path = .path, detail = .detail))]
     Io { path: String, detail: String },
-    #[error("`{value}` is not an age recipient (it must start with age1…): {detail}")]
+    #[error("{}", rust_i18n::t!("err.key_recipient", value = .value, detail = .detail))]
     BadRecipient { value: String, detail: String },
-    #[error("the recovery identity is not valid (it must start with AGE-SECRET-KEY-1…): {detail}")]
+    #[error("{}", rust_i18n::t!("err.key_identity", detail = .detail))]
     BadIdentity { detail: String },
-    #[error("cannot decrypt {what} with the given identity: {detail}. Is it the recovery identity of this box (from its recovery kit)?")]
+    #[error("{}", rust_i18n::t!("err.key_decrypt", what = .what, detail = .detail))]
     Decrypt { what: String, detail: String },
-    #[error("encrypting {what} failed: {detail}")]
+    #[error("{}", rust_i18n::t!("err.key_encrypt", what = .what, detail = .detail))]
     Encrypt { what: String, detail: String },
-    #[error("no recovery recipient is configured: run `hafen keys init` first, so that the data can come back without this box")]
+    #[error("{}", rust_i18n::t!("err.key_norecovery"))]
     NoRecovery,
-    #[error("refusing to remove `{0}`: at least one recovery recipient must remain")]
+    #[error("{}", rust_i18n::t!("err.key_last", _0 = .0))]
     LastRecovery(String),
-    #[error("no recipient labelled `{0}`")]
+    #[error("{}", rust_i18n::t!("err.key_unknown", _0 = .0))]
     UnknownRecipient(String),
 }
 

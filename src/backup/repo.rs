@@ -29,15 +29,15 @@ use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    #[error("the repository at {location} does not open with its key: the key file does not belong to this repository")]
+    #[error("{}", rust_i18n::t!("err.repo_wrongkey", location = .location))]
     WrongKey { location: String },
-    #[error("repository {location}: {detail}")]
+    #[error("{}", rust_i18n::t!("err.repo_other", location = .location, detail = .detail))]
     Repo { location: String, detail: String },
     #[error("the capture of `{label}` failed and its snapshot was discarded: {}", .errors.join("; "))]
     Capture { label: String, errors: Vec<String> },
-    #[error("no snapshot `{0}` in the repository; see `hafen backup list`")]
+    #[error("{}", rust_i18n::t!("err.repo_nosnap", _0 = .0))]
     NoSnapshot(String),
-    #[error("restore into {target} failed: {detail}")]
+    #[error("{}", rust_i18n::t!("err.repo_restore", target = .target, detail = .detail))]
     Restore { target: String, detail: String },
 }
 

@@ -16,13 +16,13 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("no backup target is configured; add `backup_targets` to the configuration (see docs/backup.md)")]
+    #[error("{}", rust_i18n::t!("err.run_notarget"))]
     NoTarget,
-    #[error("no backup target `{0}`; configured: {1}")]
+    #[error("{}", rust_i18n::t!("err.run_unknown", _0 = .0, _1 = .1))]
     UnknownTarget(String, String),
-    #[error("the backup disk for target `{target}` is not mounted at {path}; nothing was written. Connect the disk (or mount the share) and retry")]
+    #[error("{}", rust_i18n::t!("err.run_notmounted", target = .target, path = .path))]
     NotMounted { target: String, path: String },
-    #[error("a backup of `{0}` is already running")]
+    #[error("{}", rust_i18n::t!("err.run_busy", _0 = .0))]
     Busy(String),
     #[error(transparent)]
     Key(#[from] KeyError),
