@@ -8,7 +8,7 @@ use crate::catalogue::model::ImageSource;
 use crate::catalogue::render::{render, resolve_settings};
 use crate::catalogue::{Catalogue, StackDef};
 use crate::config::Config;
-use crate::engine::{network_name, Engine, EngineError, ServiceState};
+use crate::engine::{Engine, EngineError, ServiceState};
 use crate::events::Event;
 use crate::health::{self, Health, ProbeState};
 use crate::images::{self, ImageError};
@@ -956,10 +956,6 @@ impl App {
         if let Err(e) = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref()) {
             tracing::error!(error = %e, "could not record the backup run");
         }
-    }
-
-    pub fn network_of(stack: &str) -> String {
-        network_name(stack)
     }
 }
 

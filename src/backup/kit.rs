@@ -70,24 +70,40 @@ impl Kit {
                 None => s += "    (Schlüssel entsteht bei der ersten Sicherung / key is created by the first backup)\n",
             }
         }
-        s += &format!("\n{line}\nWIEDERHERSTELLEN (Deutsch)\n{line}\n");
-        s += "Mit hafen auf einem neuen Rechner (Docker und hafen installiert):\n";
-        s += "  1. Identität oben in eine Datei schreiben: recovery.txt (nur für root lesbar)\n";
-        s += "  2. hafen restore --all --identity recovery.txt --repo <Ziel von oben>\n";
-        s += "Ohne hafen, nur mit age und restic (Debian: apt-get install age restic):\n";
-        s += "  1. Schlüsseldatei von oben als repo-key.age speichern (oder hafen-repo-key.age aus dem Ziel nehmen)\n";
-        s += "  2. age -d -i recovery.txt repo-key.age > repo.pw\n";
-        s += "  3. restic -r <Ziel> --password-file repo.pw snapshots\n";
-        s += "  4. restic -r <Ziel> --password-file repo.pw restore latest --tag stack:<name> --target /srv/wiederherstellung\n";
-        s += &format!("\n{line}\nRESTORE (English)\n{line}\n");
-        s += "With hafen on a new machine (Docker and hafen installed):\n";
-        s += "  1. Write the identity above to a file: recovery.txt (readable by root only)\n";
-        s += "  2. hafen restore --all --identity recovery.txt --repo <target from above>\n";
-        s += "Without hafen, with age and restic only (Debian: apt-get install age restic):\n";
-        s += "  1. Save the key file above as repo-key.age (or take hafen-repo-key.age from the target)\n";
-        s += "  2. age -d -i recovery.txt repo-key.age > repo.pw\n";
-        s += "  3. restic -r <target> --password-file repo.pw snapshots\n";
-        s += "  4. restic -r <target> --password-file repo.pw restore latest --tag stack:<name> --target /srv/restore\n";
+        // The same steps in both languages; only commands that exist in this hafen.
+        for (title, with_hafen, identity, list, restore, without, keyfile, target, dir) in [
+            (
+                "WIEDERHERSTELLEN (Deutsch)",
+                "Mit hafen auf einem Rechner mit Docker und hafen, ohne die alte Box:",
+                "Identität oben in eine Datei schreiben: recovery.txt (nur für root lesbar)",
+                "Snapshots ansehen",
+                "einen Stack (oder mit --path einen Teil) in ein leeres Verzeichnis holen",
+                "Ohne hafen, nur mit age und restic (Debian: apt-get install age restic):",
+                "Schlüsseldatei von oben als repo-key.age speichern (oder hafen-repo-key.age aus dem Ziel nehmen)",
+                "<Ziel>",
+                "/srv/wiederherstellung",
+            ),
+            (
+                "RESTORE (English)",
+                "With hafen on any machine with Docker and hafen, without the old box:",
+                "Write the identity above to a file: recovery.txt (readable by root only)",
+                "see the snapshots",
+                "get a stack (or, with --path, a part of it) into an empty directory",
+                "Without hafen, with age and restic only (Debian: apt-get install age restic):",
+                "Save the key file above as repo-key.age (or take hafen-repo-key.age from the target)",
+                "<target>",
+                "/srv/restore",
+            ),
+        ] {
+            s += &format!("\n{line}\n{title}\n{line}\n{with_hafen}\n");
+            s += &format!("  1. {identity}\n");
+            s += &format!("  2. hafen restore --repo {target} --identity recovery.txt --list   ({list})\n");
+            s += &format!("  3. hafen restore --repo {target} --identity recovery.txt latest --stack <name> --to {dir}   ({restore})\n");
+            s += &format!("{without}\n  1. {keyfile}\n");
+            s += "  2. age -d -i recovery.txt repo-key.age > repo.pw\n";
+            s += &format!("  3. restic -r {target} --password-file repo.pw snapshots\n");
+            s += &format!("  4. restic -r {target} --password-file repo.pw restore latest --tag stack:<name> --target {dir}\n");
+        }
         s
     }
 }
@@ -108,9 +124,11 @@ mod tests {
             targets: vec![KitTarget { name: "usb".into(), location: "/mnt/usb/hafen".into(), supply: None, wrapped_key: Some("-----BEGIN AGE ENCRYPTED FILE-----\nx\n-----END AGE ENCRYPTED FILE-----".into()) }],
         };
         let page = kit.render(true);
-        for want in [id.expose_secret(), id.recipient.as_str(), "/mnt/usb/hafen", "BEGIN AGE ENCRYPTED FILE", "WIEDERHERSTELLEN", "RESTORE (English)", "restic -r"] {
+        for want in [id.expose_secret(), id.recipient.as_str(), "/mnt/usb/hafen", "BEGIN AGE ENCRYPTED FILE", "WIEDERHERSTELLEN", "RESTORE (English)", "restic -r", "hafen restore --repo"] {
             assert!(page.contains(want), "kit lacks {want}");
         }
+        // Regression: the kit once named `hafen restore --all`, which does not exist.
+        assert!(!page.contains("--all"), "the kit names a command hafen does not have");
         assert!(page.contains('█') || page.contains('▀') || page.contains('▄'), "no QR code");
     }
 }
