@@ -78,6 +78,9 @@ pub struct App {
     retry: Mutex<BTreeMap<String, (u32, Instant, String)>>,
     /// Stacks with a backup running now.
     backups_running: Mutex<std::collections::BTreeSet<String>>,
+    /// Per backup target: backups share it, prune takes it alone (rustic_core takes no
+    /// repository locks, and a prune must never remove packs a running backup still writes).
+    target_locks: Mutex<BTreeMap<String, Arc<tokio::sync::RwLock<()>>>>,
     /// When the prober next has something due; `Instant::now()` forces a pass.
     next_probe: Mutex<Instant>,
     /// Test hook: stop the world after the action with this key (see docs/testing.md).
@@ -102,6 +105,7 @@ impl App {
             next_probe: Mutex::new(Instant::now()),
             retry: Mutex::new(BTreeMap::new()),
             backups_running: Mutex::new(Default::default()),
+            target_locks: Mutex::new(BTreeMap::new()),
             pause_after: std::env::var("HAFEN_TEST_PAUSE_AFTER").ok().filter(|s| !s.is_empty()),
         }
     }
@@ -630,6 +634,9 @@ impl App {
 
     /// Backs up one deployed stack; two backups of one stack never run at once.
     pub async fn backup_run(&self, req: &BackupRunRequest, actor: &str) -> Result<crate::backup::run::RunReport, AppError> {
+        if req.host {
+            return self.backup_host(req.target.as_deref(), actor).await;
+        }
         let id = req.stack.as_str();
         let stack = self.stack_def(id)?;
         let Some(rec) = self.store.stack(id)? else {
@@ -640,6 +647,11 @@ impl App {
         }
         let started = Instant::now();
         let pins = self.store.pins(id)?;
+        let tlock = crate::backup::run::target(&self.cfg, req.target.as_deref()).map(|t| self.target_lock(&t.name)).ok();
+        let _shared = match &tlock {
+            Some(l) => Some(l.read().await),
+            None => None,
+        };
         let settings = resolve_settings(&stack, &rec.settings).unwrap_or(rec.settings.clone());
         let r = crate::backup::run::backup_stack(&*self.engine, &self.cfg, &stack, &settings, &pins, req.target.as_deref()).await;
         lock(&self.backups_running).remove(id);
@@ -657,6 +669,80 @@ impl App {
                 Err(AppError::Backup(e.to_string()))
             }
         }
+    }
+
+    /// Backs up hafen's own state (for `hafen restore --all`).
+    async fn backup_host(&self, target: Option<&str>, actor: &str) -> Result<crate::backup::run::RunReport, AppError> {
+        const HOST: &str = crate::backup::run::HOST_TAG;
+        if !lock(&self.backups_running).insert(HOST.to_string()) {
+            return Err(AppError::Refused(crate::backup::run::BackupError::Busy(HOST.into()).to_string()));
+        }
+        let started = Instant::now();
+        let tname = crate::backup::run::target(&self.cfg, target).map(|t| t.name.clone()).unwrap_or_default();
+        let tl = self.target_lock(&tname);
+        let r = {
+            let _shared = tl.read().await;
+            crate::backup::run::backup_host(&self.cfg, &self.store, target).await
+        };
+        lock(&self.backups_running).remove(HOST);
+        match r {
+            Ok(report) => {
+                match (&report.snapshot, &report.error) {
+                    (Some(s), None) => self.emit(actor, Event::BackupFinished { stack: HOST.into(), target: tname, snapshot: s.id.clone(), seconds: started.elapsed().as_secs_f64() }),
+                    (_, e) => self.emit(actor, Event::BackupFailed { stack: HOST.into(), target: tname, error: e.clone().unwrap_or_default() }),
+                }
+                Ok(report)
+            }
+            Err(e) => {
+                self.emit(actor, Event::BackupFailed { stack: HOST.into(), target: tname, error: e.to_string() });
+                Err(AppError::Backup(e.to_string()))
+            }
+        }
+    }
+
+    /// The lock of one backup target (see `target_locks`).
+    pub fn target_lock(&self, target: &str) -> Arc<tokio::sync::RwLock<()>> {
+        lock(&self.target_locks).entry(target.to_string()).or_default().clone()
+    }
+
+    /// Writes one snapshot of a stack as a `tar | zstd | age` file for the recovery recipients.
+    pub async fn backup_export(&self, req: &BackupExportRequest, actor: &str) -> Result<crate::backup::export::ExportReport, AppError> {
+        let out = std::path::PathBuf::from(&req.out);
+        if !out.is_absolute() {
+            return Err(AppError::Refused(format!("the export file must be an absolute path, got `{}`", req.out)));
+        }
+        let t = crate::backup::run::target(&self.cfg, req.target.as_deref()).map_err(|e| AppError::Backup(e.to_string()))?;
+        let ring = crate::backup::keys::Keyring::open(&self.cfg.keys_dir()).map_err(|e| AppError::Backup(e.to_string()))?;
+        let recipients: Vec<String> =
+            ring.recipients().map_err(|e| AppError::Backup(e.to_string()))?.into_iter().filter(|r| r.role == "recovery").map(|r| r.recipient).collect();
+        let repo = crate::backup::run::open_target(&self.cfg, t).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        let (stack, snap) = (req.stack.clone(), req.snapshot.clone().unwrap_or_else(|| "latest".into()));
+        let r = tokio::task::spawn_blocking(move || crate::backup::export::export(&repo, &stack, &snap, &recipients, &out, &|_, _| {}))
+            .await
+            .map_err(|e| AppError::Backup(e.to_string()))?
+            .map_err(|e| AppError::Backup(e.to_string()))?;
+        self.emit(actor, Event::BackupExported { stack: req.stack.clone(), snapshot: r.snapshot.id.clone(), file: r.file.clone(), sha256: r.sha256.clone() });
+        Ok(r)
+    }
+
+    /// Applies the retention policy to every stack's snapshots in a target and removes unused
+    /// data. Refused for append-only targets: prune those on the server, with its own credentials.
+    pub async fn backup_prune(&self, req: &BackupPruneRequest, actor: &str) -> Result<BackupPruneResponse, AppError> {
+        let t = crate::backup::run::target(&self.cfg, req.target.as_deref()).map_err(|e| AppError::Backup(e.to_string()))?.clone();
+        if t.append_only {
+            return Err(AppError::Refused(crate::backup::run::BackupError::AppendOnly(t.name.clone()).to_string()));
+        }
+        let lk = self.target_lock(&t.name);
+        let _g = lk.write().await;
+        let repo = crate::backup::run::open_target(&self.cfg, &t).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        let policy = self.cfg.backup_retention.clone();
+        let now = chrono::Utc::now();
+        let (kept, forgotten, skipped) = tokio::task::spawn_blocking(move || crate::backup::run::apply_retention(&repo, &policy, None, now))
+            .await
+            .map_err(|e| AppError::Backup(e.to_string()))?
+            .map_err(|e| AppError::Backup(e.to_string()))?;
+        self.emit(actor, Event::BackupPruned { target: t.name.clone(), forgotten: forgotten.len() });
+        Ok(BackupPruneResponse { target: t.name.clone(), kept, forgotten, skipped })
     }
 
     pub async fn backup_list(&self, target: Option<&str>) -> Result<Vec<crate::backup::repo::SnapInfo>, AppError> {
@@ -718,14 +804,32 @@ impl App {
     /// start everything and wait for the probes. On any failure after the swap, the previous
     /// volumes are put back and the stack is started as it was.
     pub async fn restore_stack(&self, req: &RestoreRequest, actor: &str) -> Result<crate::backup::run::RunReport, AppError> {
+        self.restore_stack_from(req, actor, None).await
+    }
+
+    /// `restore_stack` from `source` instead of a configured target (the whole-box recovery
+    /// opens the repository from the recovery kit).
+    pub async fn restore_stack_from(&self, req: &RestoreRequest, actor: &str, source: Option<crate::backup::repo::Repo>) -> Result<crate::backup::run::RunReport, AppError> {
         use crate::backup::run::{open_target, target, Step};
         let id = req.stack.clone();
         let stack = self.stack_def(&id)?;
         let berr = |e: String| AppError::Backup(e);
-        let t = target(&self.cfg, req.target.as_deref()).map_err(|e| berr(e.to_string()))?;
-        let repo = open_target(&self.cfg, t).await.map_err(|e| berr(e.to_string()))?;
+        let (repo, target_name) = match source {
+            Some(r) => {
+                let name = r.location().to_string();
+                (r, name)
+            }
+            None => {
+                let t = target(&self.cfg, req.target.as_deref()).map_err(|e| berr(e.to_string()))?;
+                (open_target(&self.cfg, t).await.map_err(|e| berr(e.to_string()))?, t.name.clone())
+            }
+        };
+        let at = match &req.at {
+            Some(s) => Some(crate::backup::repo::parse_at(s).map_err(|e| AppError::Refused(e))?),
+            None => None,
+        };
         let _g = self.op_lock.lock().await;
-        let mut report = crate::backup::run::RunReport { stack: id.clone(), target: t.name.clone(), ..Default::default() };
+        let mut report = crate::backup::run::RunReport { stack: id.clone(), target: target_name, ..Default::default() };
         let step = |report: &mut crate::backup::run::RunReport, name: &str, started: Instant, r: &Result<String, String>| {
             report.steps.push(Step { step: name.into(), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: started.elapsed().as_secs_f64() });
         };
@@ -734,7 +838,18 @@ impl App {
         // 1. Into staging, then verify what the definition says must be there.
         let t0 = Instant::now();
         let (snap_id, tags, st2) = (req.snapshot.clone().unwrap_or_else(|| "latest".into()), vec![format!("stack:{id}")], staging.clone());
-        let snap = tokio::task::spawn_blocking(move || repo.restore(&snap_id, &tags, "", &st2)).await.map_err(|e| berr(e.to_string()))?.map_err(|e| berr(e.to_string()))?;
+        let snap = tokio::task::spawn_blocking(move || {
+            let chosen = match at {
+                Some(at) => crate::backup::repo::pick(&repo.snapshots()?, &tags, &snap_id, Some(at))
+                    .ok_or_else(|| crate::backup::repo::RepoError::NoSnapshot(format!("at or before the given time ({})", tags.join(", "))))?
+                    .id,
+                None => snap_id,
+            };
+            repo.restore(&chosen, &tags, "", &st2)
+        })
+        .await
+        .map_err(|e| berr(e.to_string()))?
+        .map_err(|e| berr(e.to_string()))?;
         report.snapshot = Some(snap.clone());
         let mut missing = Vec::new();
         for d in &stack.backup.dumps {
@@ -893,34 +1008,26 @@ impl App {
     }
 
     /// Applies the retention policy to one stack's snapshots in a target; returns how many were
-    /// forgotten. Nothing is forgotten when the clock looks wrong.
+    /// forgotten. Nothing is forgotten when the clock looks wrong; nothing at all on an
+    /// append-only target (its server prunes).
     pub async fn apply_retention(&self, stack: &str, target: &crate::config::BackupTarget) -> Result<usize, AppError> {
-        use crate::backup::retention::{decide, Snap};
-        let repo = crate::backup::run::open_target(&self.cfg, target).await.map_err(|e| AppError::Backup(e.to_string()))?;
-        let tag = format!("stack:{stack}");
-        let policy = self.cfg.backup_retention.clone();
-        let (stack_id, now) = (stack.to_string(), chrono::Utc::now());
-        let decision = tokio::task::spawn_blocking(move || -> Result<crate::backup::retention::Decision, crate::backup::repo::RepoError> {
-            let snaps: Vec<Snap> = repo
-                .snapshots()?
-                .into_iter()
-                .filter(|s| s.tags.contains(&tag))
-                .map(|s| Snap { id: s.id, time: chrono::DateTime::from_timestamp(s.unix_time, 0).unwrap_or_default() })
-                .collect();
-            let d = decide(&policy, &snaps, now);
-            if !d.forget.is_empty() {
-                repo.forget(&d.forget)?;
-                repo.prune()?;
-            }
-            Ok(d)
-        })
-        .await
-        .map_err(|e| AppError::Backup(e.to_string()))?
-        .map_err(|e| AppError::Backup(e.to_string()))?;
-        if let Some(why) = &decision.refused {
-            tracing::warn!(stack = %stack_id, "retention skipped: {why}");
+        if target.append_only {
+            return Ok(0);
         }
-        Ok(decision.forget.len())
+        let lk = self.target_lock(&target.name);
+        let _g = lk.write().await;
+        let repo = crate::backup::run::open_target(&self.cfg, target).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        let policy = self.cfg.backup_retention.clone();
+        let tag = if stack == crate::backup::run::HOST_TAG { stack.to_string() } else { format!("stack:{stack}") };
+        let now = chrono::Utc::now();
+        let (_, forgotten, skipped) = tokio::task::spawn_blocking(move || crate::backup::run::apply_retention(&repo, &policy, Some(&tag), now))
+            .await
+            .map_err(|e| AppError::Backup(e.to_string()))?
+            .map_err(|e| AppError::Backup(e.to_string()))?;
+        if let Some(why) = &skipped {
+            tracing::warn!(stack = %stack, "retention skipped: {why}");
+        }
+        Ok(forgotten.len())
     }
 
     /// The scheduler's tick: when the nightly run is due (or was missed while the box was off),
@@ -941,7 +1048,7 @@ impl App {
         let mut errors = Vec::new();
         let stacks: Vec<String> = self.store.stacks().map(|v| v.into_iter().filter(|s| s.enabled).map(|s| s.id).collect()).unwrap_or_default();
         for id in stacks {
-            let req = BackupRunRequest { stack: id.clone(), target: Some(target.name.clone()) };
+            let req = BackupRunRequest { stack: id.clone(), target: Some(target.name.clone()), host: false };
             match self.backup_run(&req, "scheduler").await {
                 Ok(r) if r.error.is_none() => match self.apply_retention(&id, &target).await {
                     Ok(n) if n > 0 => tracing::info!(stack = %id, forgotten = n, "retention applied"),
@@ -951,6 +1058,15 @@ impl App {
                 Ok(r) => errors.push(format!("{id}: {}", r.error.unwrap_or_default())),
                 Err(e) => errors.push(format!("{id}: {e}")),
             }
+        }
+        match self.backup_host(Some(&target.name), "scheduler").await {
+            Ok(r) if r.error.is_none() => {
+                if let Err(e) = self.apply_retention(crate::backup::run::HOST_TAG, &target).await {
+                    errors.push(format!("hafen state: retention: {e}"));
+                }
+            }
+            Ok(r) => errors.push(format!("hafen state: {}", r.error.unwrap_or_default())),
+            Err(e) => errors.push(format!("hafen state: {e}")),
         }
         let err = (!errors.is_empty()).then(|| errors.join("; "));
         if let Err(e) = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref()) {

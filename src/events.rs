@@ -19,6 +19,12 @@ pub enum Event {
     BackupFailed { stack: String, target: String, error: String },
     RestoreFinished { stack: String, snapshot: String },
     RestoreFailed { stack: String, error: String },
+    BackupExported { stack: String, snapshot: String, file: String, sha256: String },
+    BackupPruned { target: String, forgotten: usize },
+    /// A scheduled or manual repository check passed (`subset` e.g. `3/30` for a rotating read).
+    BackupChecked { target: String, subset: Option<String> },
+    /// A repository check found problems: an alert.
+    BackupCheckFailed { target: String, subset: Option<String>, problems: Vec<String> },
 }
 
 impl Event {
@@ -38,8 +44,13 @@ impl Event {
             | Event::BackupFinished { stack, .. }
             | Event::BackupFailed { stack, .. }
             | Event::RestoreFinished { stack, .. }
-            | Event::RestoreFailed { stack, .. } => Some(stack),
-            Event::EngineUnreachable { .. } | Event::EngineReachable { .. } => None,
+            | Event::RestoreFailed { stack, .. }
+            | Event::BackupExported { stack, .. } => Some(stack),
+            Event::EngineUnreachable { .. }
+            | Event::EngineReachable { .. }
+            | Event::BackupPruned { .. }
+            | Event::BackupChecked { .. }
+            | Event::BackupCheckFailed { .. } => None,
         }
     }
 
@@ -61,6 +72,13 @@ impl Event {
             Event::BackupFailed { stack, target, error } => format!("backup of {stack} to {target} FAILED: {error}"),
             Event::RestoreFinished { stack, snapshot } => format!("{stack} restored from snapshot {snapshot}"),
             Event::RestoreFailed { stack, error } => format!("restore of {stack} FAILED, previous state put back: {error}"),
+            Event::BackupExported { stack, snapshot, file, sha256 } => format!("snapshot {snapshot} of {stack} exported to {file} (sha256 {sha256})"),
+            Event::BackupPruned { target, forgotten } => format!("target {target} pruned: {forgotten} snapshots forgotten, unused data removed"),
+            Event::BackupChecked { target, subset: None } => format!("repository of {target} checked: no problems"),
+            Event::BackupChecked { target, subset: Some(s) } => format!("repository of {target} checked, packs {s} read: no problems"),
+            Event::BackupCheckFailed { target, subset, problems } => {
+                format!("repository check of {target}{} FOUND PROBLEMS: {}", subset.as_ref().map(|s| format!(" (packs {s})")).unwrap_or_default(), problems.join("; "))
+            }
         }
     }
 }

@@ -19,3 +19,4 @@ pub mod daemon;
 pub mod i18n;
 pub mod cli;
 pub mod backup;
+pub mod recover;

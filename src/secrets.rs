@@ -10,6 +10,7 @@ use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::Path;
 
 /// A secret value with a redacting `Debug`.
+#[derive(Clone)]
 pub struct Secret(String);
 
 impl fmt::Debug for Secret {

@@ -1,10 +1,12 @@
 //! The repository layer against real files and Debian's stock `restic`: one snapshot from a
 //! volume directory and a streamed dump; stock restic checks every pack and restores identical
 //! files (content, size, owner, mode); a dump that fails after printing data leaves no snapshot;
-//! a wrong key is named as such.
+//! a wrong key is named as such; an export opens with only `age`, `zstd` and `tar`; a damaged
+//! or truncated pack is named by the check and restore refuses to write damaged data; a full
+//! target disk fails clearly and leaves earlier snapshots intact.
 
 use bytes::Bytes;
-use hafen::backup::repo::{Part, Repo, RepoError};
+use hafen::backup::repo::{Location, Part, Repo, RepoError};
 use hafen::secrets::Secret;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -57,7 +59,7 @@ fn one_snapshot_of_volume_and_stream_is_restored_identically_by_stock_restic() {
     let d = tempfile::tempdir().unwrap();
     let vol = volume(d.path());
     let repo_dir = d.path().join("repo");
-    let repo = Repo::open_or_init(repo_dir.to_str().unwrap(), key()).unwrap();
+    let repo = Repo::open_or_init(Location::local(&repo_dir), key()).unwrap();
     let (data, done) = stream(dump_bytes(), Ok(()), &rt);
     let parts = vec![
         Part::Dir { src: vol.clone(), dst: "/volumes/data".into() },
@@ -102,7 +104,7 @@ fn a_dump_that_fails_after_printing_data_leaves_no_snapshot() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let d = tempfile::tempdir().unwrap();
     let vol = volume(d.path());
-    let repo = Repo::open_or_init(d.path().join("repo").to_str().unwrap(), key()).unwrap();
+    let repo = Repo::open_or_init(Location::local(&d.path().join("repo")), key()).unwrap();
     let (data, done) = stream(dump_bytes(), Err("pg_dump exited with 1: connection lost".into()), &rt);
     let r = repo.backup(vec![Part::Dir { src: vol, dst: "/volumes/data".into() }, Part::Stream { dst: "/dumps/tryton.sql".into(), data, done }], "tryton", &[], "test");
     match r {
@@ -116,12 +118,154 @@ fn a_dump_that_fails_after_printing_data_leaves_no_snapshot() {
 fn wrong_key_is_named() {
     let d = tempfile::tempdir().unwrap();
     let loc = d.path().join("repo");
-    Repo::open_or_init(loc.to_str().unwrap(), key()).unwrap();
-    match Repo::open_existing(loc.to_str().unwrap(), Secret::from_string("b".repeat(64))) {
+    Repo::open_or_init(Location::local(&loc), key()).unwrap();
+    match Repo::open_existing(Location::local(&loc), Secret::from_string("b".repeat(64))) {
         Err(RepoError::WrongKey { .. }) => {}
         Err(e) => panic!("expected WrongKey, got {e}"),
         Ok(_) => panic!("opened with the wrong key"),
     }
-    let missing = Repo::open_existing(d.path().join("nothing").to_str().unwrap(), key()).err().expect("missing repo opened");
+    let missing = Repo::open_existing(Location::local(&d.path().join("nothing")), key()).err().expect("missing repo opened");
     assert!(missing.to_string().contains("No repository config file found"), "{missing}");
+}
+
+fn sh(cmd: &str) -> std::process::Output {
+    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+#[test]
+fn an_export_opens_with_only_age_zstd_and_tar() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let vol = volume(d.path());
+    std::os::unix::fs::symlink("a.txt", vol.join("link")).unwrap();
+    let repo = Repo::open_or_init(Location::local(&d.path().join("repo")), key()).unwrap();
+    let (data, done) = stream(dump_bytes(), Ok(()), &rt);
+    let parts = vec![Part::Dir { src: vol.clone(), dst: "/volumes/data".into() }, Part::Stream { dst: "/dumps/tryton.sql".into(), data, done }];
+    let snap = repo.backup(parts, "tryton", &["stack:tryton".into()], "test").unwrap();
+    let id = hafen::backup::keys::generate_identity();
+    let idfile = d.path().join("recovery.txt");
+    std::fs::write(&idfile, id.expose_secret()).unwrap();
+    let out = d.path().join("archiv").join("tryton.tar.zst.age");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let seen = std::sync::atomic::AtomicU64::new(0);
+    let r = hafen::backup::export::export(&repo, "tryton", "latest", std::slice::from_ref(&id.recipient), &out, &|done, _| seen.store(done, std::sync::atomic::Ordering::Relaxed)).unwrap();
+    assert_eq!(r.snapshot.id, snap.id);
+    assert!(seen.load(std::sync::atomic::Ordering::Relaxed) > 1_000_000, "progress was not reported");
+    assert_eq!(std::fs::metadata(&out).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&out).unwrap().len(), r.bytes);
+    assert!(!out.with_extension("age.partial").exists());
+    let sha = sh(&format!("sha256sum {}", out.display()));
+    assert!(String::from_utf8_lossy(&sha.stdout).starts_with(&r.sha256), "the printed SHA-256 is not the file's");
+    // An export never overwrites.
+    let again = hafen::backup::export::export(&repo, "tryton", "latest", std::slice::from_ref(&id.recipient), &out, &|_, _| {});
+    assert!(matches!(again, Err(hafen::backup::export::ExportError::Exists(_))));
+    // Only the stock tools.
+    let x = d.path().join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    sh(&format!("cd {} && age -d -i {} {} | zstd -d | tar -x --numeric-owner -p", x.display(), idfile.display(), out.display()));
+    let day = &snap.time[..10];
+    let root = x.join(format!("tryton-{day}"));
+    assert!(x.join("LIESMICH.txt").is_file() && x.join("README.txt").is_file());
+    let dump: Vec<u8> = dump_bytes().concat();
+    assert_eq!(std::fs::read(root.join("dumps/tryton.sql")).unwrap(), dump);
+    assert_eq!(std::fs::read(root.join("volumes/data/a.txt")).unwrap(), std::fs::read(vol.join("a.txt")).unwrap());
+    assert_eq!(std::fs::read(root.join("volumes/data/sub/b.bin")).unwrap(), std::fs::read(vol.join("sub/b.bin")).unwrap());
+    assert_eq!(std::fs::read_link(root.join("volumes/data/link")).unwrap(), PathBuf::from("a.txt"));
+    let m = std::fs::metadata(root.join("volumes/data/a.txt")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (999, 999), "owners kept");
+    // The wrong identity cannot read it.
+    let stranger = hafen::backup::keys::generate_identity();
+    std::fs::write(d.path().join("other.txt"), stranger.expose_secret()).unwrap();
+    let o = Command::new("age").arg("-d").arg("-i").arg(d.path().join("other.txt")).arg(&out).output().unwrap();
+    assert!(!o.status.success());
+    // A snapshot that is not there: clear error, no file.
+    let none = hafen::backup::export::export(&repo, "nextcloud", "latest", std::slice::from_ref(&id.recipient), &d.path().join("n.age"), &|_, _| {});
+    assert!(matches!(none, Err(hafen::backup::export::ExportError::Repo(RepoError::NoSnapshot(_)))), "{none:?}");
+    assert!(!d.path().join("n.age").exists() && !d.path().join("n.age.partial").exists());
+}
+
+/// The pack files of a repository, largest first.
+fn packs(repo: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walk(&repo.join("data"));
+    v.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
+    v
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_damaged_or_truncated_pack_is_named_and_never_restored() {
+    let d = tempfile::tempdir().unwrap();
+    let vol = volume(d.path());
+    for (case, damage) in [("corrupt", 0), ("truncated", 1)] {
+        let repo_dir = d.path().join(format!("repo-{case}"));
+        let repo = Repo::open_or_init(Location::local(&repo_dir), key()).unwrap();
+        repo.backup(vec![Part::Dir { src: vol.clone(), dst: "/volumes/data".into() }], "s", &["stack:s".into()], "test").unwrap();
+        assert!(repo.check(true, None).unwrap().is_empty());
+        let pack = packs(&repo_dir).into_iter().next().unwrap();
+        let name = pack.file_name().unwrap().to_string_lossy().to_string();
+        let mut bytes = std::fs::read(&pack).unwrap();
+        if damage == 0 {
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0xff;
+            bytes[mid + 1] ^= 0xff;
+        } else {
+            bytes.truncate(bytes.len() / 2);
+        }
+        std::fs::write(&pack, &bytes).unwrap();
+        let problems = repo.check(true, None).unwrap();
+        assert!(problems.iter().any(|p| p.contains(&name[..8])), "{case}: the check does not name pack {name}: {problems:?}");
+        let target = d.path().join(format!("restore-{case}"));
+        let err = repo.restore("latest", &["stack:s".into()], "", &target).expect_err(case);
+        assert!(matches!(err, RepoError::Restore { .. }), "{case}: {err}");
+        // Nothing damaged (or half-written) is left behind.
+        assert!(!target.exists() || walk(&target).is_empty(), "{case}: files were written: {:?}", walk(&target));
+    }
+}
+
+#[test]
+fn a_full_target_disk_fails_clearly_and_keeps_earlier_snapshots() {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("disk.img");
+    let mnt = d.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    sh(&format!("truncate -s 24M {0} && mkfs.ext4 -q -m 0 {0} && mount -o loop {0} {1}", img.display(), mnt.display()));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let repo_dir = mnt.join("hafen");
+    let repo = Repo::open_or_init(Location::local(&repo_dir), key()).unwrap();
+    let small = volume(d.path());
+    let first = repo.backup(vec![Part::Dir { src: small.clone(), dst: "/volumes/data".into() }], "s", &["stack:s".into()], "first").unwrap();
+    // 40 MB that does not compress: does not fit.
+    let big = d.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    sh(&format!("head -c 40000000 /dev/urandom > {}/random.bin", big.display()));
+    let err = repo.backup(vec![Part::Dir { src: big, dst: "/volumes/data".into() }], "s", &["stack:s".into()], "second").expect_err("the disk is full");
+    let text = err.to_string();
+    assert!(text.to_lowercase().contains("no space left") || text.contains("os error 28"), "{text}");
+    let snaps = repo.snapshots().unwrap();
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    assert_eq!(snaps[0].id, first.id);
+    assert!(repo.check(true, None).unwrap().is_empty(), "the earlier snapshot is damaged");
+    let out = d.path().join("back");
+    repo.restore(&first.id, &[], "", &out).unwrap();
+    assert_eq!(std::fs::read(out.join("volumes/data/a.txt")).unwrap(), std::fs::read(small.join("a.txt")).unwrap());
 }

@@ -132,9 +132,14 @@ pub struct ApiError {
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct BackupRunRequest {
+    /// The stack; empty with `host`.
+    #[serde(default)]
     pub stack: String,
     #[serde(default)]
     pub target: Option<String>,
+    /// Back up hafen's own state (config, state store, keys, secrets, definitions).
+    #[serde(default)]
+    pub host: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -153,11 +158,42 @@ pub struct BackupCheckResponse {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackupExportRequest {
+    pub stack: String,
+    /// Snapshot id (or prefix); default: the newest of the stack.
+    #[serde(default)]
+    pub snapshot: Option<String>,
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Absolute path of the file to write; must not exist.
+    pub out: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackupPruneRequest {
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BackupPruneResponse {
+    pub target: String,
+    pub kept: Vec<String>,
+    pub forgotten: Vec<String>,
+    /// Why nothing was removed (e.g. the clock looks wrong), if so.
+    pub skipped: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RestoreRequest {
     pub stack: String,
     /// Snapshot id (or prefix); default: the newest of the stack.
     #[serde(default)]
     pub snapshot: Option<String>,
+    /// Or the newest snapshot taken at or before this time (RFC 3339, or `YYYY-MM-DD[ HH:MM]`
+    /// in UTC).
+    #[serde(default)]
+    pub at: Option<String>,
     #[serde(default)]
     pub target: Option<String>,
 }

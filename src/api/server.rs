@@ -65,6 +65,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/backups", get(backup_list))
         .route("/v1/backups/run", post(backup_run))
         .route("/v1/backups/check", post(backup_check))
+        .route("/v1/backups/prune", post(backup_prune))
+        .route("/v1/backups/export", post(backup_export))
         .route("/v1/restore", post(restore))
         .with_state(app)
 }
@@ -135,6 +137,14 @@ async fn backup_list(State(app): State<Arc<App>>, Query(q): Query<TargetQuery>) 
 
 async fn backup_check(State(app): State<Arc<App>>, Json(req): Json<BackupCheckRequest>) -> R<BackupCheckResponse> {
     Ok(Json(app.backup_check(&req).await?))
+}
+
+async fn backup_prune(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<BackupPruneRequest>) -> R<BackupPruneResponse> {
+    Ok(Json(app.backup_prune(&req, &peer.actor()).await?))
+}
+
+async fn backup_export(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<BackupExportRequest>) -> R<crate::backup::export::ExportReport> {
+    Ok(Json(app.backup_export(&req, &peer.actor()).await?))
 }
 
 async fn restore(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<RestoreRequest>) -> R<crate::backup::run::RunReport> {

@@ -44,10 +44,15 @@ impl Kit {
         s += "(z. B. Tresor und zweite Kopie bei der Vorstandsvorsitzenden).\n";
         s += "CONFIDENTIAL. Whoever holds this page can read every backup. Keep it sealed\n";
         s += "(e.g. a safe, and a second copy with the chair of the board).\n\n";
-        s += "Wiederherstellungs-Identität / recovery identity (age):\n\n";
-        s += &format!("    {}\n\n", self.identity);
+        if self.identity.is_empty() {
+            s += "Ohne Identität: sie steht nur auf dem versiegelten Set von `hafen keys init`.\n";
+            s += "Identity not included: it is only on the sealed kit printed by `hafen keys init`.\n\n";
+        } else {
+            s += "Wiederherstellungs-Identität / recovery identity (age):\n\n";
+            s += &format!("    {}\n\n", self.identity);
+        }
         s += &format!("Öffentlicher Empfänger / public recipient: {}\n\n", self.recipient);
-        if with_qr {
+        if with_qr && !self.identity.is_empty() {
             s += &qr_terminal(&self.identity);
             s += "\n";
         }
@@ -62,7 +67,11 @@ impl Kit {
             }
             match &t.wrapped_key {
                 Some(k) => {
-                    s += &format!("    Schlüsseldatei / key file repo-key-{}.age (auch im Ziel als hafen-repo-key.age / also in the target):\n", t.name);
+                    if t.location.starts_with('/') {
+                        s += &format!("    Schlüsseldatei / key file repo-key-{}.age (auch im Ziel als hafen-repo-key.age / also in the target):\n", t.name);
+                    } else {
+                        s += &format!("    Schlüsseldatei / key file repo-key-{}.age (nur hier / only here):\n", t.name);
+                    }
                     for l in k.lines() {
                         s += &format!("    {l}\n");
                     }
@@ -71,13 +80,15 @@ impl Kit {
             }
         }
         // The same steps in both languages; only commands that exist in this hafen.
-        for (title, with_hafen, identity, list, restore, without, keyfile, target, dir) in [
+        for (title, with_hafen, identity, list, restore, all, remote, without, keyfile, target, dir) in [
             (
                 "WIEDERHERSTELLEN (Deutsch)",
                 "Mit hafen auf einem Rechner mit Docker und hafen, ohne die alte Box:",
                 "Identität oben in eine Datei schreiben: recovery.txt (nur für root lesbar)",
                 "Snapshots ansehen",
                 "einen Stack (oder mit --path einen Teil) in ein leeres Verzeichnis holen",
+                "neuer Rechner: hafens Zustand und alle Stacks mit ihren Daten zurückholen",
+                "Entfernte Ziele: dazu --ssh-key/--known-hosts (SFTP), --credentials/--region (S3) angeben; die Kit-Datei als --identity enthält die Schlüssel",
                 "Ohne hafen, nur mit age und restic (Debian: apt-get install age restic):",
                 "Schlüsseldatei von oben als repo-key.age speichern (oder hafen-repo-key.age aus dem Ziel nehmen)",
                 "<Ziel>",
@@ -89,6 +100,8 @@ impl Kit {
                 "Write the identity above to a file: recovery.txt (readable by root only)",
                 "see the snapshots",
                 "get a stack (or, with --path, a part of it) into an empty directory",
+                "new machine: bring back hafen's state and every stack with its data",
+                "Remote targets: add --ssh-key/--known-hosts (SFTP), --credentials/--region (S3); the kit file as --identity holds the keys",
                 "Without hafen, with age and restic only (Debian: apt-get install age restic):",
                 "Save the key file above as repo-key.age (or take hafen-repo-key.age from the target)",
                 "<target>",
@@ -99,6 +112,8 @@ impl Kit {
             s += &format!("  1. {identity}\n");
             s += &format!("  2. hafen restore --repo {target} --identity recovery.txt --list   ({list})\n");
             s += &format!("  3. hafen restore --repo {target} --identity recovery.txt latest --stack <name> --to {dir}   ({restore})\n");
+            s += &format!("  4. hafen restore --repo {target} --identity recovery.txt --all   ({all})\n");
+            s += &format!("     {remote}\n");
             s += &format!("{without}\n  1. {keyfile}\n");
             s += "  2. age -d -i recovery.txt repo-key.age > repo.pw\n";
             s += &format!("  3. restic -r {target} --password-file repo.pw snapshots\n");
@@ -127,8 +142,7 @@ mod tests {
         for want in [id.expose_secret(), id.recipient.as_str(), "/mnt/usb/hafen", "BEGIN AGE ENCRYPTED FILE", "WIEDERHERSTELLEN", "RESTORE (English)", "restic -r", "hafen restore --repo"] {
             assert!(page.contains(want), "kit lacks {want}");
         }
-        // Regression: the kit once named `hafen restore --all`, which does not exist.
-        assert!(!page.contains("--all"), "the kit names a command hafen does not have");
+        assert!(page.contains("--all"), "the kit names the whole-box restore");
         assert!(page.contains('█') || page.contains('▀') || page.contains('▄'), "no QR code");
     }
 }

@@ -1,7 +1,9 @@
 //! Backups: key custody with age (`keys`), retention as a pure function (`retention`).
 //! Repositories in restic's format, capture, targets and restore are built on these.
 
+pub mod export;
 pub mod keys;
+pub mod progress;
 pub mod kit;
 pub mod repo;
 pub mod retention;

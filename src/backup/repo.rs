@@ -39,6 +39,8 @@ pub enum RepoError {
     NoSnapshot(String),
     #[error("{}", rust_i18n::t!("err.repo_restore", target = .target, detail = .detail))]
     Restore { target: String, detail: String },
+    #[error("{}", rust_i18n::t!("err.repo_unsafe", location = .location, path = .path, why = .why))]
+    Unsafe { location: String, path: String, why: String },
 }
 
 /// A snapshot as hafen shows it.
@@ -66,9 +68,55 @@ pub enum Part {
     Stream { dst: PathBuf, data: tokio::sync::mpsc::Receiver<Bytes>, done: std::sync::mpsc::Receiver<Result<(), String>> },
 }
 
+/// Where a repository is and how to reach it: a location in rustic_backend's syntax (`/path`,
+/// `opendal:sftp`, `opendal:s3`, `rest:http://…`) and the backend's options (credentials
+/// included, so this never goes into logs; `display` is what people see).
+#[derive(Clone)]
+pub struct Location {
+    pub backend: String,
+    pub options: std::collections::BTreeMap<String, String>,
+    pub display: String,
+    /// Strings blanked out of every error message (passwords, secret keys).
+    pub secrets: Vec<String>,
+}
+
+impl Location {
+    pub fn local(path: &Path) -> Location {
+        Location { backend: path.display().to_string(), options: Default::default(), display: path.display().to_string(), secrets: vec![] }
+    }
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Location({})", self.display)
+    }
+}
+
+#[derive(Clone)]
 pub struct Repo {
     location: String,
+    target: Location,
     password: crate::secrets::Secret,
+    progress: Option<Progress>,
+}
+
+/// How long work is shown: bars with throughput and time left on a terminal, a plain line every
+/// few seconds otherwise.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress {
+    Terminal,
+    Lines,
+}
+
+/// Credentials of the targets opened in this process; blanked out of every error text
+/// (rustic_backend may name a URL with its password in an error).
+static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn redact(mut text: String) -> String {
+    for s in SECRETS.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|s| s.len() >= 4) {
+        text = text.replace(s.as_str(), "***");
+    }
+    text
 }
 
 fn rerr(location: &str) -> impl Fn(Box<RusticError>) -> RepoError + '_ {
@@ -76,40 +124,70 @@ fn rerr(location: &str) -> impl Fn(Box<RusticError>) -> RepoError + '_ {
         if e.is_incorrect_password() {
             RepoError::WrongKey { location: location.to_string() }
         } else {
-            RepoError::Repo { location: location.to_string(), detail: e.display_log() }
+            RepoError::Repo { location: location.to_string(), detail: redact(e.display_log()) }
         }
     }
 }
 
 impl Repo {
     fn handle(&self) -> Result<Repository<()>, RepoError> {
-        let be = BackendOptions::default().repository(&self.location).to_backends().map_err(rerr(&self.location))?;
-        Repository::new(&RepositoryOptions::default().no_cache(true), &be).map_err(rerr(&self.location))
+        {
+            let mut known = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
+            for s in &self.target.secrets {
+                if !known.contains(s) {
+                    known.push(s.clone());
+                }
+            }
+        }
+        let be = BackendOptions::default()
+            .repository(&self.target.backend)
+            .options(self.target.options.clone())
+            .to_backends()
+            .map_err(rerr(&self.location))?;
+        let opts = RepositoryOptions::default().no_cache(true);
+        match self.progress {
+            None => Repository::new(&opts, &be),
+            Some(p) => Repository::new_with_progress(&opts, &be, super::progress::Bars(p)),
+        }
+        .map_err(rerr(&self.location))
+    }
+
+    /// Shows the progress of long work (restore, check) from now on.
+    pub fn with_progress(mut self, p: Progress) -> Repo {
+        self.progress = Some(p);
+        self
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
     }
 
     fn open(&self) -> Result<Repository<OpenStatus>, RepoError> {
         self.handle()?.open(&Credentials::password(self.password.expose())).map_err(rerr(&self.location))
     }
 
-    /// Opens the repository at `location`, creating it (format v2, zstd) when it has no config.
-    pub fn open_or_init(location: &str, password: crate::secrets::Secret) -> Result<Repo, RepoError> {
-        let r = Repo { location: location.to_string(), password };
-        let has_config = Path::new(location).join("config").is_file();
-        if !has_config {
-            std::fs::create_dir_all(location).map_err(|e| RepoError::Repo { location: location.into(), detail: e.to_string() })?;
+    /// Opens the repository at `target`, creating it (format v2, zstd) when it has no config.
+    pub fn open_or_init(target: Location, password: crate::secrets::Secret) -> Result<Repo, RepoError> {
+        let r = Repo { location: target.display.clone(), target, password, progress: None };
+        let loc = r.location.clone();
+        if Path::new(&r.target.backend).is_absolute() {
+            std::fs::create_dir_all(&r.target.backend).map_err(|e| RepoError::Repo { location: loc.clone(), detail: e.to_string() })?;
+        }
+        let handle = r.handle()?;
+        if handle.config_id().map_err(rerr(&loc))?.is_none() {
             let keys = KeyOptions::default().hostname(Some("hafen".into())).with_created(true);
-            r.handle()?
+            handle
                 .init(&Credentials::password(r.password.expose()), &keys, &ConfigOptions::default().set_version(2u32))
-                .map_err(rerr(location))?;
+                .map_err(rerr(&loc))?;
         } else {
-            r.open()?;
+            handle.open(&Credentials::password(r.password.expose())).map_err(rerr(&loc))?;
         }
         Ok(r)
     }
 
     /// Opens an existing repository (restore on a new host).
-    pub fn open_existing(location: &str, password: crate::secrets::Secret) -> Result<Repo, RepoError> {
-        let r = Repo { location: location.to_string(), password };
+    pub fn open_existing(target: Location, password: crate::secrets::Secret) -> Result<Repo, RepoError> {
+        let r = Repo { location: target.display.clone(), target, password, progress: None };
         r.open()?;
         Ok(r)
     }
@@ -207,7 +285,7 @@ impl Repo {
         let repo = self.open()?.to_indexed().map_err(rerr(loc))?;
         let snap = repo
             .get_snapshot_from_str(id, |s| tags.iter().all(|t| s.tags.contains(t)))
-            .map_err(|_| RepoError::NoSnapshot(id.to_string()))?;
+            .map_err(|_| RepoError::NoSnapshot(format!("{id} ({})", tags.join(", "))))?;
         let node = repo.node_from_snapshot_and_path(&snap, sub).map_err(|e| RepoError::Restore { target: target.display().to_string(), detail: e.display_log() })?;
         std::fs::create_dir_all(target).map_err(|e| RepoError::Restore { target: target.display().to_string(), detail: e.to_string() })?;
         // A single file goes into the target directory under its own name.
@@ -215,6 +293,7 @@ impl Repo {
         let dest = LocalDestination::new(&dest_path.display().to_string(), true, !node.is_dir()).map_err(rerr(loc))?;
         let opts = RestoreOptions::default().numeric_id(true);
         let ls = LsOptions::default();
+        check_tree_safe(repo.ls(&node, &ls).map_err(rerr(loc))?, loc)?;
         let plan = repo.prepare_restore(&opts, repo.ls(&node, &ls).map_err(rerr(loc))?, &dest, false).map_err(rerr(loc))?;
         // rustic_core's restore unwraps write errors (a full disk panics); catch that here.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| repo.restore(plan, &opts, repo.ls(&node, &ls)?, &dest)));
@@ -227,6 +306,66 @@ impl Repo {
             apply_dir_meta(target, &node).map_err(|e| RepoError::Restore { target: target.display().to_string(), detail: e.to_string() })?;
         }
         Ok(info(&snap))
+    }
+
+    /// Writes snapshot `id` (or `latest` among those with all `tags`) as a tar stream into `out`,
+    /// every entry under `prefix/`, with modes, owners and times. File contents are read blob by
+    /// blob (each verified on reading); `progress` gets the content bytes written so far.
+    /// Devices, FIFOs and sockets are left out and named in the returned list.
+    pub fn write_tar<W: std::io::Write>(&self, id: &str, tags: &[String], prefix: &str, out: &mut tar::Builder<W>, progress: &dyn Fn(u64, u64)) -> Result<(SnapInfo, Vec<String>), RepoError> {
+        let loc = &self.location;
+        let repo = self.open()?.to_indexed().map_err(rerr(loc))?;
+        let snap = repo
+            .get_snapshot_from_str(id, |s| tags.iter().all(|t| s.tags.contains(t)))
+            .map_err(|_| RepoError::NoSnapshot(id.to_string()))?;
+        let root = repo.node_from_snapshot_and_path(&snap, "").map_err(rerr(loc))?;
+        let total = snap.summary.as_ref().map_or(0, |s| s.total_bytes_processed);
+        check_tree_safe(repo.ls(&root, &LsOptions::default()).map_err(rerr(loc))?, loc)?;
+        let io = |e: std::io::Error| RepoError::Repo { location: loc.clone(), detail: format!("writing the archive: {e}") };
+        let mut done = 0u64;
+        let mut skipped = Vec::new();
+        for item in repo.ls(&root, &LsOptions::default()).map_err(rerr(loc))? {
+            let (path, node) = item.map_err(rerr(loc))?;
+            let name = Path::new(prefix).join(&path);
+            let mut h = tar::Header::new_gnu();
+            let m = &node.meta;
+            h.set_mode(m.mode.map_or(0o644, unix_mode));
+            h.set_uid(u64::from(m.uid.unwrap_or(0)));
+            h.set_gid(u64::from(m.gid.unwrap_or(0)));
+            if let Some(u) = &m.user {
+                let _ = h.set_username(u);
+            }
+            if let Some(g) = &m.group {
+                let _ = h.set_groupname(g);
+            }
+            h.set_mtime(m.mtime.map_or(0, |t| t.as_second().max(0) as u64));
+            match &node.node_type {
+                NodeType::Dir => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    out.append_data(&mut h, &name, std::io::empty()).map_err(io)?;
+                }
+                NodeType::File => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(m.size);
+                    let open = repo.open_file(&node).map_err(rerr(loc))?;
+                    let reader = RepoReader { repo: &repo, open, pos: 0, size: m.size, buf: Bytes::new(), err: None };
+                    let mut reader = CountingReader { inner: reader, done: &mut done, total, progress };
+                    let r = out.append_data(&mut h, &name, &mut reader);
+                    if let Some(e) = reader.inner.err.take() {
+                        return Err(RepoError::Repo { location: loc.clone(), detail: format!("{}: {e}", path.display()) });
+                    }
+                    r.map_err(io)?;
+                }
+                NodeType::Symlink { .. } => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    out.append_link(&mut h, &name, node.node_type.to_link()).map_err(io)?;
+                }
+                _ => skipped.push(path.display().to_string()),
+            }
+        }
+        Ok((info(&snap), skipped))
     }
 
     /// Structure check, or with `read_data` every pack read and verified (a subset like `1/28`).
@@ -258,6 +397,75 @@ impl Repo {
     }
 }
 
+/// A point in time for `--at`: RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` / `YYYY-MM-DD` in the
+/// machine's local time (a bare date means the end of that day). Seconds since the epoch.
+pub fn parse_at(s: &str) -> Result<i64, String> {
+    use chrono::TimeZone;
+    let s = s.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp());
+    }
+    let local = |n: chrono::NaiveDateTime| chrono::Local.from_local_datetime(&n).earliest().map(|t| t.timestamp());
+    for f in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"] {
+        if let Ok(n) = chrono::NaiveDateTime::parse_from_str(s, f) {
+            return local(n).ok_or_else(|| format!("`{s}` does not exist in local time (clock change)"));
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = d.and_hms_opt(23, 59, 59).and_then(local) {
+            return Ok(t);
+        }
+    }
+    Err(rust_i18n::t!("err.at_format", value = s).to_string())
+}
+
+/// The snapshot to restore: by id or id prefix, `latest`, or with `at` the newest taken at or
+/// before that time; only among snapshots carrying all `tags`.
+pub fn pick(snaps: &[SnapInfo], tags: &[String], id: &str, at: Option<i64>) -> Option<SnapInfo> {
+    let mut mine: Vec<&SnapInfo> = snaps.iter().filter(|s| tags.iter().all(|t| s.tags.contains(t))).collect();
+    mine.sort_by_key(|s| s.unix_time);
+    match at {
+        Some(at) => mine.into_iter().rev().find(|s| s.unix_time <= at).cloned(),
+        None if id == "latest" => mine.last().map(|s| (*s).clone()),
+        None => {
+            let hits: Vec<&&SnapInfo> = mine.iter().filter(|s| s.id.starts_with(id)).collect();
+            (hits.len() == 1).then(|| (*hits[0]).clone())
+        }
+    }
+}
+
+/// Refuses a tree that could write outside the restore target: names that are empty, `.`, `..`
+/// or contain `/` or NUL (rustic_core joins names as they are, so `/etc/x` or `..` would escape),
+/// paths given twice, and anything below a symlink of the snapshot. A snapshot hafen wrote never
+/// has these; a crafted or damaged one does.
+fn check_tree_safe(items: impl Iterator<Item = RusticResult<(PathBuf, Node)>>, loc: &str) -> Result<(), RepoError> {
+    use std::path::Component;
+    let unsafe_path = |path: &Path, why: String| RepoError::Unsafe { location: loc.to_string(), path: path.display().to_string(), why };
+    let mut seen = std::collections::HashSet::new();
+    let mut links: Vec<PathBuf> = Vec::new();
+    for item in items {
+        let (path, node) = item.map_err(rerr(loc))?;
+        let name = node.name();
+        let name_b = name.as_encoded_bytes();
+        if name_b.is_empty() || name_b == b"." || name_b == b".." || name_b.contains(&b'/') || name_b.contains(&0) {
+            return Err(unsafe_path(&path, format!("the entry name {name:?} is not a plain file name")));
+        }
+        if path.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return Err(unsafe_path(&path, "the path leaves the restore directory".into()));
+        }
+        if let Some(l) = links.iter().find(|l| path.starts_with(l)) {
+            return Err(unsafe_path(&path, format!("it lies below the symlink {}", l.display())));
+        }
+        if !seen.insert(path.clone()) {
+            return Err(unsafe_path(&path, "the path occurs twice".into()));
+        }
+        if node.is_symlink() {
+            links.push(path);
+        }
+    }
+    Ok(())
+}
+
 fn info(s: &SnapshotFile) -> SnapInfo {
     let sum = s.summary.as_ref();
     SnapInfo {
@@ -276,6 +484,21 @@ fn info(s: &SnapshotFile) -> SnapInfo {
 
 fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "hafen".into())
+}
+
+/// Unix permission bits (with setuid, setgid, sticky) from a Go file mode as restic stores it.
+fn unix_mode(go: u32) -> u32 {
+    let mut mode = go & 0o777;
+    if go & (1 << 23) != 0 {
+        mode |= 0o4000;
+    }
+    if go & (1 << 22) != 0 {
+        mode |= 0o2000;
+    }
+    if go & (1 << 20) != 0 {
+        mode |= 0o1000;
+    }
+    mode
 }
 
 fn go_dir_mode(unix_mode: u32) -> u32 {
@@ -317,17 +540,7 @@ fn apply_dir_meta(target: &Path, node: &Node) -> std::io::Result<()> {
     let m = &node.meta;
     std::os::unix::fs::chown(target, m.uid, m.gid)?;
     if let Some(go) = m.mode {
-        let mut mode = go & 0o777;
-        if go & (1 << 23) != 0 {
-            mode |= 0o4000;
-        }
-        if go & (1 << 22) != 0 {
-            mode |= 0o2000;
-        }
-        if go & (1 << 20) != 0 {
-            mode |= 0o1000;
-        }
-        std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode))?;
+        std::fs::set_permissions(target, std::fs::Permissions::from_mode(unix_mode(go)))?;
     }
     if let Some(mt) = m.mtime {
         std::fs::File::open(target)?.set_times(std::fs::FileTimes::new().set_modified(std::time::SystemTime::from(mt)))?;
@@ -518,6 +731,62 @@ impl ReadSource for MultiSource {
     }
 }
 
+/// Reads one file of a snapshot blob by blob (4 MiB at a time); a repository error ends the
+/// stream and is kept in `err`.
+struct RepoReader<'a> {
+    repo: &'a Repository<IndexedFullStatus>,
+    open: rustic_core::vfs::OpenFile,
+    pos: u64,
+    size: u64,
+    buf: Bytes,
+    err: Option<String>,
+}
+
+impl Read for RepoReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.buf.is_empty() {
+            if self.pos >= self.size {
+                return Ok(0);
+            }
+            let want = (self.size - self.pos).min(4 << 20) as usize;
+            match self.repo.read_file_at(&self.open, self.pos as usize, want) {
+                Ok(b) if b.is_empty() => {
+                    let msg = format!("the file ends at {} bytes, {} expected", self.pos, self.size);
+                    self.err = Some(msg.clone());
+                    return Err(std::io::Error::other(msg));
+                }
+                Ok(b) => self.buf = b,
+                Err(e) => {
+                    let msg = e.display_log();
+                    self.err = Some(msg.clone());
+                    return Err(std::io::Error::other(msg));
+                }
+            }
+        }
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf = self.buf.slice(n..);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+struct CountingReader<'a, R> {
+    inner: R,
+    done: &'a mut u64,
+    total: u64,
+    progress: &'a dyn Fn(u64, u64),
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        *self.done += n as u64;
+        (self.progress)(*self.done, self.total);
+        Ok(n)
+    }
+}
+
 /// Streams one file back out of the repository (for `record_stream_sizes`).
 struct RepoFileOpen {
     repo: Arc<Repository<IndexedFullStatus>>,
@@ -549,5 +818,108 @@ impl ReadSource for Replay {
     }
     fn entries(&self) -> Self::Iter {
         self.entries.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default().into_iter().map(Ok)
+    }
+}
+
+#[cfg(test)]
+mod pick_tests {
+    use super::*;
+
+    fn snap(id: &str, t: i64, stack: &str) -> SnapInfo {
+        SnapInfo { id: id.into(), time: String::new(), unix_time: t, label: stack.into(), tags: vec![format!("stack:{stack}")], paths: vec![], description: String::new(), files: 0, bytes: 0, added: 0 }
+    }
+
+    #[test]
+    fn point_in_time_and_prefix_selection() {
+        let all = [snap("aa11", 100, "a"), snap("aa22", 200, "a"), snap("bb33", 300, "b"), snap("cc44", 400, "a")];
+        let a = vec!["stack:a".to_string()];
+        let id = |r: Option<SnapInfo>| r.map(|s| s.id);
+        assert_eq!(id(pick(&all, &a, "latest", None)), Some("cc44".into()));
+        assert_eq!(id(pick(&all, &a, "latest", Some(399))), Some("aa22".into()));
+        assert_eq!(id(pick(&all, &a, "latest", Some(200))), Some("aa22".into()), "a snapshot at exactly that time counts");
+        assert_eq!(id(pick(&all, &a, "latest", Some(99))), None, "nothing that old");
+        assert_eq!(id(pick(&all, &a, "aa2", None)), Some("aa22".into()));
+        assert_eq!(id(pick(&all, &a, "aa", None)), None, "an ambiguous prefix picks nothing");
+        assert_eq!(id(pick(&all, &a, "bb33", None)), None, "another stack's snapshot is not offered");
+        assert!(parse_at("2026-11-27T03:00:00+01:00").unwrap() == 1_795_744_800);
+        assert!(parse_at("2026-11-27 03:00").is_ok() && parse_at("2026-11-27").is_ok());
+        assert!(parse_at("yesterday").unwrap_err().contains("yesterday"));
+    }
+}
+
+#[cfg(test)]
+mod path_safety_tests {
+    //! A crafted snapshot (rustic_core keeps node names as given) must not write outside the
+    //! restore target: `..`, absolute names, names with `/`, and entries below a symlink.
+    use super::*;
+    use std::ffi::OsStr;
+
+    struct Crafted(Vec<(PathBuf, Node, Option<Vec<u8>>)>);
+
+    impl ReadSource for Crafted {
+        type Open = std::io::Cursor<Vec<u8>>;
+        type Iter = std::vec::IntoIter<RusticResult<ReadSourceEntry<Self::Open>>>;
+        fn size(&self) -> RusticResult<Option<u64>> {
+            Ok(None)
+        }
+        fn entries(&self) -> Self::Iter {
+            self.0.iter().map(|(p, n, d)| Ok(ReadSourceEntry { path: p.clone(), node: n.clone(), open: d.clone().map(std::io::Cursor::new) })).collect::<Vec<_>>().into_iter()
+        }
+    }
+
+    fn file(name: &str, data: &[u8]) -> Node {
+        Node::new_node(OsStr::new(name), NodeType::File, Metadata { size: data.len() as u64, mode: Some(0o644), ..Default::default() })
+    }
+
+    fn dir(name: &str) -> Node {
+        Node::new_node(OsStr::new(name), NodeType::Dir, Metadata { mode: Some(go_dir_mode(0o755)), ..Default::default() })
+    }
+
+    /// Writes one snapshot with exactly these entries (paths decide the tree, nodes the names).
+    fn craft(repo: &Repo, entries: Vec<(PathBuf, Node, Option<Vec<u8>>)>, label: &str) {
+        let r = repo.open().unwrap().to_indexed_ids().unwrap();
+        let mut opts = BackupOptions::default();
+        opts.parent_opts.force = true;
+        let snap = SnapshotOptions::default().label(label.to_string()).add_tags(label).unwrap().to_snapshot().unwrap();
+        r.archive(&opts, &Crafted(entries), snap, &[PathBuf::from("/")]).unwrap();
+    }
+
+    #[test]
+    fn crafted_snapshots_never_write_outside_the_target() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = Repo::open_or_init(Location::local(&d.path().join("repo")), crate::secrets::Secret::from_string("k".repeat(64))).unwrap();
+        let outside = d.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let abs = outside.join("abs").display().to_string();
+        let cases: Vec<(&str, Vec<(PathBuf, Node, Option<Vec<u8>>)>)> = vec![
+            ("dotdot", vec![("/d".into(), dir(".."), None), ("/d/f".into(), file("f", b"B"), Some(b"B".to_vec()))]),
+            ("absolute", vec![("/x".into(), file(&abs, b"A"), Some(b"A".to_vec()))]),
+            ("slash", vec![("/x".into(), file("../outside/slash", b"S"), Some(b"S".to_vec()))]),
+            (
+                "symlinkparent",
+                vec![
+                    ("/a".into(), Node::new_node(OsStr::new("a"), NodeType::from_link(&outside), Metadata::default()), None),
+                    ("/t".into(), Node::new_node(OsStr::new("a/evil"), NodeType::Fifo, Metadata::default()), None),
+                ],
+            ),
+        ];
+        for (label, entries) in cases {
+            craft(&repo, entries, label);
+            let target = d.path().join(format!("restore-{label}")).join("inner");
+            let err = repo.restore("latest", &[label.to_string()], "", &target).expect_err(label);
+            assert!(matches!(err, RepoError::Unsafe { .. }), "{label}: {err}");
+            assert!(err.to_string().contains("Nothing was written") || err.to_string().contains("Nichts wurde geschrieben"), "{label}: {err}");
+            let mut tar = tar::Builder::new(Vec::new());
+            assert!(matches!(repo.write_tar("latest", &[label.to_string()], "x", &mut tar, &|_, _| {}), Err(RepoError::Unsafe { .. })), "{label}: export must refuse too");
+        }
+        let left: Vec<_> = std::fs::read_dir(&outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "written outside: {left:?}");
+        assert!(!d.path().join("f").exists() && !d.path().join("restore-dotdot").join("f").exists());
+
+        // A plain snapshot of the same shape restores fine.
+        craft(&repo, vec![("/d".into(), dir("d"), None), ("/d/f".into(), file("f", b"ok"), Some(b"ok".to_vec()))], "plain");
+        let target = d.path().join("restore-plain");
+        repo.restore("latest", &["plain".to_string()], "", &target).unwrap();
+        assert_eq!(std::fs::read(target.join("d/f")).unwrap(), b"ok");
     }
 }

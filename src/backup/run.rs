@@ -5,9 +5,9 @@
 //! wrapped key is also stored in the target as `hafen-repo-key.age` for the recovery kit's path.
 
 use super::keys::{KeyError, Keyring};
-use super::repo::{Part, Repo, RepoError, SnapInfo};
+use super::repo::{Location, Part, Repo, RepoError, SnapInfo};
 use crate::catalogue::StackDef;
-use crate::config::{BackupTarget, Config};
+use crate::config::{BackupTarget, Config, TargetKind};
 use crate::engine::{container_name, Engine, EngineError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,6 +24,10 @@ pub enum BackupError {
     NotMounted { target: String, path: String },
     #[error("{}", rust_i18n::t!("err.run_busy", _0 = .0))]
     Busy(String),
+    #[error("{}", rust_i18n::t!("err.run_appendonly", _0 = .0))]
+    AppendOnly(String),
+    #[error("{}", rust_i18n::t!("err.run_credentials", target = .target, path = .path, detail = .detail))]
+    Credentials { target: String, path: String, detail: String },
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error(transparent)]
@@ -70,17 +74,102 @@ fn is_mount_point(p: &Path) -> bool {
     }
 }
 
-/// Opens (or creates) the repository of a target with its key; stores the wrapped key beside it.
+fn check_private(path: &Path, target: &str) -> Result<(), BackupError> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).map_err(|e| BackupError::Credentials { target: target.into(), path: path.display().to_string(), detail: e.to_string() })?;
+    if !m.is_file() || m.mode() & 0o077 != 0 {
+        return Err(BackupError::Credentials {
+            target: target.into(),
+            path: path.display().to_string(),
+            detail: format!("mode {:o}; only its owner may read it (chmod 600 {})", m.mode() & 0o7777, path.display()),
+        });
+    }
+    Ok(())
+}
+
+/// `KEY=value` lines (an env file): for S3, `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`.
+fn read_env_file(path: &Path, target: &str) -> Result<BTreeMap<String, String>, BackupError> {
+    let text = std::fs::read_to_string(path).map_err(|e| BackupError::Credentials { target: target.into(), path: path.display().to_string(), detail: e.to_string() })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().trim_start_matches("export ").to_string(), v.trim().trim_matches('"').trim_matches('\'').to_string()))
+        .collect())
+}
+
+/// How rustic_backend reaches a target: local directories directly, SFTP through rclone (which
+/// pins the host key from the target's known_hosts file), S3 through OpenDAL, REST directly.
+/// Credential files must be private (mode 0600); their contents never reach a log.
+pub fn location(t: &BackupTarget) -> Result<Location, BackupError> {
+    for f in t.credential_files() {
+        check_private(f, &t.name)?;
+    }
+    let display = t.location();
+    Ok(match &t.kind {
+        TargetKind::Local { path, .. } => Location::local(path),
+        TargetKind::Sftp { host, port, user, path, ssh_key, known_hosts } => {
+            if !known_hosts.is_file() {
+                return Err(BackupError::Credentials {
+                    target: t.name.clone(),
+                    path: known_hosts.display().to_string(),
+                    detail: "missing; put the server's host key there (ssh-keyscan -p PORT HOST, checked against the server)".into(),
+                });
+            }
+            let remote = format!(
+                ":sftp,host={host},port={port},user={user},key_file={},known_hosts_file={},shell_type=none,disable_hashcheck=true:{path}",
+                ssh_key.display(),
+                known_hosts.display()
+            );
+            Location { backend: format!("rclone:{remote}"), options: Default::default(), display, secrets: vec![] }
+        }
+        TargetKind::S3 { endpoint, region, bucket, prefix, credentials } => {
+            let env = read_env_file(credentials, &t.name)?;
+            let get = |k: &str| {
+                env.get(k).cloned().ok_or_else(|| BackupError::Credentials { target: t.name.clone(), path: credentials.display().to_string(), detail: format!("no {k}= line") })
+            };
+            let (id, secret) = (get("AWS_ACCESS_KEY_ID")?, get("AWS_SECRET_ACCESS_KEY")?);
+            let mut options = BTreeMap::new();
+            options.insert("bucket".to_string(), bucket.clone());
+            options.insert("endpoint".to_string(), endpoint.clone());
+            options.insert("region".to_string(), region.clone());
+            options.insert("root".to_string(), format!("/{prefix}"));
+            options.insert("access_key_id".to_string(), id);
+            options.insert("secret_access_key".to_string(), secret.clone());
+            options.insert("disable_config_load".to_string(), "true".to_string());
+            Location { backend: "opendal:s3".into(), options, display, secrets: vec![secret] }
+        }
+        TargetKind::Rest { url, credentials } => match credentials {
+            None => Location { backend: format!("rest:{url}"), options: Default::default(), display, secrets: vec![] },
+            Some(f) => {
+                let text = std::fs::read_to_string(f).map_err(|e| BackupError::Credentials { target: t.name.clone(), path: f.display().to_string(), detail: e.to_string() })?;
+                let (user, pw) = text.trim().split_once(':').ok_or_else(|| BackupError::Credentials {
+                    target: t.name.clone(),
+                    path: f.display().to_string(),
+                    detail: "expected one line user:password".into(),
+                })?;
+                let (scheme, rest) = url.split_once("://").unwrap_or(("http", url));
+                Location { backend: format!("rest:{scheme}://{user}:{pw}@{rest}"), options: Default::default(), display, secrets: vec![pw.to_string()] }
+            }
+        },
+    })
+}
+
+/// Opens (or creates) the repository of a target with its key; for a local target, stores the
+/// wrapped key beside it (remote targets: the recovery kit carries it).
 pub async fn open_target(cfg: &Config, t: &BackupTarget) -> Result<Repo, BackupError> {
-    if t.require_mount && !is_mount_point(&t.path) {
-        return Err(BackupError::NotMounted { target: t.name.clone(), path: t.path.display().to_string() });
+    if let TargetKind::Local { path, require_mount: true } = &t.kind {
+        if !is_mount_point(path) {
+            return Err(BackupError::NotMounted { target: t.name.clone(), path: path.display().to_string() });
+        }
     }
     let ring = Keyring::open(&cfg.keys_dir())?;
     let key = ring.repo_key(&t.name)?;
-    let loc = t.path.display().to_string();
-    let repo = tokio::task::spawn_blocking(move || Repo::open_or_init(&loc, key)).await.map_err(|e| BackupError::Io(e.to_string()))??;
-    if let Some(wrapped) = ring.wrapped_repo_key(&t.name)? {
-        let p = t.path.join("hafen-repo-key.age");
+    let loc = location(t)?;
+    let repo = tokio::task::spawn_blocking(move || Repo::open_or_init(loc, key)).await.map_err(|e| BackupError::Io(e.to_string()))??;
+    if let (Some(wrapped), TargetKind::Local { path, .. }) = (ring.wrapped_repo_key(&t.name)?, &t.kind) {
+        let p = path.join("hafen-repo-key.age");
         if std::fs::read(&p).ok().as_deref() != Some(wrapped.as_slice()) {
             std::fs::write(&p, wrapped).map_err(|e| BackupError::Io(format!("{}: {e}", p.display())))?;
         }
@@ -117,7 +206,7 @@ pub async fn backup_stack(
     let mut report = RunReport { stack: stack.id.clone(), target: t.name.clone(), ..Default::default() };
     let started = Instant::now();
     let repo = open_target(cfg, t).await?;
-    report.steps.push(Step { step: "open".into(), ok: true, detail: t.path.display().to_string(), seconds: started.elapsed().as_secs_f64() });
+    report.steps.push(Step { step: "open".into(), ok: true, detail: t.location(), seconds: started.elapsed().as_secs_f64() });
 
     // hafen's own record of the stack, stored at /hafen/meta in the snapshot.
     let meta = cfg.state_dir.join("tmp").join(format!("backup-{}-{}", stack.id, std::process::id()));
@@ -209,6 +298,121 @@ pub async fn backup_stack(
     Ok(report)
 }
 
+/// Where hafen's own state lived, recorded in every host snapshot at `/hafen/host.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostRecord {
+    pub hafen: String,
+    pub time: String,
+    /// The configuration file, when one was used.
+    pub config_path: Option<String>,
+    pub state_dir: String,
+    pub stacks_dir: String,
+    /// Deployed stacks at the time (from the state store).
+    pub stacks: Vec<String>,
+}
+
+/// Tag of the snapshots of hafen's own state.
+pub const HOST_TAG: &str = "hafen-host";
+
+/// Backs up hafen's own state to a target: the configuration file, the state store (a
+/// consistent copy), keys, secrets and the stack definitions — what `hafen restore --all` needs
+/// to bring the box back.
+pub async fn backup_host(cfg: &Config, store: &crate::store::Store, target_name: Option<&str>) -> Result<RunReport, BackupError> {
+    let t = target(cfg, target_name)?;
+    let mut report = RunReport { stack: HOST_TAG.into(), target: t.name.clone(), ..Default::default() };
+    let started = Instant::now();
+    let repo = open_target(cfg, t).await?;
+    report.steps.push(Step { step: "open".into(), ok: true, detail: t.location(), seconds: started.elapsed().as_secs_f64() });
+    let staging = cfg.state_dir.join("tmp").join(format!("host-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let io = |p: &Path, e: std::io::Error| BackupError::Io(format!("{}: {e}", p.display()));
+    std::fs::create_dir_all(staging.join("meta")).map_err(|e| io(&staging, e))?;
+    std::fs::create_dir_all(staging.join("db")).map_err(|e| io(&staging, e))?;
+    let result = async {
+        let config_path = Path::new(&cfg.source).is_file().then(|| cfg.source.clone());
+        let record = HostRecord {
+            hafen: env!("CARGO_PKG_VERSION").into(),
+            time: crate::store::now(),
+            config_path: config_path.clone(),
+            state_dir: cfg.state_dir.display().to_string(),
+            stacks_dir: cfg.stacks_dir.display().to_string(),
+            stacks: store.stacks().map(|v| v.into_iter().map(|s| s.id).collect()).unwrap_or_default(),
+        };
+        let meta = staging.join("meta");
+        std::fs::write(meta.join("host.json"), serde_json::to_vec_pretty(&record).unwrap_or_default()).map_err(|e| io(&meta, e))?;
+        if let Some(c) = &config_path {
+            std::fs::copy(c, meta.join("hafen.yaml")).map_err(|e| io(Path::new(c), e))?;
+        }
+        let db = staging.join("db").join("state.db");
+        store.copy_to(&db).map_err(|e| BackupError::Io(format!("copying the state store: {e}")))?;
+        let mut parts = vec![Part::Dir { src: meta.clone(), dst: "/hafen/host".into() }, Part::Dir { src: staging.join("db"), dst: "/hafen/db".into() }];
+        for (src, dst) in [(cfg.keys_dir(), "/hafen/keys"), (cfg.secrets_dir(), "/hafen/secrets"), (cfg.stacks_dir.clone(), "/hafen/stacks")] {
+            if src.is_dir() {
+                parts.push(Part::Dir { src, dst: dst.into() });
+            }
+        }
+        let tags = vec![HOST_TAG.to_string(), "hafen".to_string()];
+        let snap = tokio::task::spawn_blocking(move || repo.backup(parts, HOST_TAG, &tags, "hafen's own state").map(|s| (s, repo)))
+            .await
+            .map_err(|e| BackupError::Io(e.to_string()))??;
+        Ok::<_, BackupError>(snap)
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&staging);
+    match result {
+        Ok((snap, repo)) => {
+            report.check_problems = tokio::task::spawn_blocking(move || repo.check(false, None)).await.map_err(|e| BackupError::Io(e.to_string()))??;
+            if !report.check_problems.is_empty() {
+                report.error = Some(format!("the structural check after the backup found problems: {}", report.check_problems.join("; ")));
+            }
+            report.snapshot = Some(snap);
+        }
+        Err(e) => report.error = Some(e.to_string()),
+    }
+    report.steps.push(Step { step: "host state".into(), ok: report.error.is_none(), detail: "config, state store, keys, secrets, stack definitions".into(), seconds: started.elapsed().as_secs_f64() });
+    Ok(report)
+}
+
+/// Applies `policy` to the snapshots of one group (`tag`, e.g. `stack:tryton`) or, with `None`,
+/// to each stack's snapshots separately; forgets the rest and removes unused data. Returns (kept,
+/// forgotten, why nothing was forgotten). Blocking.
+pub fn apply_retention(
+    repo: &Repo,
+    policy: &super::retention::Policy,
+    tag: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(Vec<String>, Vec<String>, Option<String>), RepoError> {
+    use super::retention::{decide, Snap};
+    let snaps = repo.snapshots()?;
+    let mut groups: BTreeMap<String, Vec<Snap>> = BTreeMap::new();
+    for s in snaps {
+        let Some(group) = s.tags.iter().find(|t| t.starts_with("stack:") || *t == "hafen-host").cloned() else { continue };
+        if tag.is_some_and(|t| t != group) {
+            continue;
+        }
+        groups.entry(group).or_default().push(Snap { id: s.id, time: chrono::DateTime::from_timestamp(s.unix_time, 0).unwrap_or_default() });
+    }
+    let (mut kept, mut forget, mut skipped) = (Vec::new(), Vec::new(), None);
+    for snaps in groups.values() {
+        let d = decide(policy, snaps, now);
+        if d.refused.is_some() {
+            skipped = d.refused.clone();
+        }
+        kept.extend(d.keep.into_keys());
+        forget.extend(d.forget);
+    }
+    if skipped.is_some() {
+        // One group with a wrong clock means the clock is wrong for all of them.
+        kept.append(&mut forget);
+        return Ok((kept, forget, skipped));
+    }
+    if !forget.is_empty() {
+        repo.forget(&forget)?;
+        repo.prune()?;
+    }
+    Ok((kept, forget, skipped))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,7 +424,7 @@ mod tests {
         std::fs::create_dir_all(&mount).unwrap();
         let cfg = Config {
             state_dir: d.path().join("state"),
-            backup_targets: vec![BackupTarget { name: "usb".into(), path: mount.clone(), require_mount: true }],
+            backup_targets: vec![BackupTarget { name: "usb".into(), kind: TargetKind::Local { path: mount.clone(), require_mount: true }, append_only: false }],
             ..Config::default()
         };
         let ring = Keyring::open(&cfg.keys_dir()).unwrap();

@@ -58,13 +58,33 @@ pub enum Cmd {
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// Offline: the repository (e.g. the mounted backup disk: /mnt/backup/hafen). Without it,
-    /// the daemon restores the stack in place (stop, staging, swap, start, health check).
+    /// Offline: the repository as the recovery kit names it — a path (the mounted backup disk,
+    /// e.g. /mnt/backup/hafen), sftp:user@host:/path, sftp://user@host:port/path,
+    /// s3:https://endpoint/bucket/prefix or rest:https://host/path/. Without it, the daemon
+    /// restores the stack in place (stop, staging, swap, start, health check).
     #[arg(long)]
-    pub repo: Option<PathBuf>,
-    /// Offline: file with the recovery identity (AGE-SECRET-KEY-1…) from the recovery kit
+    pub repo: Option<String>,
+    /// Offline: the recovery kit's text file, or a file with just the recovery identity
+    /// (AGE-SECRET-KEY-1…)
     #[arg(long)]
     pub identity: Option<PathBuf>,
+    /// Offline: the repository's wrapped key file (default: hafen-repo-key.age in a local
+    /// repository, else the block for this location in the kit file given as --identity)
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Offline, SFTP: the SSH private key file
+    #[arg(long)]
+    pub ssh_key: Option<PathBuf>,
+    /// Offline, SFTP: known_hosts file with the server's host key
+    #[arg(long)]
+    pub known_hosts: Option<PathBuf>,
+    /// Offline, S3 or REST: credentials file (S3: AWS_ACCESS_KEY_ID=… and AWS_SECRET_ACCESS_KEY=…
+    /// lines; REST: user:password), mode 0600
+    #[arg(long)]
+    pub credentials: Option<PathBuf>,
+    /// Offline, S3: the region (default us-east-1)
+    #[arg(long)]
+    pub region: Option<String>,
     /// Through the daemon: the backup target to restore from (default: the first)
     #[arg(long)]
     pub target: Option<String>,
@@ -74,9 +94,17 @@ pub struct RestoreArgs {
     /// Snapshot id (or prefix), or `latest`
     #[arg(default_value = "latest")]
     pub snapshot: String,
+    /// Instead of an id: the newest snapshot taken at or before this time (local time
+    /// `2026-11-27 03:00`, a day `2026-11-27`, or RFC 3339)
+    #[arg(long)]
+    pub at: Option<String>,
     /// Only snapshots of this stack
     #[arg(long)]
     pub stack: Option<String>,
+    /// Offline, on a new machine: bring back hafen's own state (configuration, keys, secrets,
+    /// state store) and then every stack with its data
+    #[arg(long, conflicts_with_all = ["stack", "path", "to", "list"])]
+    pub all: bool,
     /// Only this path inside the snapshot (e.g. /dumps/tryton.sql or /volumes/data)
     #[arg(long, default_value = "")]
     pub path: String,
@@ -89,9 +117,13 @@ pub struct RestoreArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BackupCmd {
-    /// Back up a deployed stack now
+    /// Back up a deployed stack now (or, with --host, hafen's own state)
     Run {
-        stack: String,
+        #[arg(required_unless_present = "host")]
+        stack: Option<String>,
+        /// hafen's own state: configuration, state store, keys, secrets, stack definitions
+        #[arg(long, conflicts_with = "stack")]
+        host: bool,
         #[arg(long)]
         target: Option<String>,
         #[arg(long)]
@@ -110,6 +142,29 @@ pub enum BackupCmd {
         target: Option<String>,
         #[arg(long)]
         read_data: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply the retention policy to a target and remove unused data (refused on append-only
+    /// targets)
+    Prune {
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write one snapshot of a stack as a single tar | zstd | age file for the recovery
+    /// recipients (readable with age, zstd and tar alone; see docs/restore.md)
+    Export {
+        stack: String,
+        /// The file to write (must not exist)
+        #[arg(long)]
+        out: PathBuf,
+        /// Snapshot id (or prefix); default: the newest of the stack
+        #[arg(long)]
+        snapshot: Option<String>,
+        #[arg(long)]
+        target: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -135,6 +190,13 @@ pub enum KeysCmd {
     Add { label: String, recipient: String },
     /// Remove a recovery recipient and re-wrap all repository keys
     Remove { label: String },
+    /// Print the recovery kit's target pages again (locations, wrapped keys, commands; no
+    /// identity), e.g. after adding a target
+    Kit {
+        /// Also write it to this file (mode 0600)
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -301,7 +363,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Keys(k) => keys(&cli, k),
         Cmd::Backup(b) => backup(&cli, b).await,
         Cmd::Restore(r) if r.repo.is_none() => restore_stack(&cli, r).await,
-        Cmd::Restore(r) => restore(r).await,
+        Cmd::Restore(r) => restore(&cli, r).await,
         Cmd::Image(ImageCmd::Build { recipes }) => {
             let cfg = load_config(cli.config.as_ref())?;
             let engine = crate::engine::docker::DockerEngine::connect(&cfg.docker_socket.display().to_string(), &cfg.run_dir().display().to_string()).await?;
@@ -573,22 +635,69 @@ pub fn render_offline(cfg: &Config, id: &str, set: &BTreeMap<String, String>) ->
     render::render(stack, &settings, &images, &cfg.run_dir()).map_err(|e| anyhow::anyhow!(e))
 }
 
-/// Offline restore with the recovery identity: list, or restore a snapshot (or one path of it)
-/// into an empty directory. Nothing outside that directory is written.
-async fn restore(a: &RestoreArgs) -> anyhow::Result<i32> {
-    let (Some(repo_dir), Some(identity_file)) = (&a.repo, &a.identity) else {
+/// The armored key block the kit prints under `name: <location>`.
+fn kit_key_block(kit: &str, location: &str) -> Option<String> {
+    let mut lines = kit.lines().map(str::trim).skip_while(|l| !l.ends_with(&format!(": {location}")));
+    lines.next()?;
+    let block: Vec<&str> = lines.skip_while(|l| !l.starts_with("-----BEGIN AGE ENCRYPTED FILE-----")).collect();
+    let end = block.iter().position(|l| l.starts_with("-----END AGE ENCRYPTED FILE-----"))?;
+    Some(block[..=end].join("\n") + "\n")
+}
+
+/// Offline restore with the recovery identity: list, restore a snapshot (or one path of it)
+/// into an empty directory — nothing outside it is written — or, with `--all`, the whole box.
+async fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
+    let (Some(loc), Some(identity_file)) = (&a.repo, &a.identity) else {
         anyhow::bail!("{}", t!("restore_need_identity"));
     };
-    let identity = std::fs::read_to_string(identity_file).map_err(|e| anyhow::anyhow!("{}: {e}", identity_file.display()))?;
-    let key_file = repo_dir.join("hafen-repo-key.age");
-    let wrapped = std::fs::read(&key_file).map_err(|e| anyhow::anyhow!("{}", t!("restore_no_keyfile", path = key_file.display(), e = e)))?;
-    let key = crate::backup::keys::decrypt(&identity, &wrapped, &key_file.display().to_string())?;
+    let access = crate::config::TargetAccess { ssh_key: a.ssh_key.clone(), known_hosts: a.known_hosts.clone(), credentials: a.credentials.clone(), region: a.region.clone() };
+    let target = crate::config::BackupTarget::from_location(loc, &access).map_err(|e| anyhow::anyhow!("--repo: {e}"))?;
+    let id_text = std::fs::read_to_string(identity_file).map_err(|e| anyhow::anyhow!("{}: {e}", identity_file.display()))?;
+    let Some(identity) = id_text.lines().map(str::trim).find(|l| l.starts_with("AGE-SECRET-KEY-1")) else {
+        anyhow::bail!("{}", t!("restore_no_identity", path = identity_file.display()));
+    };
+    let (wrapped, key_source) = match (&a.key_file, &target.kind) {
+        (Some(f), _) => (std::fs::read(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?, f.display().to_string()),
+        (None, crate::config::TargetKind::Local { path, .. }) => {
+            let key_file = path.join("hafen-repo-key.age");
+            match std::fs::read(&key_file) {
+                Ok(k) => (k, key_file.display().to_string()),
+                Err(e) => match kit_key_block(&id_text, &target.location()) {
+                    Some(k) => (k.into_bytes(), identity_file.display().to_string()),
+                    None => anyhow::bail!("{}", t!("restore_no_keyfile", path = key_file.display(), e = e)),
+                },
+            }
+        }
+        (None, _) => match kit_key_block(&id_text, &target.location()) {
+            Some(k) => (k.into_bytes(), identity_file.display().to_string()),
+            None => anyhow::bail!("{}", t!("restore_need_keyfile", location = target.location(), path = identity_file.display())),
+        },
+    };
+    let key = crate::backup::keys::decrypt(identity, &wrapped, &key_source)?;
     let secret = crate::secrets::Secret::from_string(String::from_utf8_lossy(&key).trim().to_string());
-    let loc = repo_dir.display().to_string();
-    let repo = tokio::task::spawn_blocking(move || crate::backup::repo::Repo::open_existing(&loc, secret)).await??;
+    let location = crate::backup::run::location(&target)?;
+    let repo = tokio::task::spawn_blocking(move || crate::backup::repo::Repo::open_existing(location, secret)).await??;
+    let at = match &a.at {
+        Some(s) => Some(crate::backup::repo::parse_at(s).map_err(|e| anyhow::anyhow!("--at: {e}"))?),
+        None => None,
+    };
+    if a.all {
+        let repo = if a.json { repo } else { repo.with_progress(crate::backup::progress::for_stderr()) };
+        let say = |line: String| eprintln!("{line}");
+        let report = crate::recover::restore_all(repo, cli.config.as_deref(), at, &say).await?;
+        let failed = report.stacks.iter().filter(|s| s.error.is_some()).count();
+        if a.json {
+            print_json(&report);
+        } else {
+            println!("{}", t!("recover_done", ok = report.stacks.len() - failed, failed = failed, state = &report.state_dir));
+        }
+        return Ok(if failed == 0 { 0 } else { 1 });
+    }
     let tags: Vec<String> = a.stack.iter().map(|s| format!("stack:{s}")).collect();
+    let r2 = repo.clone();
+    let snaps = tokio::task::spawn_blocking(move || r2.snapshots()).await??;
     if a.list {
-        let snaps: Vec<_> = tokio::task::spawn_blocking(move || repo.snapshots()).await??.into_iter().filter(|s| tags.iter().all(|t| s.tags.contains(t))).collect();
+        let snaps: Vec<_> = snaps.into_iter().filter(|s| tags.iter().all(|t| s.tags.contains(t)) && at.is_none_or(|at| s.unix_time <= at)).collect();
         if a.json {
             print_json(&snaps);
         } else {
@@ -604,14 +713,15 @@ async fn restore(a: &RestoreArgs) -> anyhow::Result<i32> {
     if to.exists() && std::fs::read_dir(&to)?.next().is_some() {
         anyhow::bail!("{}", t!("restore_not_empty", path = to.display()));
     }
-    let (id, path) = (a.snapshot.clone(), a.path.clone());
-    let spinner = (!a.json).then(|| progress_spinner(&t!("restoring", path = to.display())));
-    let target = to.clone();
-    let r = tokio::task::spawn_blocking(move || repo.restore(&id, &tags, &path, &target)).await?;
-    if let Some(s) = spinner {
-        s.finish_and_clear();
+    let Some(chosen) = crate::backup::repo::pick(&snaps, &tags, &a.snapshot, at) else {
+        anyhow::bail!("{}", t!("restore_no_match", snapshot = a.at.as_deref().unwrap_or(&a.snapshot), stack = a.stack.as_deref().unwrap_or("*")));
+    };
+    if !a.json {
+        eprintln!("{}", t!("restoring_snapshot", id = &chosen.id[..8.min(chosen.id.len())], time = &chosen.time, path = to.display()));
     }
-    let snap = r?;
+    let repo = if a.json { repo } else { repo.with_progress(crate::backup::progress::for_stderr()) };
+    let (path, target_dir) = (a.path.clone(), to.clone());
+    let snap = tokio::task::spawn_blocking(move || repo.restore(&chosen.id, &tags, &path, &target_dir)).await??;
     if a.json {
         print_json(&snap);
     } else {
@@ -628,7 +738,7 @@ async fn restore_stack(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
     let snapshot = (a.snapshot != "latest").then(|| a.snapshot.clone());
     let spinner = (!a.json).then(|| progress_spinner(&t!("restoring", path = stack)));
     let r: Result<crate::backup::run::RunReport, _> =
-        client(cli)?.post("/v1/restore", &RestoreRequest { stack: stack.clone(), snapshot, target: a.target.clone() }).await;
+        client(cli)?.post("/v1/restore", &RestoreRequest { stack: stack.clone(), snapshot, at: a.at.clone(), target: a.target.clone() }).await;
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
@@ -650,9 +760,11 @@ async fn restore_stack(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
 async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
     let c = client(cli)?;
     match b {
-        BackupCmd::Run { stack, target, json } => {
+        BackupCmd::Run { stack, host, target, json } => {
+            let stack = if *host { crate::backup::run::HOST_TAG.to_string() } else { stack.clone().unwrap_or_default() };
             let spinner = (!*json).then(|| progress_spinner(&t!("backup_running", stack = stack)));
-            let r: Result<crate::backup::run::RunReport, _> = c.post("/v1/backups/run", &BackupRunRequest { stack: stack.clone(), target: target.clone() }).await;
+            let req = BackupRunRequest { stack: if *host { String::new() } else { stack.clone() }, target: target.clone(), host: *host };
+            let r: Result<crate::backup::run::RunReport, _> = c.post("/v1/backups/run", &req).await;
             if let Some(s) = spinner {
                 s.finish_and_clear();
             }
@@ -686,6 +798,40 @@ async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        BackupCmd::Prune { target, json } => {
+            let spinner = (!*json).then(|| progress_spinner(&t!("prune_running")));
+            let r: Result<BackupPruneResponse, _> = c.post("/v1/backups/prune", &BackupPruneRequest { target: target.clone() }).await;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            let r = r?;
+            if *json {
+                print_json(&r);
+            } else {
+                if let Some(why) = &r.skipped {
+                    eprintln!("{why}");
+                }
+                println!("{}", t!("prune_ok", target = r.target, kept = r.kept.len(), forgotten = r.forgotten.len()));
+            }
+            Ok(0)
+        }
+        BackupCmd::Export { stack, out, snapshot, target, json } => {
+            let out = if out.is_absolute() { out.clone() } else { std::env::current_dir()?.join(out) };
+            let spinner = (!*json).then(|| progress_spinner(&t!("export_running", stack = stack, path = out.display())));
+            let req = BackupExportRequest { stack: stack.clone(), snapshot: snapshot.clone(), target: target.clone(), out: out.display().to_string() };
+            let r: Result<crate::backup::export::ExportReport, _> = c.post("/v1/backups/export", &req).await;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            let r = r?;
+            if *json {
+                print_json(&r);
+            } else {
+                println!("{}", t!("export_ok", path = r.file, size = crate::backup::progress::human(r.bytes), sha = r.sha256, id = &r.snapshot.id[..8.min(r.snapshot.id.len())]));
+                println!("{}", t!("export_howto", path = r.file));
+            }
+            Ok(0)
+        }
         BackupCmd::Check { target, read_data, json } => {
             let r: BackupCheckResponse = c.post("/v1/backups/check", &BackupCheckRequest { target: target.clone(), read_data: *read_data }).await?;
             if *json {
@@ -716,7 +862,7 @@ fn keys(cli: &Cli, k: &KeysCmd) -> anyhow::Result<i32> {
                 label: label.clone(),
                 host: std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string(),
                 created: crate::store::now(),
-                targets: Vec::new(),
+                targets: kit_targets(&cfg, &ring)?,
             };
             println!("{}", kit.render(true));
             if let Some(path) = out {
@@ -749,7 +895,49 @@ fn keys(cli: &Cli, k: &KeysCmd) -> anyhow::Result<i32> {
             println!("{}", t!("keys_rewrapped", count = n.len()));
             Ok(0)
         }
+        KeysCmd::Kit { out } => {
+            if !ring.has_recovery()? {
+                anyhow::bail!("{}", crate::backup::keys::KeyError::NoRecovery);
+            }
+            let kit = crate::backup::kit::Kit {
+                identity: String::new(),
+                recipient: ring.recipients()?.into_iter().filter(|r| r.role == "recovery").map(|r| r.recipient).collect::<Vec<_>>().join(", "),
+                label: String::new(),
+                host: std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string(),
+                created: crate::store::now(),
+                targets: kit_targets(&cfg, &ring)?,
+            };
+            let page = kit.render(false);
+            println!("{page}");
+            if let Some(path) = out {
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+                f.write_all(page.as_bytes())?;
+                println!("{}", t!("kit_written", path = path.display()));
+            }
+            Ok(0)
+        }
     }
+}
+
+/// Every configured target for the kit: location, what to bring, and its wrapped key (created
+/// now when the target has none yet, so the kit is complete from the start).
+fn kit_targets(cfg: &Config, ring: &crate::backup::keys::Keyring) -> anyhow::Result<Vec<crate::backup::kit::KitTarget>> {
+    use crate::config::TargetKind;
+    let mut out = Vec::new();
+    for t in &cfg.backup_targets {
+        ring.repo_key(&t.name)?;
+        let supply = match &t.kind {
+            TargetKind::Local { .. } => None,
+            TargetKind::Sftp { ssh_key, known_hosts, .. } => Some(t!("kit_supply_sftp", key = ssh_key.display(), kh = known_hosts.display()).to_string()),
+            TargetKind::S3 { credentials, region, .. } => Some(t!("kit_supply_s3", path = credentials.display(), region = region).to_string()),
+            TargetKind::Rest { credentials: Some(c), .. } => Some(t!("kit_supply_rest", path = c.display()).to_string()),
+            TargetKind::Rest { credentials: None, .. } => None,
+        };
+        let wrapped_key = ring.wrapped_repo_key(&t.name)?.map(|k| String::from_utf8_lossy(&k).to_string());
+        out.push(crate::backup::kit::KitTarget { name: t.name.clone(), location: t.location(), supply, wrapped_key });
+    }
+    Ok(out)
 }
 
 async fn events(cli: &Cli, a: &EventsArgs) -> anyhow::Result<i32> {

@@ -36,14 +36,112 @@ pub struct Config {
     pub source: String,
 }
 
-/// A backup target. This version writes to local directories (a mounted USB disk or NAS share).
+/// A backup target: where one restic-format repository lives.
 #[derive(Debug, Clone, Serialize)]
 pub struct BackupTarget {
     pub name: String,
-    pub path: PathBuf,
-    /// The path must be a mount point (a USB disk): when the disk is absent, nothing is written
-    /// to the directory underneath.
-    pub require_mount: bool,
+    pub kind: TargetKind,
+    /// The server keeps everything (e.g. `rest-server --append-only`): hafen never forgets or
+    /// prunes there, and says so; the server's admin prunes with their own credentials.
+    pub append_only: bool,
+}
+
+/// How to reach a target given by location alone (offline restore).
+#[derive(Debug, Clone, Default)]
+pub struct TargetAccess {
+    pub ssh_key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub credentials: Option<PathBuf>,
+    pub region: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum TargetKind {
+    /// A directory: a mounted USB disk or NAS share.
+    Local {
+        path: PathBuf,
+        /// The path must be a mount point (a USB disk): when the disk is absent, nothing is
+        /// written to the directory underneath.
+        require_mount: bool,
+    },
+    /// An SSH server's SFTP subsystem, with a key file and a pinned host key.
+    Sftp { host: String, port: u16, user: String, path: String, ssh_key: PathBuf, known_hosts: PathBuf },
+    /// An S3-compatible object store; the key pair comes from a file (mode 0600).
+    S3 { endpoint: String, region: String, bucket: String, prefix: String, credentials: PathBuf },
+    /// restic's REST protocol (rest-server, `rclone serve restic`); optional basic-auth
+    /// credentials (`user:password`) from a file (mode 0600).
+    Rest { url: String, credentials: Option<PathBuf> },
+}
+
+impl BackupTarget {
+    /// The repository as restic names it (`/mnt/usb/hafen`, `sftp:user@host:/path`,
+    /// `s3:http://host/bucket/prefix`, `rest:http://host/path/`), for people and the kit.
+    pub fn location(&self) -> String {
+        match &self.kind {
+            TargetKind::Local { path, .. } => path.display().to_string(),
+            TargetKind::Sftp { host, port: 22, user, path, .. } => format!("sftp:{user}@{host}:{path}"),
+            TargetKind::Sftp { host, port, user, path, .. } => format!("sftp://{user}@{host}:{port}/{}", path.trim_start_matches('/')),
+            TargetKind::S3 { endpoint, bucket, prefix, .. } if prefix.is_empty() => format!("s3:{}/{bucket}", endpoint.trim_end_matches('/')),
+            TargetKind::S3 { endpoint, bucket, prefix, .. } => format!("s3:{}/{bucket}/{prefix}", endpoint.trim_end_matches('/')),
+            TargetKind::Rest { url, .. } => format!("rest:{url}"),
+        }
+    }
+
+    /// A target from a location as restic writes it (what the recovery kit prints), for the
+    /// offline restore on a new machine: a path, `sftp:user@host:/path`,
+    /// `sftp://user@host:port/path`, `s3:http(s)://endpoint/bucket[/prefix]` or `rest:http(s)://…`.
+    /// Credentials come from files, as in the configuration.
+    pub fn from_location(loc: &str, access: &TargetAccess) -> Result<BackupTarget, String> {
+        let need = |what: Option<&PathBuf>, flag: &str| what.cloned().ok_or_else(|| format!("`{loc}` needs {flag}"));
+        let kind = if let Some(rest) = loc.strip_prefix("sftp://") {
+            let (userhost, path) = rest.split_once('/').ok_or_else(|| format!("`{loc}`: expected sftp://user@host:port/path"))?;
+            let (user, hostport) = userhost.split_once('@').ok_or_else(|| format!("`{loc}`: the user is missing (sftp://user@host:port/path)"))?;
+            let (host, port) = match hostport.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| format!("`{loc}`: `{p}` is not a port"))?),
+                None => (hostport.to_string(), 22),
+            };
+            TargetKind::Sftp { host, port, user: user.into(), path: format!("/{path}"), ssh_key: need(access.ssh_key.as_ref(), "--ssh-key")?, known_hosts: need(access.known_hosts.as_ref(), "--known-hosts")? }
+        } else if let Some(rest) = loc.strip_prefix("sftp:") {
+            let (userhost, path) = rest.split_once(':').ok_or_else(|| format!("`{loc}`: expected sftp:user@host:/path"))?;
+            let (user, host) = userhost.split_once('@').ok_or_else(|| format!("`{loc}`: the user is missing (sftp:user@host:/path)"))?;
+            TargetKind::Sftp { host: host.into(), port: 22, user: user.into(), path: path.into(), ssh_key: need(access.ssh_key.as_ref(), "--ssh-key")?, known_hosts: need(access.known_hosts.as_ref(), "--known-hosts")? }
+        } else if let Some(url) = loc.strip_prefix("s3:") {
+            let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("`{loc}`: expected s3:http(s)://endpoint/bucket/prefix"))?;
+            let mut parts = rest.splitn(3, '/');
+            let host = parts.next().unwrap_or_default();
+            let bucket = parts.next().filter(|b| !b.is_empty()).ok_or_else(|| format!("`{loc}`: the bucket is missing"))?;
+            let prefix = parts.next().unwrap_or_default().trim_matches('/').to_string();
+            TargetKind::S3 {
+                endpoint: format!("{scheme}://{host}"),
+                region: access.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                bucket: bucket.into(),
+                prefix,
+                credentials: need(access.credentials.as_ref(), "--credentials (a file with AWS_ACCESS_KEY_ID=… and AWS_SECRET_ACCESS_KEY=…)")?,
+            }
+        } else if let Some(url) = loc.strip_prefix("rest:") {
+            let mut url = url.to_string();
+            if !url.ends_with('/') {
+                url.push('/');
+            }
+            TargetKind::Rest { url, credentials: access.credentials.clone() }
+        } else if Path::new(loc).is_absolute() {
+            TargetKind::Local { path: PathBuf::from(loc), require_mount: false }
+        } else {
+            return Err(format!("`{loc}` is not a repository location: give an absolute path, sftp:…, s3:… or rest:…"));
+        };
+        Ok(BackupTarget { name: "recovery".into(), kind, append_only: false })
+    }
+
+    /// Files holding credentials; each must be a regular file readable only by its owner.
+    pub fn credential_files(&self) -> Vec<&Path> {
+        match &self.kind {
+            TargetKind::Local { .. } => vec![],
+            TargetKind::Sftp { ssh_key, .. } => vec![ssh_key.as_path()],
+            TargetKind::S3 { credentials, .. } => vec![credentials.as_path()],
+            TargetKind::Rest { credentials, .. } => credentials.iter().map(|p| p.as_path()).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -205,16 +303,72 @@ impl Config {
                     if c.backup_targets.iter().any(|b| b.name == name) {
                         is.push(&t.path_of("name"), format!("two targets are called `{name}`"));
                     }
-                    match t.opt::<String>("type", &mut is).as_deref() {
-                        None | Some("local") => {}
-                        Some(other) => is.push(&t.path_of("type"), format!("target type `{other}` is not supported by this version; use `local` (a mounted disk or share)")),
-                    }
-                    let path: Option<String> = t.req("path", &mut is);
-                    let require_mount = t.opt::<bool>("require_mount", &mut is).unwrap_or(false);
+                    let abs = |p: String| if Path::new(&p).is_absolute() { PathBuf::from(p) } else { base.join(p) };
+                    let kind = match t.opt::<String>("type", &mut is).as_deref() {
+                        None | Some("local") => {
+                            let path: Option<String> = t.req("path", &mut is);
+                            let require_mount = t.opt::<bool>("require_mount", &mut is).unwrap_or(false);
+                            path.map(|p| TargetKind::Local { path: abs(p), require_mount })
+                        }
+                        Some("sftp") => {
+                            let host: Option<String> = t.req("host", &mut is);
+                            let port = t.opt::<u16>("port", &mut is).unwrap_or(22);
+                            let user: Option<String> = t.req("user", &mut is);
+                            let path: Option<String> = t.req("path", &mut is);
+                            let key: Option<String> = t.req("ssh_key", &mut is);
+                            let kh: Option<String> = t.req("known_hosts", &mut is);
+                            match (host, user, path, key, kh) {
+                                (Some(host), Some(user), Some(path), Some(key), Some(kh)) => {
+                                    if !path.starts_with('/') {
+                                        is.push(&t.path_of("path"), format!("`{path}` must be an absolute path on the SSH server"));
+                                    }
+                                    Some(TargetKind::Sftp { host, port, user, path, ssh_key: abs(key), known_hosts: abs(kh) })
+                                }
+                                _ => None,
+                            }
+                        }
+                        Some("s3") => {
+                            let endpoint: Option<String> = t.req("endpoint", &mut is);
+                            let region = t.opt::<String>("region", &mut is).unwrap_or_else(|| "us-east-1".into());
+                            let bucket: Option<String> = t.req("bucket", &mut is);
+                            let prefix = t.opt::<String>("path", &mut is).unwrap_or_default().trim_matches('/').to_string();
+                            let creds: Option<String> = t.req("credentials", &mut is);
+                            if let Some(e) = &endpoint {
+                                if !(e.starts_with("https://") || e.starts_with("http://")) {
+                                    is.push(&t.path_of("endpoint"), t!("v.url", m = e).to_string());
+                                }
+                            }
+                            match (endpoint, bucket, creds) {
+                                (Some(endpoint), Some(bucket), Some(c)) => Some(TargetKind::S3 { endpoint, region, bucket, prefix, credentials: abs(c) }),
+                                _ => None,
+                            }
+                        }
+                        Some("rest") => {
+                            let url: Option<String> = t.req("url", &mut is);
+                            let creds = t.opt::<String>("credentials", &mut is).map(abs);
+                            if let Some(u) = &url {
+                                if !(u.starts_with("https://") || u.starts_with("http://")) {
+                                    is.push(&t.path_of("url"), t!("v.url", m = u).to_string());
+                                } else if u.split_once("://").is_some_and(|(_, rest)| rest.contains('@')) {
+                                    is.push(&t.path_of("url"), "put no password into the URL; name a `credentials` file (user:password, mode 0600) instead".to_string());
+                                }
+                            }
+                            url.map(|mut url| {
+                                if !url.ends_with('/') {
+                                    url.push('/');
+                                }
+                                TargetKind::Rest { url, credentials: creds }
+                            })
+                        }
+                        Some(other) => {
+                            is.push(&t.path_of("type"), format!("target type `{other}` is unknown; use local, sftp, s3 or rest"));
+                            None
+                        }
+                    };
+                    let append_only = t.opt::<bool>("append_only", &mut is).unwrap_or(false);
                     t.finish(&mut is);
-                    if let Some(p) = path {
-                        let p = if Path::new(&p).is_absolute() { PathBuf::from(p) } else { base.join(p) };
-                        c.backup_targets.push(BackupTarget { name, path: p, require_mount });
+                    if let Some(kind) = kind {
+                        c.backup_targets.push(BackupTarget { name, kind, append_only });
                     }
                 }
             }
@@ -239,6 +393,32 @@ mod tests {
         assert_eq!(e.len(), 3, "{e:?}");
         assert_eq!(e[0].line, Some(2));
         assert!(e.iter().any(|i| i.line == Some(4) && i.message.contains("did you mean `socket`")), "{e:?}");
+    }
+
+    #[test]
+    fn targets_of_every_kind_and_their_errors() {
+        let src = "backup_targets:\n  - name: usb\n    path: /mnt/usb\n    require_mount: true\n  - name: off\n    type: sftp\n    host: nas.local\n    port: 2222\n    user: hafen\n    path: /srv/hafen\n    ssh_key: keys/off\n    known_hosts: keys/known_hosts\n  - name: cloud\n    type: s3\n    endpoint: http://127.0.0.1:3900\n    bucket: b\n    path: /box1/\n    credentials: s3.env\n  - name: vault\n    type: rest\n    url: http://127.0.0.1:8000/hafen\n    append_only: true\n";
+        let c = Config::parse("c.yaml", src, Path::new("/etc/hafen")).unwrap();
+        let loc: Vec<String> = c.backup_targets.iter().map(|t| t.location()).collect();
+        assert_eq!(loc, ["/mnt/usb", "sftp://hafen@nas.local:2222/srv/hafen", "s3:http://127.0.0.1:3900/b/box1", "rest:http://127.0.0.1:8000/hafen/"]);
+        assert_eq!(c.backup_targets[1].credential_files(), [Path::new("/etc/hafen/keys/off")]);
+        assert!(c.backup_targets[3].append_only && !c.backup_targets[0].append_only);
+        // What the kit prints parses back into the same target.
+        let access = TargetAccess { ssh_key: Some("/k".into()), known_hosts: Some("/kh".into()), credentials: Some("/c".into()), region: Some("garage".into()) };
+        for l in &loc {
+            assert_eq!(&BackupTarget::from_location(l, &access).unwrap().location(), l);
+        }
+        let e = BackupTarget::from_location("sftp:h:/x", &access).unwrap_err();
+        assert!(e.contains("user is missing"), "{e}");
+        let e = BackupTarget::from_location("s3:http://h:1/b", &TargetAccess::default()).unwrap_err();
+        assert!(e.contains("--credentials"), "{e}");
+        assert!(BackupTarget::from_location("backups", &access).unwrap_err().contains("absolute path"));
+        let bad = "backup_targets:\n  - name: a\n    type: ftp\n  - name: b\n    type: sftp\n    host: h\n  - name: c\n    type: rest\n    url: http://u:pw@h/\n";
+        let e = Config::parse("c.yaml", bad, Path::new("/etc/hafen")).unwrap_err();
+        let text: Vec<String> = e.iter().map(|i| format!("{:?} {} {}", i.line, i.path, i.message)).collect();
+        assert!(text.iter().any(|l| l.contains("Some(3)") && l.contains("`ftp` is unknown")), "{text:?}");
+        assert!(text.iter().any(|l| l.contains("backup_targets[1]") && l.contains("user")), "{text:?}");
+        assert!(text.iter().any(|l| l.contains("Some(9)") && l.contains("no password into the URL")), "{text:?}");
     }
 
     #[test]

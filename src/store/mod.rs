@@ -251,6 +251,13 @@ impl Store {
     }
 
     /// Checkpoints the WAL into the main file (at shutdown).
+    /// A consistent copy of the whole store in one file (for hafen's own backup); `to` must
+    /// not exist.
+    pub fn copy_to(&self, to: &Path) -> Result<(), StoreError> {
+        self.conn().execute("VACUUM INTO ?1", [to.display().to_string()])?;
+        Ok(())
+    }
+
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         self.conn().execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
         Ok(())
