@@ -264,7 +264,8 @@ fn a_full_target_disk_fails_clearly_and_keeps_earlier_snapshots() {
     let snaps = repo.snapshots().unwrap();
     assert_eq!(snaps.len(), 1, "{snaps:?}");
     assert_eq!(snaps[0].id, first.id);
-    assert!(repo.check(true, None).unwrap().is_empty(), "the earlier snapshot is damaged");
+    let problems = repo.check(true, None).unwrap();
+    assert!(problems.is_empty(), "the earlier snapshot is damaged: {problems:?}");
     let out = d.path().join("back");
     repo.restore(&first.id, &[], "", &out).unwrap();
     assert_eq!(std::fs::read(out.join("volumes/data/a.txt")).unwrap(), std::fs::read(small.join("a.txt")).unwrap());

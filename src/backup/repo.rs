@@ -295,12 +295,28 @@ impl Repo {
         let ls = LsOptions::default();
         check_tree_safe(repo.ls(&node, &ls).map_err(rerr(loc))?, loc)?;
         let plan = repo.prepare_restore(&opts, repo.ls(&node, &ls).map_err(rerr(loc))?, &dest, false).map_err(rerr(loc))?;
-        // rustic_core's restore unwraps write errors (a full disk panics); catch that here.
+        // rustic_core's restore unwraps read and write errors (a damaged pack, a full disk): it
+        // panics. Catch that here, and remove what was written: the target was empty, and
+        // half-written or damaged files must not be mistaken for the data.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| repo.restore(plan, &opts, repo.ls(&node, &ls)?, &dest)));
-        match r {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(RepoError::Restore { target: target.display().to_string(), detail: e.display_log() }),
-            Err(_) => return Err(RepoError::Restore { target: target.display().to_string(), detail: "writing failed (disk full?)".into() }),
+        let failed = match r {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(redact(e.display_log())),
+            Err(p) => {
+                let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+                let why = if msg.contains("MAC check failed") || msg.contains("decrypt") || msg.contains("Cryptography") {
+                    "damaged data in the repository (a pack failed its integrity check); run `hafen backup check --read-data` to name the pack, and restore an older snapshot".to_string()
+                } else if msg.contains("No space left") || msg.contains("os error 28") {
+                    "the target disk is full".to_string()
+                } else {
+                    format!("reading or writing failed: {}", msg.chars().take(300).collect::<String>())
+                };
+                Some(why)
+            }
+        };
+        if let Some(detail) = failed {
+            let _ = clear_dir(target);
+            return Err(RepoError::Restore { target: target.display().to_string(), detail });
         }
         if node.is_dir() {
             apply_dir_meta(target, &node).map_err(|e| RepoError::Restore { target: target.display().to_string(), detail: e.to_string() })?;
@@ -369,6 +385,8 @@ impl Repo {
     }
 
     /// Structure check, or with `read_data` every pack read and verified (a subset like `1/28`).
+    /// Only errors count; warnings (e.g. packs a running or failed backup left unindexed, which
+    /// the next prune removes) are logged.
     pub fn check(&self, read_data: bool, subset: Option<&str>) -> Result<Vec<String>, RepoError> {
         let loc = &self.location;
         let mut opts = CheckOptions::default().read_data(read_data);
@@ -377,7 +395,16 @@ impl Repo {
             opts = opts.read_data_subset(sub);
         }
         let res = self.open()?.check(opts).map_err(rerr(loc))?;
-        Ok(res.0.iter().map(|(lvl, e)| format!("{lvl:?}: {e}")).collect())
+        let mut errors = Vec::new();
+        for (lvl, e) in &res.0 {
+            // CheckErrorLevel is not exported by rustic_core; its Debug form names the level.
+            if format!("{lvl:?}") == "Error" {
+                errors.push(redact(e.to_string()));
+            } else {
+                tracing::warn!(location = %loc, "repository check: {e}");
+            }
+        }
+        Ok(errors)
     }
 
     /// Removes data no snapshot needs any more.
@@ -461,6 +488,19 @@ fn check_tree_safe(items: impl Iterator<Item = RusticResult<(PathBuf, Node)>>, l
         }
         if node.is_symlink() {
             links.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Removes everything inside `dir` (not `dir` itself).
+fn clear_dir(dir: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() && !p.is_symlink() {
+            std::fs::remove_dir_all(&p)?;
+        } else {
+            std::fs::remove_file(&p)?;
         }
     }
     Ok(())
