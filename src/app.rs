@@ -754,7 +754,7 @@ impl App {
             .map_err(|e| AppError::Backup(e.to_string()))
     }
 
-    pub async fn backup_check(&self, req: &BackupCheckRequest) -> Result<BackupCheckResponse, AppError> {
+    pub async fn backup_check(&self, req: &BackupCheckRequest, actor: &str) -> Result<BackupCheckResponse, AppError> {
         let t = crate::backup::run::target(&self.cfg, req.target.as_deref()).map_err(|e| AppError::Backup(e.to_string()))?;
         let repo = crate::backup::run::open_target(&self.cfg, t).await.map_err(|e| AppError::Backup(e.to_string()))?;
         let read = req.read_data;
@@ -762,6 +762,11 @@ impl App {
             .await
             .map_err(|e| AppError::Backup(e.to_string()))?
             .map_err(|e| AppError::Backup(e.to_string()))?;
+        if problems.is_empty() {
+            self.emit(actor, Event::BackupChecked { target: t.name.clone(), subset: None });
+        } else {
+            self.emit(actor, Event::BackupCheckFailed { target: t.name.clone(), subset: None, problems: problems.clone() });
+        }
         Ok(BackupCheckResponse { target: t.name.clone(), read_data: read, problems })
     }
 
@@ -1028,6 +1033,58 @@ impl App {
             tracing::warn!(stack = %stack, "retention skipped: {why}");
         }
         Ok(forgotten.len())
+    }
+
+    /// The rotating read check: when due, read one part of the packs of every target
+    /// (`backup_check_parts`), so every pack is read regularly; problems are an alert event.
+    pub async fn backup_check_tick(&self) {
+        const JOB: &str = "read-check";
+        if self.cfg.backup_targets.is_empty() {
+            return;
+        }
+        let Ok(schedule) = crate::backup::schedule::parse(&self.cfg.backup_check_schedule) else { return };
+        let now = chrono::Utc::now();
+        let last = self.store.job_last_run(JOB).ok().flatten().and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()).map(|d| d.with_timezone(&chrono::Utc));
+        if last.is_none() {
+            let _ = self.store.set_job(JOB, &now.to_rfc3339(), None);
+            return;
+        }
+        if !matches!(crate::backup::schedule::due(&schedule, last, now), crate::backup::schedule::Due::Now { .. }) {
+            return;
+        }
+        let subset = crate::backup::schedule::check_subset(now, self.cfg.backup_check_parts);
+        let mut errors = Vec::new();
+        for t in self.cfg.backup_targets.clone() {
+            let lk = self.target_lock(&t.name);
+            let _shared = lk.read().await;
+            let repo = match crate::backup::run::open_target(&self.cfg, &t).await {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", t.name));
+                    self.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems: vec![e.to_string()] });
+                    continue;
+                }
+            };
+            let sub = subset.clone();
+            let r = tokio::task::spawn_blocking(move || repo.check(true, Some(&sub))).await;
+            match r {
+                Ok(Ok(p)) if p.is_empty() => self.emit("scheduler", Event::BackupChecked { target: t.name.clone(), subset: Some(subset.clone()) }),
+                Ok(Ok(problems)) => {
+                    errors.push(format!("{}: {}", t.name, problems.join("; ")));
+                    tracing::error!(target = %t.name, "the read check found problems: {}", problems.join("; "));
+                    self.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems });
+                }
+                Ok(Err(e)) => {
+                    errors.push(format!("{}: {e}", t.name));
+                    self.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems: vec![e.to_string()] });
+                }
+                Err(e) => errors.push(format!("{}: {e}", t.name)),
+            }
+        }
+        let err = (!errors.is_empty()).then(|| errors.join("; "));
+        if let Err(e) = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref()) {
+            tracing::error!(error = %e, "could not record the read check");
+        }
     }
 
     /// The scheduler's tick: when the nightly run is due (or was missed while the box was off),

@@ -165,12 +165,13 @@ async fn probe_worker(app: Arc<App>, cancel: CancellationToken) {
     }
 }
 
-/// Worker `backup-scheduler`: runs the nightly backups when due, and once after a missed run.
+/// Worker `backup-scheduler`: runs the nightly backups when due (and once after a missed run),
+/// then the rotating read check when it is due.
 async fn backup_worker(app: Arc<App>, cancel: CancellationToken) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = app.backup_schedule_tick() => {}
+            _ = async { app.backup_schedule_tick().await; app.backup_check_tick().await } => {}
         }
         tokio::select! {
             _ = cancel.cancelled() => return,

@@ -63,3 +63,33 @@ fn a_missed_nightly_run_runs_once_after_start() {
     assert_eq!(list.as_array().unwrap().iter().filter(|s| s["label"] == id).count(), 1, "{list}");
     assert_eq!(list.as_array().unwrap().iter().filter(|s| s["label"] == "hafen-host").count(), 1, "{list}");
 }
+
+#[test]
+fn the_rotating_read_check_runs_on_schedule_and_alerts_on_a_damaged_pack() {
+    let id = "duo-readcheck";
+    let mut d = setup(id, "backup_schedule: \"0 0 2 1 1 *\"\nbackup_check_schedule: \"*/3 * * * * *\"\nbackup_check_parts: 1\n");
+    d.start();
+    let (p1, p2) = (format!("first_port={}", free_port()), format!("second_port={}", free_port()));
+    d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
+    assert!(d.json(&["backup", "run", id])["error"].is_null());
+    let events = |kind: &str| -> Vec<serde_json::Value> {
+        d.ok(&["events", "--json"]).lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|e| e["kind"] == kind && e["actor"] == "scheduler").collect()
+    };
+    wait_for(Duration::from_secs(60), || (!events("backup_checked").is_empty()).then_some(())).expect("no scheduled read check");
+    assert_eq!(events("backup_checked")[0]["detail"]["subset"], "1/1");
+    // Damage the largest pack: the next scheduled check alerts and names it.
+    let target = d.dir.path().join("nas");
+    let mut packs: Vec<std::path::PathBuf> = std::fs::read_dir(target.join("data"))
+        .unwrap()
+        .flat_map(|sub| std::fs::read_dir(sub.unwrap().path()).unwrap().map(|e| e.unwrap().path()))
+        .collect();
+    packs.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).unwrap().len()));
+    let pack = &packs[0];
+    let mut bytes = std::fs::read(pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(pack, bytes).unwrap();
+    let name = pack.file_name().unwrap().to_string_lossy()[..8].to_string();
+    let (failed, _) = wait_for(Duration::from_secs(60), || events("backup_check_failed").into_iter().next()).expect("no alert for the damaged pack");
+    assert!(failed["message"].as_str().unwrap().contains(&name), "the alert does not name pack {name}: {failed}");
+}

@@ -135,8 +135,8 @@ async fn backup_list(State(app): State<Arc<App>>, Query(q): Query<TargetQuery>) 
     Ok(Json(app.backup_list(q.target.as_deref()).await?))
 }
 
-async fn backup_check(State(app): State<Arc<App>>, Json(req): Json<BackupCheckRequest>) -> R<BackupCheckResponse> {
-    Ok(Json(app.backup_check(&req).await?))
+async fn backup_check(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<BackupCheckRequest>) -> R<BackupCheckResponse> {
+    Ok(Json(app.backup_check(&req, &peer.actor()).await?))
 }
 
 async fn backup_prune(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<BackupPruneRequest>) -> R<BackupPruneResponse> {

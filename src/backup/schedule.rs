@@ -35,6 +35,20 @@ pub fn due(schedule: &cron::Schedule, last_run: Option<DateTime<Utc>>, now: Date
     }
 }
 
+/// hafen's default for the rotating read check: every night at 04:30.
+pub const DEFAULT_CHECK_SCHEDULE: &str = "0 30 4 * * *";
+/// Parts the packs are split into for the rotating read check: with a daily check every pack is
+/// read at least once in any 28 days, so at least once a month.
+pub const DEFAULT_CHECK_PARTS: u32 = 28;
+
+/// Which part (`n/parts`, restic's `--read-data-subset` syntax) the check on `day` reads:
+/// consecutive days walk through all parts, whatever day the box started on.
+pub fn check_subset(day: DateTime<Utc>, parts: u32) -> String {
+    let parts = parts.max(1);
+    let n = day.timestamp().div_euclid(86_400).rem_euclid(i64::from(parts)) + 1;
+    format!("{n}/{parts}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,5 +73,15 @@ mod tests {
             assert_eq!(due(&s, last, now), want, "{name}");
         }
         assert!(parse("nightly").unwrap_err().contains("not a cron expression"));
+    }
+
+    #[test]
+    fn the_read_check_reads_every_part_within_a_month() {
+        for start in [t(1, 4, 30), t(17, 23, 59)] {
+            let seen: std::collections::BTreeSet<String> = (0..28).map(|i| check_subset(start + chrono::Duration::days(i), 28)).collect();
+            assert_eq!(seen.len(), 28, "28 days from {start} miss a part: {seen:?}");
+        }
+        assert_eq!(check_subset(t(5, 1, 0), 1), "1/1");
+        assert_eq!(check_subset(t(5, 1, 0), 0), "1/1", "0 parts means everything");
     }
 }

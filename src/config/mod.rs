@@ -32,6 +32,11 @@ pub struct Config {
     pub backup_schedule: String,
     /// Which snapshots each stack keeps after a scheduled backup.
     pub backup_retention: crate::backup::retention::Policy,
+    /// When the rotating read check of every target runs (cron with seconds).
+    pub backup_check_schedule: String,
+    /// The packs are read in this many parts, one per check (28: each pack at least monthly
+    /// with a daily check; 1: everything every time).
+    pub backup_check_parts: u32,
     /// Where the config came from (`built-in defaults` or a path).
     pub source: String,
 }
@@ -176,6 +181,8 @@ impl Default for Config {
             backup_targets: Vec::new(),
             backup_schedule: crate::backup::schedule::DEFAULT_SCHEDULE.into(),
             backup_retention: crate::backup::retention::Policy::default_local(),
+            backup_check_schedule: crate::backup::schedule::DEFAULT_CHECK_SCHEDULE.into(),
+            backup_check_parts: crate::backup::schedule::DEFAULT_CHECK_PARTS,
             source: "built-in defaults".into(),
         }
     }
@@ -270,6 +277,19 @@ impl Config {
                 match crate::backup::schedule::parse(&expr) {
                     Ok(_) => c.backup_schedule = expr,
                     Err(e) => is.push("backup_schedule", e),
+                }
+            }
+            if let Some(expr) = o.opt::<String>("backup_check_schedule", &mut is) {
+                match crate::backup::schedule::parse(&expr) {
+                    Ok(_) => c.backup_check_schedule = expr,
+                    Err(e) => is.push("backup_check_schedule", e),
+                }
+            }
+            if let Some(n) = o.opt::<u32>("backup_check_parts", &mut is) {
+                if (1..=366).contains(&n) {
+                    c.backup_check_parts = n;
+                } else {
+                    is.push("backup_check_parts", format!("{n} parts: give 1 (read everything each time) to 366"));
                 }
             }
             if let Some(rv) = o.raw("backup_retention") {

@@ -1,0 +1,130 @@
+//! The worst nights, on the real engine: the box is lost (containers, volumes, hafen's state and
+//! configuration gone) and comes back with `hafen restore --all` and only the recovery kit; and a
+//! daemon killed with -9 in the middle of a backup leaves no snapshot counted, the next run
+//! succeeds, and stock restic finds the repository sound.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::process::Command;
+use std::time::Duration;
+
+fn count_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| if e.path().is_dir() { count_files(&e.path()) } else { 1 }).sum())
+        .unwrap_or(0)
+}
+
+#[test]
+fn whole_box_restore_on_a_bare_host_with_only_the_recovery_kit() {
+    ensure_images();
+    let id = "tryton-box";
+    let mut d = Daemon::new(&[(&root().join("stacks/tryton"), id)]);
+    let target = d.dir.path().join("usb");
+    d.append_config(&format!("backup_targets:\n  - name: usb\n    path: {}\n", target.display()));
+    d.start();
+    let kit = d.dir.path().join("kit.txt");
+    d.ok(&["keys", "init", "--label", "tresor", "--out", kit.to_str().unwrap()]);
+    let port = free_port();
+    d.ok(&["stack", "deploy", id, "--set", &format!("http_port={port}"), "--wait", "900"]);
+    let pw = d.secret(id, "admin_password");
+    let r = tryton_rpc(port, "/tryton/", "common.db.login", json!(["admin", {"password": pw}, "en"]));
+    let (uid, session) = (r[0].as_i64().unwrap(), r[1].as_str().unwrap().to_string());
+    tryton_session_rpc(port, "tryton", "admin", uid, &session, "model.party.party.create", json!([[{"name": "Kinder- und Jugendhilfe Ost e.V."}], {}]));
+    let snap = d.json(&["backup", "run", id]);
+    assert!(snap["error"].is_null(), "{snap}");
+    let host = d.json(&["backup", "run", "--host"]);
+    assert!(host["error"].is_null(), "{host}");
+    assert_eq!(host["snapshot"]["label"], "hafen-host");
+
+    // The box is lost: no containers, no volumes, no hafen state, no configuration.
+    assert!(d.sigterm().success());
+    d.cleanup_engine();
+    assert!(containers_of(id).is_empty());
+    let config_text = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::remove_file(&d.config).unwrap();
+    std::fs::remove_dir_all(d.state_dir()).unwrap();
+    std::fs::remove_dir_all(d.dir.path().join("stacks")).unwrap();
+
+    // Only the kit and the backup disk.
+    let config = d.config.clone();
+    let restore = |extra: &[&str]| {
+        Command::new(bin())
+            .arg("--config")
+            .arg(&config)
+            .args(["restore", "--repo", target.to_str().unwrap(), "--identity", kit.to_str().unwrap(), "--all"])
+            .args(extra)
+            .env("HAFEN_LANG", "en")
+            .output()
+            .unwrap()
+    };
+    let o = restore(&["--json"]);
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["host_snapshot"], host["snapshot"]["id"], "{report}");
+    assert_eq!(report["stacks"][0]["stack"], id, "{report}");
+    assert!(report["stacks"][0]["error"].is_null(), "{report}");
+    assert_eq!(report["stacks"][0]["snapshot"], snap["snapshot"]["id"], "{report}");
+    assert_eq!(std::fs::read_to_string(&d.config).unwrap(), config_text, "the configuration came back changed");
+    assert_eq!(d.secret(id, "admin_password"), pw);
+
+    // The daemon starts on the restored state; the record is there; the web client answers.
+    d.start();
+    wait_for(Duration::from_secs(300), || (d.json(&["stack", "show", id])["summary"]["state"] == "healthy").then_some(())).expect("not healthy after the whole-box restore");
+    let r = tryton_rpc(port, "/tryton/", "common.db.login", json!(["admin", {"password": pw}, "en"]));
+    let (uid, session) = (r[0].as_i64().unwrap(), r[1].as_str().unwrap().to_string());
+    let found = tryton_session_rpc(port, "tryton", "admin", uid, &session, "model.party.party.search_read", json!([[["name", "=", "Kinder- und Jugendhilfe Ost e.V."]], 0, null, null, ["name"], {}]));
+    assert_eq!(found.as_array().map(|a| a.len()), Some(1), "{found}");
+    assert_eq!(http_get(&format!("http://127.0.0.1:{port}/")).0, 200);
+
+    // A host with hafen state is never overwritten.
+    let o = restore(&[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already has hafen state"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&d.config).unwrap(), config_text);
+}
+
+#[test]
+fn kill_9_during_a_backup_counts_no_snapshot_and_the_next_run_succeeds() {
+    ensure_images();
+    let id = "duo-kill";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/duo"), id)]);
+    let target = d.dir.path().join("nas");
+    d.append_config(&format!("backup_targets:\n  - name: nas\n    path: {}\n", target.display()));
+    d.start();
+    let kit = d.dir.path().join("kit.txt");
+    d.ok(&["keys", "init", "--out", kit.to_str().unwrap()]);
+    let (p1, p2) = (format!("first_port={}", free_port()), format!("second_port={}", free_port()));
+    d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
+    // Enough incompressible data that the backup is surely still running when it is killed.
+    let vol = docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &format!("hafen-{id}-one")]);
+    let st = Command::new("sh").arg("-c").arg(format!("head -c 400000000 /dev/urandom > {}/big.bin", vol.trim())).status().unwrap();
+    assert!(st.success());
+
+    let mut run = Command::new(bin()).arg("--config").arg(&d.config).args(["backup", "run", id]).env("HAFEN_LANG", "en").spawn().unwrap();
+    wait_for(Duration::from_secs(60), || (count_files(&target.join("data")) >= 2).then_some(())).expect("the backup never wrote a pack");
+    assert_eq!(count_files(&target.join("snapshots")), 0, "the backup finished before the kill; the test needs more data");
+    d.kill9();
+    let _ = run.wait();
+
+    d.start();
+    let list = d.json(&["backup", "list"]);
+    assert!(list.as_array().unwrap().iter().all(|s| s["label"] != id), "a killed backup left a snapshot: {list}");
+    let r = d.json(&["backup", "run", id]);
+    assert!(r["error"].is_null(), "{r}");
+    let list = d.json(&["backup", "list"]);
+    assert_eq!(list.as_array().unwrap().iter().filter(|s| s["label"] == id).count(), 1, "{list}");
+
+    // Stock restic agrees the repository is sound, reading every pack.
+    let kit_text = std::fs::read_to_string(&kit).unwrap();
+    let identity = kit_text.lines().map(str::trim).find(|l| l.starts_with("AGE-SECRET-KEY-1")).unwrap();
+    let key = hafen::backup::keys::decrypt(identity, &std::fs::read(target.join("hafen-repo-key.age")).unwrap(), "key").unwrap();
+    let pw = d.dir.path().join("pw");
+    std::fs::write(&pw, key).unwrap();
+    let o = Command::new("restic").arg("-r").arg(&target).arg("--password-file").arg(&pw).args(["check", "--read-data"]).env("RESTIC_CACHE_DIR", d.dir.path().join("rc")).output().unwrap();
+    assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("restic").arg("-r").arg(&target).arg("--password-file").arg(&pw).args(["restore", "latest", "--tag", &format!("stack:{id}"), "--include", "/volumes/one/big.bin", "--target"]).arg(d.dir.path().join("r")).env("RESTIC_CACHE_DIR", d.dir.path().join("rc")).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let same = Command::new("cmp").arg(format!("{}/big.bin", vol.trim())).arg(d.dir.path().join("r/volumes/one/big.bin")).status().unwrap();
+    assert!(same.success(), "the restored file differs");
+}
