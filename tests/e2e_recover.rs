@@ -128,3 +128,28 @@ fn kill_9_during_a_backup_counts_no_snapshot_and_the_next_run_succeeds() {
     let same = Command::new("cmp").arg(format!("{}/big.bin", vol.trim())).arg(d.dir.path().join("r/volumes/one/big.bin")).status().unwrap();
     assert!(same.success(), "the restored file differs");
 }
+
+#[test]
+fn the_quiesce_limit_stops_the_capture_and_runs_the_post_hooks_at_once() {
+    ensure_images();
+    let id = "slowdump-q";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/slowdump"), id)]);
+    let target = d.dir.path().join("nas");
+    d.append_config(&format!("backup_targets:\n  - name: nas\n    path: {}\n", target.display()));
+    d.start();
+    d.ok(&["keys", "init"]);
+    d.ok(&["stack", "deploy", id, "--set", &format!("port={}", free_port()), "--wait", "120"]);
+    let o = d.cli(&["backup", "run", id, "--json"]);
+    assert!(!o.status.success());
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["error"].as_str().unwrap_or("").contains("max_quiesce (4s)"), "{r}");
+    let steps = r["steps"].as_array().unwrap();
+    assert!(steps.iter().any(|s| s["step"] == "quiesce limit" && s["ok"] == false), "{r}");
+    assert!(steps.iter().any(|s| s["step"] == "post-hook" && s["ok"] == true), "the post-hook did not run: {r}");
+    // The app left maintenance mode well before the hanging dump would have ended (120 s).
+    assert!(r["quiesced_seconds"].as_f64().unwrap() < 60.0, "{r}");
+    let vol = docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &format!("hafen-{id}-data")]);
+    assert!(!std::path::Path::new(vol.trim()).join(".maintenance").exists(), "still in maintenance mode");
+    let list = d.json(&["backup", "list"]);
+    assert!(list.as_array().unwrap().iter().all(|s| s["label"] != id), "a bounded-out capture left a snapshot: {list}");
+}

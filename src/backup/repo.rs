@@ -195,6 +195,12 @@ impl Repo {
     /// Writes one snapshot from `parts` (sorted by `dst`, none inside another). Any read error
     /// or failed stream deletes the snapshot and returns `Capture`.
     pub fn backup(&self, parts: Vec<Part>, label: &str, tags: &[String], description: &str) -> Result<SnapInfo, RepoError> {
+        self.backup_cancellable(parts, label, tags, description, Arc::new(std::sync::atomic::AtomicBool::new(false)))
+    }
+
+    /// `backup`, stopped when `cancel` becomes true (every read fails from then on, so the
+    /// snapshot is discarded): the bound on how long an app stays quiesced.
+    pub fn backup_cancellable(&self, parts: Vec<Part>, label: &str, tags: &[String], description: &str, cancel: Arc<std::sync::atomic::AtomicBool>) -> Result<SnapInfo, RepoError> {
         let loc = &self.location;
         let mut opts = SnapshotOptions::default()
             .host(hostname())
@@ -206,7 +212,7 @@ impl Repo {
         }
         let snap = opts.to_snapshot().map_err(rerr(loc))?;
         let has_streams = parts.iter().any(|p| matches!(p, Part::Stream { .. }));
-        let source = MultiSource::new(parts).map_err(|e| RepoError::Capture { label: label.into(), errors: vec![e] })?;
+        let source = MultiSource::new(parts, cancel).map_err(|e| RepoError::Capture { label: label.into(), errors: vec![e] })?;
         let paths = source.paths();
         let repo = self.open()?.to_indexed_ids().map_err(rerr(loc))?;
         let result = repo.archive(&BackupOptions::default(), &source, snap, &paths);
@@ -600,6 +606,7 @@ fn push(errs: &Errs, e: String) {
 /// Reads a stream chunk by chunk from the channel; at its end, fails unless the producer
 /// reported success.
 struct ChannelReader {
+    cancel: Arc<std::sync::atomic::AtomicBool>,
     data: tokio::sync::mpsc::Receiver<Bytes>,
     done: Option<std::sync::mpsc::Receiver<Result<(), String>>>,
     buf: Bytes,
@@ -607,8 +614,20 @@ struct ChannelReader {
     errs: Errs,
 }
 
+fn cancelled(cancel: &std::sync::atomic::AtomicBool, name: &str, errs: &Errs) -> Option<std::io::Error> {
+    if !cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    let msg = format!("{name}: stopped, the app was quiesced for longer than allowed");
+    push(errs, msg.clone());
+    Some(std::io::Error::other(msg))
+}
+
 impl Read for ChannelReader {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(e) = cancelled(&self.cancel, &self.name, &self.errs) {
+            return Err(e);
+        }
         while self.buf.is_empty() {
             match self.data.blocking_recv() {
                 Some(b) => self.buf = b,
@@ -633,6 +652,7 @@ impl Read for ChannelReader {
 }
 
 struct WatchedReader<R> {
+    cancel: Arc<std::sync::atomic::AtomicBool>,
     inner: R,
     name: String,
     errs: Errs,
@@ -640,6 +660,9 @@ struct WatchedReader<R> {
 
 impl<R: Read> Read for WatchedReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(e) = cancelled(&self.cancel, &self.name, &self.errs) {
+            return Err(e);
+        }
         self.inner.read(buf).inspect_err(|e| push(&self.errs, format!("{}: {e}", self.name)))
     }
 }
@@ -652,6 +675,7 @@ enum SourcePart {
 struct MultiSource {
     parts: Vec<SourcePart>,
     errs: Errs,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
 }
 
 enum AnyOpen {
@@ -659,15 +683,15 @@ enum AnyOpen {
     Stream(ChannelReader),
 }
 
-struct Opener(AnyOpen, Errs);
+struct Opener(AnyOpen, Errs, Arc<std::sync::atomic::AtomicBool>);
 
 impl ReadSourceOpen for Opener {
     type Reader = Box<dyn Read + Send>;
     fn open(self) -> RusticResult<Self::Reader> {
-        let Opener(open, errs) = self;
+        let Opener(open, errs, cancel) = self;
         match open {
             AnyOpen::File(f, name) => match f.open() {
-                Ok(r) => Ok(Box::new(BufReader::with_capacity(1 << 20, WatchedReader { inner: r, name, errs }))),
+                Ok(r) => Ok(Box::new(BufReader::with_capacity(1 << 20, WatchedReader { cancel, inner: r, name, errs }))),
                 Err(e) => {
                     push(&errs, format!("{name}: {}", e.display_log()));
                     Err(e)
@@ -681,7 +705,7 @@ impl ReadSourceOpen for Opener {
 type Entry = RusticResult<ReadSourceEntry<Opener>>;
 
 impl MultiSource {
-    fn new(parts: Vec<Part>) -> Result<MultiSource, String> {
+    fn new(parts: Vec<Part>, cancel: Arc<std::sync::atomic::AtomicBool>) -> Result<MultiSource, String> {
         let errs: Errs = Arc::new(Mutex::new(Vec::new()));
         let mut out = Vec::new();
         for p in parts {
@@ -692,13 +716,13 @@ impl MultiSource {
                     out.push(SourcePart::Dir { src, dst, local });
                 }
                 Part::Stream { dst, data, done } => {
-                    let reader = ChannelReader { data, done: Some(done), buf: Bytes::new(), name: dst.display().to_string(), errs: errs.clone() };
+                    let reader = ChannelReader { cancel: cancel.clone(), data, done: Some(done), buf: Bytes::new(), name: dst.display().to_string(), errs: errs.clone() };
                     out.push(SourcePart::Stream { dst, reader: Mutex::new(Some(reader)) });
                 }
             }
         }
         out.sort_by(|a, b| dst_of(a).cmp(dst_of(b)));
-        Ok(MultiSource { parts: out, errs })
+        Ok(MultiSource { parts: out, errs, cancel })
     }
 
     fn paths(&self) -> Vec<PathBuf> {
@@ -737,6 +761,7 @@ impl ReadSource for MultiSource {
         let mut it: Box<dyn Iterator<Item = Entry> + Send> = Box::new(std::iter::empty());
         for part in &self.parts {
             let errs = self.errs.clone();
+            let cancel = self.cancel.clone();
             match part {
                 SourcePart::Dir { src, dst, local } => {
                     let root: Entry = root_dir_node(src, dst)
@@ -747,7 +772,7 @@ impl ReadSource for MultiSource {
                         Ok(ReadSourceEntry { path, node, open }) => {
                             let rel = path.strip_prefix(&src).unwrap_or(&path).to_path_buf();
                             let name = path.display().to_string();
-                            Ok(ReadSourceEntry { path: dst.join(rel), node, open: open.map(|o| Opener(AnyOpen::File(o, name), errs.clone())) })
+                            Ok(ReadSourceEntry { path: dst.join(rel), node, open: open.map(|o| Opener(AnyOpen::File(o, name), errs.clone(), cancel.clone())) })
                         }
                         Err(err) => {
                             push(&errs, err.display_log());
@@ -762,7 +787,7 @@ impl ReadSource for MultiSource {
                     let now = rustic_core::jiff::Timestamp::now();
                     let meta = Metadata { mode: Some(0o600), mtime: Some(now), atime: Some(now), ctime: Some(now), uid: Some(0), gid: Some(0), ..Default::default() };
                     let node = Node::new_node(&name, NodeType::File, meta);
-                    let e: Entry = Ok(ReadSourceEntry { path: dst.clone(), node, open: Some(Opener(AnyOpen::Stream(r), errs)) });
+                    let e: Entry = Ok(ReadSourceEntry { path: dst.clone(), node, open: Some(Opener(AnyOpen::Stream(r), errs, self.cancel.clone())) });
                     it = Box::new(it.chain(std::iter::once(e)));
                 }
             }

@@ -12,6 +12,7 @@ use crate::engine::{container_name, Engine, EngineError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,8 @@ pub enum BackupError {
     NotMounted { target: String, path: String },
     #[error("{}", rust_i18n::t!("err.run_busy", _0 = .0))]
     Busy(String),
+    #[error("{}", rust_i18n::t!("err.run_quiesce", _0 = .0))]
+    QuiesceLimit(u64),
     #[error("{}", rust_i18n::t!("err.run_appendonly", _0 = .0))]
     AppendOnly(String),
     #[error("{}", rust_i18n::t!("err.run_credentials", target = .target, path = .path, detail = .detail))]
@@ -226,7 +229,12 @@ pub async fn backup_stack(
     write("run.json", serde_json::to_vec_pretty(&record).unwrap_or_default().as_slice())?;
     write("stack.yaml", &std::fs::read(&stack.file).map_err(|e| BackupError::Io(format!("{}: {e}", stack.file)))?)?;
 
+    // The quiesce bound: when `max_quiesce` passes, the capture is stopped (no snapshot kept)
+    // and the post-hooks run at once, so the app never stays in maintenance mode longer.
     let quiesce = Instant::now();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stop_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut post_done = false;
     let pre_ok = run_hooks(engine, &stack.id, &stack.backup.pre, "pre-hook", &mut report).await;
     let result = if !pre_ok {
         Err(BackupError::Io("a pre-hook failed; no snapshot was taken".into()))
@@ -254,13 +262,16 @@ pub async fn backup_stack(
             let file = d.file.clone();
             // The producer runs on the engine connection; the repository reads on a thread.
             let engine_ref: &dyn Engine = engine;
+            let stop = stop.clone();
             let fut = async move {
                 let t = Instant::now();
-                let r = engine_ref.exec_stream(&container, &cmd, tx, Duration::from_secs(6 * 3600)).await;
-                let verdict = match &r {
-                    Ok(o) if o.exit_code == 0 => Ok(()),
-                    Ok(o) => Err(format!("`{}` exited with {}: {}", cmd.join(" "), o.exit_code, o.stderr.trim())),
-                    Err(e) => Err(e.to_string()),
+                let verdict = tokio::select! {
+                    r = engine_ref.exec_stream(&container, &cmd, tx, Duration::from_secs(6 * 3600)) => match &r {
+                        Ok(o) if o.exit_code == 0 => Ok(()),
+                        Ok(o) => Err(format!("`{}` exited with {}: {}", cmd.join(" "), o.exit_code, o.stderr.trim())),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    _ = stop.cancelled() => Err(format!("`{}` was stopped at the quiesce limit", cmd.join(" "))),
                 };
                 let _ = dtx.send(verdict.clone());
                 Step { step: format!("dump {file}"), ok: verdict.is_ok(), detail: verdict.err().unwrap_or_else(|| format!("`{}`", cmd.join(" "))), seconds: t.elapsed().as_secs_f64() }
@@ -271,18 +282,55 @@ pub async fn backup_stack(
         let label = stack.id.clone();
         let tags = vec![format!("stack:{}", stack.id), "hafen".to_string()];
         let desc = format!("hafen backup of {}", stack.id);
-        let archive = tokio::task::spawn_blocking(move || repo.backup(parts, &label, &tags, &desc).map(|s| (s, repo)));
-        let (steps, archived) = tokio::join!(futures_util::future::join_all(producers), archive);
+        let flag = stop_flag.clone();
+        let archive = tokio::task::spawn_blocking(move || repo.backup_cancellable(parts, &label, &tags, &desc, flag).map(|s| (s, repo)));
+        let work = async { tokio::join!(futures_util::future::join_all(producers), archive) };
+        tokio::pin!(work);
+        let limit = stack.backup.max_quiesce.map(|m| m.saturating_sub(quiesce.elapsed()));
+        let finished = match limit {
+            Some(l) => tokio::select! {
+                r = &mut work => Some(r),
+                _ = tokio::time::sleep(l) => None,
+            },
+            None => Some((&mut work).await),
+        };
+        let (steps, archived) = match finished {
+            Some(r) => r,
+            None => {
+                stop_flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                stop.cancel();
+                let limit = stack.backup.max_quiesce.unwrap_or_default();
+                report.steps.push(Step {
+                    step: "quiesce limit".into(),
+                    ok: false,
+                    detail: format!("the capture took longer than max_quiesce ({}s); it was stopped and the post-hooks ran", limit.as_secs()),
+                    seconds: quiesce.elapsed().as_secs_f64(),
+                });
+                run_hooks(engine, &stack.id, &stack.backup.post, "post-hook", &mut report).await;
+                report.quiesced_seconds = quiesce.elapsed().as_secs_f64();
+                post_done = true;
+                work.await
+            }
+        };
         report.steps.extend(steps);
         match archived {
-            Ok(Ok((snap, repo))) => Ok((snap, repo)),
+            Ok(Ok((snap, repo))) if !post_done => Ok((snap, repo)),
+            Ok(Ok((snap, repo))) => {
+                // Finished just as the limit struck: it was not bounded, so it does not count.
+                let id = snap.id.clone();
+                let _ = tokio::task::spawn_blocking(move || repo.forget(&[id])).await;
+                Err(BackupError::QuiesceLimit(stack.backup.max_quiesce.unwrap_or_default().as_secs()))
+            }
+            Ok(Err(_)) if post_done => Err(BackupError::QuiesceLimit(stack.backup.max_quiesce.unwrap_or_default().as_secs())),
             Ok(Err(e)) => Err(BackupError::Repo(e)),
             Err(e) => Err(BackupError::Io(format!("the backup task failed: {e}"))),
         }
     };
-    // Post-hooks always run, whatever happened before.
-    run_hooks(engine, &stack.id, &stack.backup.post, "post-hook", &mut report).await;
-    report.quiesced_seconds = quiesce.elapsed().as_secs_f64();
+    // Post-hooks always run, whatever happened before (once).
+    if !post_done {
+        run_hooks(engine, &stack.id, &stack.backup.post, "post-hook", &mut report).await;
+        report.quiesced_seconds = quiesce.elapsed().as_secs_f64();
+    }
     let _ = std::fs::remove_dir_all(&meta);
     match result {
         Ok((snap, repo)) => {
