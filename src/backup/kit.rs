@@ -135,7 +135,7 @@ impl Kit {
     /// the identity as a vector QR code on the first page where the terminal page shows it.
     pub fn pdf(&self) -> Vec<u8> {
         let (head, tail) = self.text_parts();
-        let mut items: Vec<PdfItem> = head.lines().map(|l| PdfItem::Line(l.to_string())).collect();
+        let mut items: Vec<PdfItem> = head.lines().map(|l| PdfItem::Line(winansi(l))).collect();
         if !self.identity.is_empty() {
             if let Ok(code) = QrCode::new(self.identity.as_bytes()) {
                 let width = code.width();
@@ -143,34 +143,58 @@ impl Kit {
                 items.push(PdfItem::Qr { width, dark });
             }
         }
-        items.extend(tail.lines().map(|l| PdfItem::Line(l.to_string())));
+        items.extend(tail.lines().map(|l| PdfItem::Line(winansi(l))));
+        // Bold: the identity, and titles between two rules of `=`.
         let identity = winansi(self.identity.trim());
-        let bold = |line: &[u8], prev: Option<&[u8]>, next: Option<&[u8]>| {
-            let rule = |l: Option<&[u8]>| l.is_some_and(|l| !l.is_empty() && l.iter().all(|&b| b == b'='));
-            (!identity.is_empty() && line.trim_ascii() == identity.as_slice()) || (rule(prev) && rule(next))
+        let line_at = |j: Option<usize>| match j.and_then(|j| items.get(j)) {
+            Some(PdfItem::Line(l)) => Some(l.as_slice()),
+            _ => None,
         };
+        let rule = |l: Option<&[u8]>| l.is_some_and(|l| !l.is_empty() && l.iter().all(|&b| b == b'='));
+        let bold: Vec<bool> = (0..items.len())
+            .map(|i| {
+                line_at(Some(i)).is_some_and(|l| {
+                    (!identity.is_empty() && l.trim_ascii() == identity.as_slice()) || (rule(line_at(i.checked_sub(1))) && rule(line_at(Some(i + 1))))
+                })
+            })
+            .collect();
 
         // Lay the items out on pages first, so each page can say how many there are.
         let cols = ((PAGE_W - 2.0 * MARGIN) / (FONT_SIZE * COURIER_ADVANCE)).floor() as usize;
         let top = PAGE_H - MARGIN - FONT_SIZE;
+        let wrapped: Vec<Vec<Vec<u8>>> = items
+            .iter()
+            .map(|item| match item {
+                PdfItem::Line(l) => wrap(l, cols),
+                PdfItem::Qr { .. } => Vec::new(),
+            })
+            .collect();
+        let blank = |i: usize| matches!(&items[i], PdfItem::Line(l) if l.trim_ascii().is_empty());
         let mut pages: Vec<Vec<PdfOp>> = vec![Vec::new()];
         let mut y = top;
         for (i, item) in items.iter().enumerate() {
             match item {
-                PdfItem::Line(line) => {
-                    let encoded = winansi(line);
-                    let enc_of = |j: Option<usize>| match j.and_then(|j| items.get(j)) {
-                        Some(PdfItem::Line(l)) => Some(winansi(l)),
-                        _ => None,
-                    };
-                    let (prev, next) = (enc_of(i.checked_sub(1)), enc_of(Some(i + 1)));
-                    let is_bold = bold(&encoded, prev.as_deref(), next.as_deref());
-                    for part in wrap(&encoded, cols) {
+                PdfItem::Line(_) => {
+                    if blank(i) && y == top {
+                        continue; // no blank line at the top of a page
+                    }
+                    // A paragraph (lines between blank lines: a target, a restore section) is kept
+                    // on one page when it is not longer than half a page.
+                    let starts_block = !blank(i) && (i == 0 || blank(i - 1) || matches!(items[i - 1], PdfItem::Qr { .. }));
+                    if starts_block && y < top {
+                        let n: usize = (i..items.len()).take_while(|&j| matches!(items[j], PdfItem::Line(_)) && !blank(j)).map(|j| wrapped[j].len()).sum();
+                        let height = n as f32 * LEADING;
+                        if y - height + LEADING < MARGIN && height <= (top - MARGIN) / 2.0 {
+                            pages.push(Vec::new());
+                            y = top;
+                        }
+                    }
+                    for part in &wrapped[i] {
                         if y < MARGIN {
                             pages.push(Vec::new());
                             y = top;
                         }
-                        pages.last_mut().expect("a page").push(PdfOp::Text { x: MARGIN, y, bytes: part, bold: is_bold });
+                        pages.last_mut().expect("a page").push(PdfOp::Text { x: MARGIN, y, bytes: part.clone(), bold: bold[i] });
                         y -= LEADING;
                     }
                 }
@@ -265,7 +289,8 @@ const QR_MODULE: f32 = 3.5;
 const QR_QUIET: usize = 4;
 
 enum PdfItem {
-    Line(String),
+    /// One line of the text, already in WinAnsiEncoding.
+    Line(Vec<u8>),
     Qr { width: usize, dark: Vec<bool> },
 }
 

@@ -98,6 +98,12 @@ pub struct Repo {
     target: Location,
     password: crate::secrets::Secret,
     progress: Option<Progress>,
+    /// The master key once the password opened it: later opens skip the (deliberately slow)
+    /// scrypt derivation.
+    key: Arc<std::sync::OnceLock<rustic_core::repofile::MasterKey>>,
+    /// rustic_core's local cache of index, snapshot and tree files (encrypted as in the
+    /// repository); none means no cache.
+    cache: Option<PathBuf>,
 }
 
 /// How long work is shown: bars with throughput and time left on a terminal, a plain line every
@@ -144,12 +150,21 @@ impl Repo {
             .options(self.target.options.clone())
             .to_backends()
             .map_err(rerr(&self.location))?;
-        let opts = RepositoryOptions::default().no_cache(true);
+        let opts = match &self.cache {
+            Some(dir) => RepositoryOptions::default().cache_dir(dir.clone()),
+            None => RepositoryOptions::default().no_cache(true),
+        };
         match self.progress {
             None => Repository::new(&opts, &be),
             Some(p) => Repository::new_with_progress(&opts, &be, super::progress::Bars(p)),
         }
         .map_err(rerr(&self.location))
+    }
+
+    /// Keeps rustic_core's cache in `dir` (speeds up every run after the first).
+    pub fn with_cache(mut self, dir: PathBuf) -> Repo {
+        self.cache = Some(dir);
+        self
     }
 
     /// Shows the progress of long work (restore, check) from now on.
@@ -163,12 +178,18 @@ impl Repo {
     }
 
     fn open(&self) -> Result<Repository<OpenStatus>, RepoError> {
-        self.handle()?.open(&Credentials::password(self.password.expose())).map_err(rerr(&self.location))
+        let creds = match self.key.get() {
+            Some(k) => Credentials::Masterkey(k.clone()),
+            None => Credentials::password(self.password.expose()),
+        };
+        let repo = self.handle()?.open(&creds).map_err(rerr(&self.location))?;
+        let _ = self.key.set(repo.key());
+        Ok(repo)
     }
 
     /// Opens the repository at `target`, creating it (format v2, zstd) when it has no config.
     pub fn open_or_init(target: Location, password: crate::secrets::Secret) -> Result<Repo, RepoError> {
-        let r = Repo { location: target.display.clone(), target, password, progress: None };
+        let r = Repo { location: target.display.clone(), target, password, progress: None, key: Default::default(), cache: None };
         let loc = r.location.clone();
         if Path::new(&r.target.backend).is_absolute() {
             std::fs::create_dir_all(&r.target.backend).map_err(|e| RepoError::Repo { location: loc.clone(), detail: e.to_string() })?;
@@ -180,14 +201,15 @@ impl Repo {
                 .init(&Credentials::password(r.password.expose()), &keys, &ConfigOptions::default().set_version(2u32))
                 .map_err(rerr(&loc))?;
         } else {
-            handle.open(&Credentials::password(r.password.expose())).map_err(rerr(&loc))?;
+            let opened = handle.open(&Credentials::password(r.password.expose())).map_err(rerr(&loc))?;
+            let _ = r.key.set(opened.key());
         }
         Ok(r)
     }
 
     /// Opens an existing repository (restore on a new host).
     pub fn open_existing(target: Location, password: crate::secrets::Secret) -> Result<Repo, RepoError> {
-        let r = Repo { location: target.display.clone(), target, password, progress: None };
+        let r = Repo { location: target.display.clone(), target, password, progress: None, key: Default::default(), cache: None };
         r.open()?;
         Ok(r)
     }
@@ -401,16 +423,17 @@ impl Repo {
             opts = opts.read_data_subset(sub);
         }
         let res = self.open()?.check(opts).map_err(rerr(loc))?;
-        let mut errors = Vec::new();
-        for (lvl, e) in &res.0 {
-            // CheckErrorLevel is not exported by rustic_core; its Debug form names the level.
-            if format!("{lvl:?}") == "Error" {
-                errors.push(redact(e.to_string()));
-            } else {
-                tracing::warn!(location = %loc, "repository check: {e}");
-            }
-        }
-        Ok(errors)
+        Ok(levels(&res.0, loc))
+    }
+
+    /// The structural check after a backup: index and pack files of the whole repository, and
+    /// the trees of snapshot `id` (not every older snapshot again).
+    pub fn check_snapshot(&self, id: &str) -> Result<Vec<String>, RepoError> {
+        let loc = &self.location;
+        let repo = self.open()?;
+        let snap = repo.get_snapshots(&[id]).map_err(rerr(loc))?.into_iter().next().ok_or_else(|| RepoError::NoSnapshot(id.to_string()))?;
+        let res = repo.check_with_trees(CheckOptions::default(), vec![snap.tree]).map_err(rerr(loc))?;
+        Ok(levels(&res.0, loc))
     }
 
     /// Removes data no snapshot needs any more.
@@ -497,6 +520,20 @@ fn check_tree_safe(items: impl Iterator<Item = RusticResult<(PathBuf, Node)>>, l
         }
     }
     Ok(())
+}
+
+/// The errors of a check; warnings are logged only.
+fn levels<L: std::fmt::Debug, E: std::fmt::Display>(found: &[(L, E)], loc: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (lvl, e) in found {
+        // CheckErrorLevel is not exported by rustic_core; its Debug form names the level.
+        if format!("{lvl:?}") == "Error" {
+            errors.push(redact(e.to_string()));
+        } else {
+            tracing::warn!(location = %loc, "repository check: {e}");
+        }
+    }
+    errors
 }
 
 /// Removes everything inside `dir` (not `dir` itself).

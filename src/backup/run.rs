@@ -170,7 +170,8 @@ pub async fn open_target(cfg: &Config, t: &BackupTarget) -> Result<Repo, BackupE
     let ring = Keyring::open(&cfg.keys_dir())?;
     let key = ring.repo_key(&t.name)?;
     let loc = location(t)?;
-    let repo = tokio::task::spawn_blocking(move || Repo::open_or_init(loc, key)).await.map_err(|e| BackupError::Io(e.to_string()))??;
+    let cache = cfg.state_dir.join("cache");
+    let repo = tokio::task::spawn_blocking(move || Repo::open_or_init(loc, key).map(|r| r.with_cache(cache))).await.map_err(|e| BackupError::Io(e.to_string()))??;
     if let (Some(wrapped), TargetKind::Local { path, .. }) = (ring.wrapped_repo_key(&t.name)?, &t.kind) {
         let p = path.join("hafen-repo-key.age");
         if std::fs::read(&p).ok().as_deref() != Some(wrapped.as_slice()) {
@@ -334,7 +335,8 @@ pub async fn backup_stack(
     let _ = std::fs::remove_dir_all(&meta);
     match result {
         Ok((snap, repo)) => {
-            let problems = tokio::task::spawn_blocking(move || repo.check(false, None)).await.map_err(|e| BackupError::Io(e.to_string()))??;
+            let id = snap.id.clone();
+            let problems = tokio::task::spawn_blocking(move || repo.check_snapshot(&id)).await.map_err(|e| BackupError::Io(e.to_string()))??;
             report.check_problems = problems;
             report.snapshot = Some(snap);
             if !report.check_problems.is_empty() {
@@ -409,7 +411,8 @@ pub async fn backup_host(cfg: &Config, store: &crate::store::Store, target_name:
     let _ = std::fs::remove_dir_all(&staging);
     match result {
         Ok((snap, repo)) => {
-            report.check_problems = tokio::task::spawn_blocking(move || repo.check(false, None)).await.map_err(|e| BackupError::Io(e.to_string()))??;
+            let id = snap.id.clone();
+            report.check_problems = tokio::task::spawn_blocking(move || repo.check_snapshot(&id)).await.map_err(|e| BackupError::Io(e.to_string()))??;
             if !report.check_problems.is_empty() {
                 report.error = Some(format!("the structural check after the backup found problems: {}", report.check_problems.join("; ")));
             }

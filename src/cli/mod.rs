@@ -867,8 +867,10 @@ fn keys(cli: &Cli, k: &KeysCmd) -> anyhow::Result<i32> {
             println!("{}", kit.render(true));
             if let Some(path) = out {
                 use std::os::unix::fs::OpenOptionsExt;
+                // `--out kit.pdf` writes the printable A4 PDF, any other name the text.
+                let pdf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf"));
                 let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-                f.write_all(kit.render(false).as_bytes())?;
+                f.write_all(&if pdf { kit.pdf() } else { kit.render(false).into_bytes() })?;
                 println!("{}", t!("kit_written", path = path.display()));
             }
             println!("{}", t!("kit_once", count = rewrapped.len()));
