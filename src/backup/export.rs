@@ -102,10 +102,6 @@ pub fn export(repo: &Repo, stack: &str, snapshot: &str, recipients: &[String], o
         let p = p.display().to_string();
         move |e: std::io::Error| ExportError::Io { path: p.clone(), detail: e.to_string() }
     };
-    let parsed: Vec<age::x25519::Recipient> = recipients
-        .iter()
-        .map(|r| r.parse().map_err(|e: &str| ExportError::Io { path: r.clone(), detail: e.to_string() }))
-        .collect::<Result<_, _>>()?;
     let file = {
         use std::os::unix::fs::OpenOptionsExt;
         // A stale partial file from an interrupted export is ours to replace.
@@ -114,9 +110,8 @@ pub fn export(repo: &Repo, stack: &str, snapshot: &str, recipients: &[String], o
     };
     let result = (|| -> Result<ExportReport, ExportError> {
         let hashing = HashingWriter { inner: std::io::BufWriter::with_capacity(1 << 20, file), hash: Sha256::new(), bytes: 0 };
-        let encryptor = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
+        let age_w = super::keys::encrypting_writer(recipients, hashing, &out.display().to_string())
             .map_err(|e| ExportError::Io { path: out.display().to_string(), detail: e.to_string() })?;
-        let age_w = encryptor.wrap_output(hashing).map_err(ioerr(&partial))?;
         let mut zstd_w = zstd::Encoder::new(age_w, 6).map_err(ioerr(&partial))?;
         zstd_w.multithread(2).map_err(ioerr(&partial))?;
         let mut tar = tar::Builder::new(zstd_w);

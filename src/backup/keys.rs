@@ -89,6 +89,33 @@ pub fn encrypt(recipients: &[String], plaintext: &[u8], what: &str) -> Result<Ve
     Ok(out)
 }
 
+/// A binary age stream to `recipients` around `w` (large files: exports); `finish` must be
+/// called to write the last chunk.
+pub struct EncryptingWriter<W: Write>(age::stream::StreamWriter<W>);
+
+impl<W: Write> Write for EncryptingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<W: Write> EncryptingWriter<W> {
+    pub fn finish(self) -> std::io::Result<W> {
+        self.0.finish()
+    }
+}
+
+pub fn encrypting_writer<W: Write>(recipients: &[String], w: W, what: &str) -> Result<EncryptingWriter<W>, KeyError> {
+    let enc = |e: String| KeyError::Encrypt { what: what.to_string(), detail: e };
+    let parsed: Vec<age::x25519::Recipient> =
+        recipients.iter().map(|r| age::x25519::Recipient::from_str(r).map_err(|e| enc(format!("{r}: {e}")))).collect::<Result<_, _>>()?;
+    let encryptor = age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient)).map_err(|e| enc(e.to_string()))?;
+    Ok(EncryptingWriter(encryptor.wrap_output(w).map_err(|e| enc(e.to_string()))?))
+}
+
 /// Decrypts an (armored or binary) age file with one identity.
 pub fn decrypt(identity: &str, ciphertext: &[u8], what: &str) -> Result<Vec<u8>, KeyError> {
     let id = age::x25519::Identity::from_str(identity.trim()).map_err(|e| KeyError::BadIdentity { detail: e.to_string() })?;

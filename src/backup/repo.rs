@@ -114,6 +114,9 @@ pub enum Progress {
     Lines,
 }
 
+/// Tag of a capture that does not count (see `Repo::backup_cancellable`).
+pub const INCOMPLETE: &str = "hafen-incomplete";
+
 /// Credentials of the targets opened in this process; blanked out of every error text
 /// (rustic_backend may name a URL with its password in an error).
 static SECRETS: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -224,14 +227,17 @@ impl Repo {
     /// snapshot is discarded): the bound on how long an app stays quiesced.
     pub fn backup_cancellable(&self, parts: Vec<Part>, label: &str, tags: &[String], description: &str, cancel: Arc<std::sync::atomic::AtomicBool>) -> Result<SnapInfo, RepoError> {
         let loc = &self.location;
-        let mut opts = SnapshotOptions::default()
+        // The capture is first written as a snapshot tagged only `hafen-incomplete`; the snapshot
+        // that counts (with the stack's tags, and the streams' real sizes) is written after it,
+        // and the first one is deleted — where the server allows deleting: an append-only
+        // server keeps it, clearly marked, and hafen and `restic --tag stack:…` never pick it.
+        let opts = SnapshotOptions::default()
             .host(hostname())
             .label(label.to_string())
-            .description(description.to_string())
-            .command(format!("hafen {}", env!("CARGO_PKG_VERSION")));
-        for t in tags {
-            opts = opts.add_tags(t).map_err(rerr(loc))?;
-        }
+            .description(format!("{description} (incomplete capture; superseded by the next snapshot)"))
+            .command(format!("hafen {}", env!("CARGO_PKG_VERSION")))
+            .add_tags(INCOMPLETE)
+            .map_err(rerr(loc))?;
         let snap = opts.to_snapshot().map_err(rerr(loc))?;
         let has_streams = parts.iter().any(|p| matches!(p, Part::Stream { .. }));
         let source = MultiSource::new(parts, cancel).map_err(|e| RepoError::Capture { label: label.into(), errors: vec![e] })?;
@@ -248,20 +254,48 @@ impl Repo {
             }
         };
         if !errors.is_empty() {
-            repo.delete_snapshots(&[saved.id]).map_err(rerr(loc))?;
+            self.drop_incomplete(&repo, saved.id);
             return Err(RepoError::Capture { label: label.into(), errors });
         }
         drop(repo);
-        if !has_streams {
-            return Ok(info(&saved));
+        let mut tagged = SnapshotOptions::default().description(description.to_string());
+        for t in tags {
+            tagged = tagged.add_tags(t).map_err(rerr(loc))?;
         }
-        let fixed = self.record_stream_sizes(&saved)?;
-        Ok(info(&fixed))
+        let want = tagged.to_snapshot().map_err(rerr(loc))?;
+        let fixed = if has_streams { self.record_stream_sizes(&saved, &want)? } else { None };
+        let fin = match fixed {
+            Some(f) => f,
+            None => {
+                // Same tree, the real tags and description: only a new snapshot file.
+                let repo = self.open()?;
+                let mut b = saved.clone();
+                b.tags = want.tags.clone();
+                b.description = want.description.clone();
+                b.original = Some(saved.id);
+                repo.save_snapshots(vec![b]).map_err(rerr(loc))?;
+                let mut all = repo.get_all_snapshots().map_err(rerr(loc))?;
+                all.sort_unstable();
+                all.into_iter().rev().find(|s| s.original == Some(saved.id) && s.tags == want.tags).ok_or_else(|| RepoError::Repo { location: loc.clone(), detail: "the snapshot just written is missing".into() })?
+            }
+        };
+        let repo = self.open()?;
+        self.drop_incomplete(&repo, saved.id);
+        Ok(info(&fin))
+    }
+
+    /// Deletes a superseded or failed capture's snapshot; an append-only server refuses, and
+    /// then it stays, tagged `hafen-incomplete`.
+    fn drop_incomplete<S: rustic_core::Open>(&self, repo: &Repository<S>, id: SnapshotId) {
+        if let Err(e) = repo.delete_snapshots(&[id]) {
+            tracing::info!(location = %self.location, snapshot = %id, "an incomplete capture stays in the repository (append-only?): {}", redact(e.display_log()));
+        }
     }
 
     /// Re-archives `snap` over itself so that streamed files carry their size; unchanged files
     /// come from the parent, only the streams are read back.
-    fn record_stream_sizes(&self, snap: &SnapshotFile) -> Result<SnapshotFile, RepoError> {
+    /// `want` carries the tags and description of the result; None when no size was missing.
+    fn record_stream_sizes(&self, snap: &SnapshotFile, want: &SnapshotFile) -> Result<Option<SnapshotFile>, RepoError> {
         let loc = &self.location;
         let repo = Arc::new(self.open()?.to_indexed().map_err(rerr(loc))?);
         let root = repo.node_from_snapshot_and_path(snap, "").map_err(rerr(loc))?;
@@ -285,25 +319,28 @@ impl Repo {
             entries.push(ReadSourceEntry { path: Path::new("/").join(path), node, open });
         }
         if fixed == 0 {
-            return Ok(snap.clone());
+            return Ok(None);
         }
         let paths: Vec<PathBuf> = snap.paths.iter().map(PathBuf::from).collect();
         let mut new = snap.clone();
         new.id = SnapshotId::default();
         new.original = None;
         new.summary = None;
+        new.tags = want.tags.clone();
+        new.description = want.description.clone();
         let mut opts = BackupOptions::default();
         opts.parent_opts.parents = vec![snap.id.to_string()];
         let src = Replay { entries: Mutex::new(Some(entries)) };
         let new = repo.archive(&opts, &src, new, &paths).map_err(rerr(loc))?;
-        repo.delete_snapshots(&[snap.id]).map_err(rerr(loc))?;
-        Ok(new)
+        Ok(Some(new))
     }
 
+    /// The snapshots that count (captures superseded or failed on an append-only server, tagged
+    /// `hafen-incomplete`, are left out).
     pub fn snapshots(&self) -> Result<Vec<SnapInfo>, RepoError> {
         let mut s = self.open()?.get_all_snapshots().map_err(rerr(&self.location))?;
         s.sort_unstable();
-        Ok(s.iter().map(info).collect())
+        Ok(s.iter().map(info).filter(|s| !s.tags.iter().any(|t| t == INCOMPLETE)).collect())
     }
 
     /// Restores `sub` ("" = everything) of snapshot `id` (or `latest` among those with all
@@ -312,7 +349,7 @@ impl Repo {
         let loc = &self.location;
         let repo = self.open()?.to_indexed().map_err(rerr(loc))?;
         let snap = repo
-            .get_snapshot_from_str(id, |s| tags.iter().all(|t| s.tags.contains(t)))
+            .get_snapshot_from_str(id, |s| tags.iter().all(|t| s.tags.contains(t)) && !s.tags.contains(INCOMPLETE))
             .map_err(|_| RepoError::NoSnapshot(format!("{id} ({})", tags.join(", "))))?;
         let node = repo.node_from_snapshot_and_path(&snap, sub).map_err(|e| RepoError::Restore { target: target.display().to_string(), detail: e.display_log() })?;
         std::fs::create_dir_all(target).map_err(|e| RepoError::Restore { target: target.display().to_string(), detail: e.to_string() })?;
@@ -360,7 +397,7 @@ impl Repo {
         let loc = &self.location;
         let repo = self.open()?.to_indexed().map_err(rerr(loc))?;
         let snap = repo
-            .get_snapshot_from_str(id, |s| tags.iter().all(|t| s.tags.contains(t)))
+            .get_snapshot_from_str(id, |s| tags.iter().all(|t| s.tags.contains(t)) && !s.tags.contains(INCOMPLETE))
             .map_err(|_| RepoError::NoSnapshot(id.to_string()))?;
         let root = repo.node_from_snapshot_and_path(&snap, "").map_err(rerr(loc))?;
         let total = snap.summary.as_ref().map_or(0, |s| s.total_bytes_processed);

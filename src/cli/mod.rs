@@ -177,7 +177,8 @@ pub enum KeysCmd {
         /// Name of this recovery identity (e.g. where the paper copy lives)
         #[arg(long, default_value = "recovery-1")]
         label: String,
-        /// Also write the kit to this file (mode 0600), e.g. on a USB stick to print
+        /// Also write the kit to this file (mode 0600), e.g. on a USB stick to print; a name
+        /// ending in .pdf gets a printable A4 PDF with the QR code, any other name the text
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -193,7 +194,7 @@ pub enum KeysCmd {
     /// Print the recovery kit's target pages again (locations, wrapped keys, commands; no
     /// identity), e.g. after adding a target
     Kit {
-        /// Also write it to this file (mode 0600)
+        /// Also write it to this file (mode 0600; .pdf: a printable A4 PDF)
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -914,7 +915,8 @@ fn keys(cli: &Cli, k: &KeysCmd) -> anyhow::Result<i32> {
             if let Some(path) = out {
                 use std::os::unix::fs::OpenOptionsExt;
                 let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-                f.write_all(page.as_bytes())?;
+                let pdf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf"));
+                f.write_all(&if pdf { kit.pdf() } else { page.into_bytes() })?;
                 println!("{}", t!("kit_written", path = path.display()));
             }
             Ok(0)

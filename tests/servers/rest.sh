@@ -47,9 +47,9 @@ if [ -n "$missing" ]; then
         echo "$0: missing packages ($missing) and not root, cannot install them" >&2
         exit 1
     fi
-    apt-get update -qq >&2
+    apt-get update -qq -o DPkg::Lock::Timeout=300 >&2
     # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends $missing >&2
 fi
 
 # A free port on 127.0.0.1, below Linux's ephemeral range (32768-60999).

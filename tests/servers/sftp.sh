@@ -43,9 +43,9 @@ apt_install() {
         own_policy=1
     fi
     status=0
-    apt-get update -qq >&2 || status=$?
+    apt-get update -qq -o DPkg::Lock::Timeout=300 >&2 || status=$?
     if [ "$status" -eq 0 ]; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2 \
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "$@" >&2 \
             || status=$?
     fi
     if [ -n "$own_policy" ]; then
@@ -84,8 +84,9 @@ free_port() {
 
 if [ "$(id -u)" -eq 0 ]; then
     if ! id "$SFTP_USER" >/dev/null 2>&1; then
+        # (Another run may create it at the same moment.)
         useradd --system --create-home --home-dir "/var/lib/$SFTP_USER" --shell /bin/sh \
-            "$SFTP_USER" >&2
+            "$SFTP_USER" >&2 || id "$SFTP_USER" >/dev/null
     fi
     # useradd leaves the password field "!", which sshd without PAM takes for a locked account.
     # "*" cannot log in with a password either, but does not lock key logins.
