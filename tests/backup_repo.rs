@@ -100,6 +100,30 @@ fn one_snapshot_of_volume_and_stream_is_restored_identically_by_stock_restic() {
 }
 
 #[test]
+fn a_restore_in_small_parts_gives_the_same_files_owners_and_modes() {
+    let d = tempfile::tempdir().unwrap();
+    let vol = volume(d.path());
+    for i in 0..20 {
+        std::fs::write(vol.join("sub").join(format!("f{i}.txt")), format!("Akte {i}\n").repeat(5000)).unwrap();
+    }
+    std::os::unix::fs::chown(vol.join("sub"), Some(1001), Some(1001)).unwrap();
+    std::fs::set_permissions(vol.join("sub"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    let repo = Repo::open_or_init(Location::local(&d.path().join("repo")), key()).unwrap().with_restore_batch(100_000);
+    repo.backup(vec![Part::Dir { src: vol.clone(), dst: "/volumes/data".into() }], "s", &["stack:s".into()], "t").unwrap();
+    let out = d.path().join("out");
+    repo.restore("latest", &["stack:s".into()], "", &out).unwrap();
+    let diff = Command::new("diff").arg("-r").arg(&vol).arg(out.join("volumes/data")).output().unwrap();
+    assert!(diff.status.success(), "{}", String::from_utf8_lossy(&diff.stdout));
+    for rel in ["", "sub", "a.txt", "sub/f7.txt"] {
+        let (a, b) = (std::fs::metadata(vol.join(rel)).unwrap(), std::fs::metadata(out.join("volumes/data").join(rel)).unwrap());
+        assert_eq!((a.uid(), a.gid(), a.mode()), (b.uid(), b.gid(), b.mode()), "{rel}");
+        if !a.is_dir() || rel == "sub" {
+            assert_eq!(a.mtime(), b.mtime(), "mtime of {rel}");
+        }
+    }
+}
+
+#[test]
 fn a_dump_that_fails_after_printing_data_leaves_no_snapshot() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let d = tempfile::tempdir().unwrap();

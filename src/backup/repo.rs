@@ -104,6 +104,8 @@ pub struct Repo {
     /// rustic_core's local cache of index, snapshot and tree files (encrypted as in the
     /// repository); none means no cache.
     cache: Option<PathBuf>,
+    /// The most file data one restore pass holds (see `restore`).
+    restore_batch: u64,
 }
 
 /// How long work is shown: bars with throughput and time left on a terminal, a plain line every
@@ -113,6 +115,9 @@ pub enum Progress {
     Terminal,
     Lines,
 }
+
+/// The most file data one restore pass holds (see `Repo::restore`).
+const RESTORE_BATCH: u64 = 256 << 20;
 
 /// Tag of a capture that does not count (see `Repo::backup_cancellable`).
 pub const INCOMPLETE: &str = "hafen-incomplete";
@@ -170,6 +175,12 @@ impl Repo {
         self
     }
 
+    /// Restores in passes of at most `bytes` of file data (default 256 MiB).
+    pub fn with_restore_batch(mut self, bytes: u64) -> Repo {
+        self.restore_batch = bytes.max(1);
+        self
+    }
+
     /// Shows the progress of long work (restore, check) from now on.
     pub fn with_progress(mut self, p: Progress) -> Repo {
         self.progress = Some(p);
@@ -192,7 +203,7 @@ impl Repo {
 
     /// Opens the repository at `target`, creating it (format v2, zstd) when it has no config.
     pub fn open_or_init(target: Location, password: crate::secrets::Secret) -> Result<Repo, RepoError> {
-        let r = Repo { location: target.display.clone(), target, password, progress: None, key: Default::default(), cache: None };
+        let r = Repo { location: target.display.clone(), target, password, progress: None, key: Default::default(), cache: None, restore_batch: RESTORE_BATCH };
         let loc = r.location.clone();
         if Path::new(&r.target.backend).is_absolute() {
             std::fs::create_dir_all(&r.target.backend).map_err(|e| RepoError::Repo { location: loc.clone(), detail: e.to_string() })?;
@@ -212,7 +223,7 @@ impl Repo {
 
     /// Opens an existing repository (restore on a new host).
     pub fn open_existing(target: Location, password: crate::secrets::Secret) -> Result<Repo, RepoError> {
-        let r = Repo { location: target.display.clone(), target, password, progress: None, key: Default::default(), cache: None };
+        let r = Repo { location: target.display.clone(), target, password, progress: None, key: Default::default(), cache: None, restore_batch: RESTORE_BATCH };
         r.open()?;
         Ok(r)
     }
@@ -359,11 +370,49 @@ impl Repo {
         let opts = RestoreOptions::default().numeric_id(true);
         let ls = LsOptions::default();
         check_tree_safe(repo.ls(&node, &ls).map_err(rerr(loc))?, loc)?;
-        let plan = repo.prepare_restore(&opts, repo.ls(&node, &ls).map_err(rerr(loc))?, &dest, false).map_err(rerr(loc))?;
+        // rustic_core reads packs faster than a disk writes and queues what it decrypted, so its
+        // memory grows with the data restored. Restore the files in parts of at most
+        // RESTORE_BATCH bytes (directories and other nodes with the last part, so their
+        // metadata is set last); memory stays bounded by the part.
+        let mut batch_of = Vec::new();
+        let (mut acc, mut batch) = (0u64, 0usize);
+        for item in repo.ls(&node, &ls).map_err(rerr(loc))? {
+            let (_, n) = item.map_err(rerr(loc))?;
+            if n.is_file() {
+                if acc > 0 && acc + n.meta.size > self.restore_batch {
+                    batch += 1;
+                    acc = 0;
+                }
+                acc += n.meta.size;
+                batch_of.push(batch);
+            }
+        }
+        let parts = batch + 1;
+        let part = |k: usize| -> Result<_, RepoError> {
+            let mut file = 0usize;
+            let batch_of = &batch_of;
+            Ok(repo.ls(&node, &ls).map_err(rerr(loc))?.filter(move |item| match item {
+                Ok((_, n)) if n.is_file() => {
+                    file += 1;
+                    batch_of.get(file - 1) == Some(&k)
+                }
+                Ok(_) => k + 1 == parts,
+                Err(_) => true,
+            }))
+        };
         // rustic_core's restore unwraps read and write errors (a damaged pack, a full disk): it
         // panics. Catch that here, and remove what was written: the target was empty, and
         // half-written or damaged files must not be mistaken for the data.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| repo.restore(plan, &opts, repo.ls(&node, &ls)?, &dest)));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> RusticResult<()> {
+            for k in 0..parts {
+                let (Ok(a), Ok(b)) = (part(k), part(k)) else {
+                    return Err(RusticError::new(ErrorKind::Internal, "cannot list the snapshot"));
+                };
+                let plan = repo.prepare_restore(&opts, a, &dest, false)?;
+                repo.restore(plan, &opts, b, &dest)?;
+            }
+            Ok(())
+        }));
         let failed = match r {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(redact(e.display_log())),
