@@ -137,7 +137,14 @@ fn tryton_backs_up_to_sftp_s3_and_append_only_rest_and_comes_back() {
             .unwrap();
         assert!(o.status.success(), "restic on {loc}: {}", String::from_utf8_lossy(&o.stderr));
         let snaps: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(snaps.as_array().unwrap().len(), 1, "{loc}: {snaps}");
+        let snaps = snaps.as_array().unwrap();
+        let tagged = |t: &str| snaps.iter().filter(|s| s["tags"].as_array().is_some_and(|a| a.iter().any(|x| x == t))).count();
+        assert_eq!(tagged(&format!("stack:{id}")), 1, "{loc}: {snaps:?}");
+        // Where hafen may delete, the superseded first capture is gone; the append-only server
+        // keeps it, tagged so that nobody restores it by mistake.
+        let incomplete = if loc == &rest_loc { 1 } else { 0 };
+        assert_eq!(tagged("hafen-incomplete"), incomplete, "{loc}: {snaps:?}");
+        assert_eq!(snaps.len(), 1 + incomplete, "{loc}: {snaps:?}");
     }
 
     // Destroy the stack with its volumes, deploy it fresh, restore from SFTP, then from S3.
