@@ -1035,6 +1035,19 @@ impl App {
         Ok(forgotten.len())
     }
 
+    /// Now, when the scheduled job `job` is due by `expr` and its persisted last run (a first
+    /// start records now and owes nothing).
+    fn job_due(&self, job: &str, expr: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let schedule = crate::backup::schedule::parse(expr).ok()?;
+        let now = chrono::Utc::now();
+        let last = self.store.job_last_run(job).ok().flatten().and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()).map(|d| d.with_timezone(&chrono::Utc));
+        if last.is_none() {
+            let _ = self.store.set_job(job, &now.to_rfc3339(), None);
+            return None;
+        }
+        matches!(crate::backup::schedule::due(&schedule, last, now), crate::backup::schedule::Due::Now { .. }).then_some(now)
+    }
+
     /// The rotating read check: when due, read one part of the packs of every target
     /// (`backup_check_parts`), so every pack is read regularly; problems are an alert event.
     pub async fn backup_check_tick(&self) {
@@ -1042,16 +1055,7 @@ impl App {
         if self.cfg.backup_targets.is_empty() {
             return;
         }
-        let Ok(schedule) = crate::backup::schedule::parse(&self.cfg.backup_check_schedule) else { return };
-        let now = chrono::Utc::now();
-        let last = self.store.job_last_run(JOB).ok().flatten().and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()).map(|d| d.with_timezone(&chrono::Utc));
-        if last.is_none() {
-            let _ = self.store.set_job(JOB, &now.to_rfc3339(), None);
-            return;
-        }
-        if !matches!(crate::backup::schedule::due(&schedule, last, now), crate::backup::schedule::Due::Now { .. }) {
-            return;
-        }
+        let Some(now) = self.job_due(JOB, &self.cfg.backup_check_schedule) else { return };
         let subset = crate::backup::schedule::check_subset(now, self.cfg.backup_check_parts);
         let mut errors = Vec::new();
         for t in self.cfg.backup_targets.clone() {
@@ -1092,16 +1096,7 @@ impl App {
     pub async fn backup_schedule_tick(&self) {
         const JOB: &str = "nightly-backup";
         let Some(target) = self.cfg.backup_targets.first().cloned() else { return };
-        let Ok(schedule) = crate::backup::schedule::parse(&self.cfg.backup_schedule) else { return };
-        let now = chrono::Utc::now();
-        let last = self.store.job_last_run(JOB).ok().flatten().and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()).map(|d| d.with_timezone(&chrono::Utc));
-        if last.is_none() {
-            let _ = self.store.set_job(JOB, &now.to_rfc3339(), None);
-            return;
-        }
-        if !matches!(crate::backup::schedule::due(&schedule, last, now), crate::backup::schedule::Due::Now { .. }) {
-            return;
-        }
+        let Some(now) = self.job_due(JOB, &self.cfg.backup_schedule) else { return };
         let mut errors = Vec::new();
         let stacks: Vec<String> = self.store.stacks().map(|v| v.into_iter().filter(|s| s.enabled).map(|s| s.id).collect()).unwrap_or_default();
         for id in stacks {
