@@ -294,3 +294,21 @@ fn a_full_target_disk_fails_clearly_and_keeps_earlier_snapshots() {
     repo.restore(&first.id, &[], "", &out).unwrap();
     assert_eq!(std::fs::read(out.join("volumes/data/a.txt")).unwrap(), std::fs::read(small.join("a.txt")).unwrap());
 }
+
+/// Regression: a scheduled first backup and a listing opened a new target at the same moment;
+/// both created a repository, and the second config made the first one's data unreadable.
+#[test]
+fn first_opens_at_the_same_time_create_one_repository() {
+    let d = tempfile::tempdir().unwrap();
+    let loc = d.path().join("repo");
+    let repos: Vec<Repo> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6).map(|_| s.spawn(|| Repo::open_or_init(Location::local(&loc), key()).unwrap())).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(std::fs::read_dir(loc.join("keys")).unwrap().count(), 1, "more than one repository was created");
+    let vol = volume(d.path());
+    repos[0].backup(vec![Part::Dir { src: vol, dst: "/volumes/data".into() }], "s", &["stack:s".into()], "t").unwrap();
+    for r in &repos {
+        assert_eq!(r.snapshots().unwrap().len(), 1);
+    }
+}

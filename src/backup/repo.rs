@@ -119,6 +119,9 @@ pub enum Progress {
 /// The most file data one restore pass holds (see `Repo::restore`).
 const RESTORE_BATCH: u64 = 256 << 20;
 
+/// Held while a repository is created (see `Repo::open_or_init`).
+static INIT: Mutex<()> = Mutex::new(());
+
 /// Tag of a capture that does not count (see `Repo::backup_cancellable`).
 pub const INCOMPLETE: &str = "hafen-incomplete";
 
@@ -208,13 +211,21 @@ impl Repo {
         if Path::new(&r.target.backend).is_absolute() {
             std::fs::create_dir_all(&r.target.backend).map_err(|e| RepoError::Repo { location: loc.clone(), detail: e.to_string() })?;
         }
-        let handle = r.handle()?;
+        let mut handle = r.handle()?;
         if handle.config_id().map_err(rerr(&loc))?.is_none() {
-            let keys = KeyOptions::default().hostname(Some("hafen".into())).with_created(true);
-            handle
-                .init(&Credentials::password(r.password.expose()), &keys, &ConfigOptions::default().set_version(2u32))
-                .map_err(rerr(&loc))?;
-        } else {
+            // Two first runs at once (a scheduled backup and a listing) must not both create a
+            // repository: the second would replace the first's config and key.
+            let _one = INIT.lock().unwrap_or_else(|e| e.into_inner());
+            handle = r.handle()?;
+            if handle.config_id().map_err(rerr(&loc))?.is_none() {
+                let keys = KeyOptions::default().hostname(Some("hafen".into())).with_created(true);
+                handle
+                    .init(&Credentials::password(r.password.expose()), &keys, &ConfigOptions::default().set_version(2u32))
+                    .map_err(rerr(&loc))?;
+                return Ok(r);
+            }
+        }
+        {
             let opened = handle.open(&Credentials::password(r.password.expose())).map_err(rerr(&loc))?;
             let _ = r.key.set(opened.key());
         }
