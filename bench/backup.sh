@@ -45,16 +45,16 @@ m() { python3 bench/measure.py "$@" 2>&1 >/dev/null | tail -n 1; }
 export RESTIC_PASSWORD=benchmark-password-benchmark-password RESTIC_CACHE_DIR="$W/restic-cache"
 restic init -r "$W/restic-repo" >/dev/null
 
-drop; h1=$(m $H --config "$W/hafen.yaml" backup run benchdata)
+drop; h1=$(MEASURE_STDOUT="$W/h1.json" m $H --config "$W/hafen.yaml" backup run benchdata --json)
 drop; r1=$(m restic -r "$W/restic-repo" backup "$VOL")
 python3 bench/gen_dataset.py --mutate "$VOL/dataset"
-drop; h2=$(m $H --config "$W/hafen.yaml" backup run benchdata)
+drop; h2=$(MEASURE_STDOUT="$W/h2.json" m $H --config "$W/hafen.yaml" backup run benchdata --json)
 drop; r2=$(m restic -r "$W/restic-repo" backup "$VOL")
 drop; h3=$(m $H restore --repo "$W/hafen-repo" --identity "$W/identity.txt" latest --stack benchdata --path /volumes/collections --to "$W/restore-hafen")
 drop; r3=$(m restic -r "$W/restic-repo" restore latest --target "$W/restore-restic")
 diff -r "$VOL" "$W/restore-hafen" >/dev/null && same=identical || same=DIFFERENT
-python3 - "$h1" "$r1" "$h2" "$r2" "$h3" "$r3" "$same" "$SIZE_MB" <<'PY'
-import sys
+python3 - "$h1" "$r1" "$h2" "$r2" "$h3" "$r3" "$same" "$SIZE_MB" "$W/h1.json" "$W/h2.json" <<'PY'
+import json, sys
 h1, r1, h2, r2, h3, r3 = (tuple(map(float, a.split())) for a in sys.argv[1:7])
 same, size = sys.argv[7], sys.argv[8]
 print(f"backup and restore of a {size} MB dataset, hafen vs restic {''}(wall s, peak RSS MB of the command)")
@@ -62,6 +62,9 @@ print(f"  first backup   hafen {h1[0]:7.2f}s  restic {r1[0]:7.2f}s  ratio {h1[0]
 print(f"  second backup  hafen {h2[0]:7.2f}s  restic {r2[0]:7.2f}s  ratio {h2[0]/r2[0]:.2f}  (target <= 1.0)")
 print(f"  full restore   hafen {h3[0]:7.2f}s  restic {r3[0]:7.2f}s  ratio {h3[0]/r3[0]:.2f}  (target <= 0.8)")
 print(f"  restore peak RSS hafen {h3[1]:.0f} MB, restic {r3[1]:.0f} MB  (target <= 512 MB); restored data {same}")
+for name, f in (("first", sys.argv[9]), ("second", sys.argv[10])):
+    rep = json.load(open(f))
+    print(f"  hafen {name} backup, steps: " + ", ".join(f"{s['step']} {s['seconds']:.2f}s" for s in rep["steps"]))
 print("  note: hafen's backup time is the CLI round trip of `hafen backup run` (daemon does the work,")
 print("  including a structural check); its peak RSS is the daemon's, not shown here")
 PY

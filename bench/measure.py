@@ -6,7 +6,9 @@ import sys
 import time
 
 t = time.monotonic()
-r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)
+import os
+out = open(os.environ["MEASURE_STDOUT"], "w") if os.environ.get("MEASURE_STDOUT") else subprocess.DEVNULL
+r = subprocess.run(sys.argv[1:], stdout=out)
 wall = time.monotonic() - t
 rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 print(f"{wall:.2f} {rss:.0f}", file=sys.stderr)

@@ -220,7 +220,7 @@ impl Repo {
             if handle.config_id().map_err(rerr(&loc))?.is_none() {
                 let keys = KeyOptions::default().hostname(Some("hafen".into())).with_created(true);
                 handle
-                    .init(&Credentials::password(r.password.expose()), &keys, &ConfigOptions::default().set_version(2u32))
+                    .init(&Credentials::password(r.password.expose()), &keys, &ConfigOptions::default().set_version(2u32).set_compression(1))
                     .map_err(rerr(&loc))?;
                 return Ok(r);
             }
@@ -825,7 +825,9 @@ impl ReadSourceOpen for Opener {
         let Opener(open, errs, cancel) = self;
         match open {
             AnyOpen::File(f, name) => match f.open() {
-                Ok(r) => Ok(Box::new(BufReader::with_capacity(1 << 20, WatchedReader { cancel, inner: r, name, errs }))),
+                // No extra buffer: rustic_core reads in large pieces itself, and a buffer per file costs a
+                // large allocation for each of many small files.
+                Ok(r) => Ok(Box::new(WatchedReader { cancel, inner: r, name, errs })),
                 Err(e) => {
                     push(&errs, format!("{name}: {}", e.display_log()));
                     Err(e)

@@ -284,6 +284,7 @@ pub async fn backup_stack(
         let tags = vec![format!("stack:{}", stack.id), "hafen".to_string()];
         let desc = format!("hafen backup of {}", stack.id);
         let flag = stop_flag.clone();
+        let t_archive = Instant::now();
         let archive = tokio::task::spawn_blocking(move || repo.backup_cancellable(parts, &label, &tags, &desc, flag).map(|s| (s, repo)));
         let work = async { tokio::join!(futures_util::future::join_all(producers), archive) };
         tokio::pin!(work);
@@ -314,6 +315,9 @@ pub async fn backup_stack(
             }
         };
         report.steps.extend(steps);
+        if let Ok(Ok((snap, _))) = &archived {
+            report.steps.push(Step { step: "snapshot".into(), ok: true, detail: format!("{} files, {} bytes read, {} bytes added", snap.files, snap.bytes, snap.added), seconds: t_archive.elapsed().as_secs_f64() });
+        }
         match archived {
             Ok(Ok((snap, repo))) if !post_done => Ok((snap, repo)),
             Ok(Ok((snap, repo))) => {
@@ -336,7 +340,9 @@ pub async fn backup_stack(
     match result {
         Ok((snap, repo)) => {
             let id = snap.id.clone();
+            let t_check = Instant::now();
             let problems = tokio::task::spawn_blocking(move || repo.check_snapshot(&id)).await.map_err(|e| BackupError::Io(e.to_string()))??;
+            report.steps.push(Step { step: "check".into(), ok: problems.is_empty(), detail: "structure: index, packs, the new snapshot's trees".into(), seconds: t_check.elapsed().as_secs_f64() });
             report.check_problems = problems;
             report.snapshot = Some(snap);
             if !report.check_problems.is_empty() {
