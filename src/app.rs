@@ -656,16 +656,28 @@ impl App {
         let r = crate::backup::run::backup_stack(&*self.engine, &self.cfg, &stack, &settings, &pins, req.target.as_deref()).await;
         lock(&self.backups_running).remove(id);
         let target = req.target.clone().or_else(|| self.cfg.backup_targets.first().map(|t| t.name.clone())).unwrap_or_default();
+        self.backup_outcome(id, target, started, actor, r)
+    }
+
+    /// Records how a backup run ended (finished or failed) and hands its report on.
+    fn backup_outcome(
+        &self,
+        stack: &str,
+        target: String,
+        started: Instant,
+        actor: &str,
+        r: Result<crate::backup::run::RunReport, crate::backup::run::BackupError>,
+    ) -> Result<crate::backup::run::RunReport, AppError> {
         match r {
             Ok(report) => {
                 match (&report.snapshot, &report.error) {
-                    (Some(s), None) => self.emit(actor, Event::BackupFinished { stack: id.into(), target, snapshot: s.id.clone(), seconds: started.elapsed().as_secs_f64() }),
-                    (_, e) => self.emit(actor, Event::BackupFailed { stack: id.into(), target, error: e.clone().unwrap_or_default() }),
+                    (Some(s), None) => self.emit(actor, Event::BackupFinished { stack: stack.into(), target, snapshot: s.id.clone(), seconds: started.elapsed().as_secs_f64() }),
+                    (_, e) => self.emit(actor, Event::BackupFailed { stack: stack.into(), target, error: e.clone().unwrap_or_default() }),
                 }
                 Ok(report)
             }
             Err(e) => {
-                self.emit(actor, Event::BackupFailed { stack: id.into(), target, error: e.to_string() });
+                self.emit(actor, Event::BackupFailed { stack: stack.into(), target, error: e.to_string() });
                 Err(AppError::Backup(e.to_string()))
             }
         }
@@ -685,19 +697,7 @@ impl App {
             crate::backup::run::backup_host(&self.cfg, &self.store, target).await
         };
         lock(&self.backups_running).remove(HOST);
-        match r {
-            Ok(report) => {
-                match (&report.snapshot, &report.error) {
-                    (Some(s), None) => self.emit(actor, Event::BackupFinished { stack: HOST.into(), target: tname, snapshot: s.id.clone(), seconds: started.elapsed().as_secs_f64() }),
-                    (_, e) => self.emit(actor, Event::BackupFailed { stack: HOST.into(), target: tname, error: e.clone().unwrap_or_default() }),
-                }
-                Ok(report)
-            }
-            Err(e) => {
-                self.emit(actor, Event::BackupFailed { stack: HOST.into(), target: tname, error: e.to_string() });
-                Err(AppError::Backup(e.to_string()))
-            }
-        }
+        self.backup_outcome(HOST, tname, started, actor, r)
     }
 
     /// The lock of one backup target (see `target_locks`).

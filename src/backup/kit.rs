@@ -397,15 +397,7 @@ mod tests {
 
     #[test]
     fn kit_names_everything_needed() {
-        let id = crate::backup::keys::generate_identity();
-        let kit = Kit {
-            identity: id.expose_secret().to_string(),
-            recipient: id.recipient.clone(),
-            label: "kit-1".into(),
-            host: "box".into(),
-            created: "2026-11-28".into(),
-            targets: vec![KitTarget { name: "usb".into(), location: "/mnt/usb/hafen".into(), supply: None, wrapped_key: Some("-----BEGIN AGE ENCRYPTED FILE-----\nx\n-----END AGE ENCRYPTED FILE-----".into()) }],
-        };
+        let (kit, id) = kit(vec![KitTarget { name: "usb".into(), location: "/mnt/usb/hafen".into(), supply: None, wrapped_key: Some("-----BEGIN AGE ENCRYPTED FILE-----\nx\n-----END AGE ENCRYPTED FILE-----".into()) }]);
         let page = kit.render(true);
         for want in [id.expose_secret(), id.recipient.as_str(), "/mnt/usb/hafen", "BEGIN AGE ENCRYPTED FILE", "WIEDERHERSTELLEN", "RESTORE (English)", "restic -r", "hafen restore --repo"] {
             assert!(page.contains(want), "kit lacks {want}");
