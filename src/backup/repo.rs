@@ -380,25 +380,12 @@ impl Repo {
         let dest = LocalDestination::new(&dest_path.display().to_string(), true, !node.is_dir()).map_err(rerr(loc))?;
         let opts = RestoreOptions::default().numeric_id(true);
         let ls = LsOptions::default();
-        check_tree_safe(repo.ls(&node, &ls).map_err(rerr(loc))?, loc)?;
         // rustic_core reads packs faster than a disk writes and queues what it decrypted, so its
         // memory grows with the data restored. Restore the files in parts of at most
-        // RESTORE_BATCH bytes (directories and other nodes with the last part, so their
+        // `restore_batch` bytes (directories and other nodes with the last part, so their
         // metadata is set last); memory stays bounded by the part.
-        let mut batch_of = Vec::new();
-        let (mut acc, mut batch) = (0u64, 0usize);
-        for item in repo.ls(&node, &ls).map_err(rerr(loc))? {
-            let (_, n) = item.map_err(rerr(loc))?;
-            if n.is_file() {
-                if acc > 0 && acc + n.meta.size > self.restore_batch {
-                    batch += 1;
-                    acc = 0;
-                }
-                acc += n.meta.size;
-                batch_of.push(batch);
-            }
-        }
-        let parts = batch + 1;
+        let batch_of = check_tree_safe(repo.ls(&node, &ls).map_err(rerr(loc))?, loc, self.restore_batch)?;
+        let parts = batch_of.last().map_or(1, |b| b + 1);
         let part = |k: usize| -> Result<_, RepoError> {
             let mut file = 0usize;
             let batch_of = &batch_of;
@@ -461,7 +448,7 @@ impl Repo {
             .map_err(|_| RepoError::NoSnapshot(id.to_string()))?;
         let root = repo.node_from_snapshot_and_path(&snap, "").map_err(rerr(loc))?;
         let total = snap.summary.as_ref().map_or(0, |s| s.total_bytes_processed);
-        check_tree_safe(repo.ls(&root, &LsOptions::default()).map_err(rerr(loc))?, loc)?;
+        check_tree_safe(repo.ls(&root, &LsOptions::default()).map_err(rerr(loc))?, loc, u64::MAX)?;
         let io = |e: std::io::Error| RepoError::Repo { location: loc.clone(), detail: format!("writing the archive: {e}") };
         let mut done = 0u64;
         let mut skipped = Vec::new();
@@ -590,12 +577,14 @@ pub fn pick(snaps: &[SnapInfo], tags: &[String], id: &str, at: Option<i64>) -> O
 /// Refuses a tree that could write outside the restore target: names that are empty, `.`, `..`
 /// or contain `/` or NUL (rustic_core joins names as they are, so `/etc/x` or `..` would escape),
 /// paths given twice, and anything below a symlink of the snapshot. A snapshot hafen wrote never
-/// has these; a crafted or damaged one does.
-fn check_tree_safe(items: impl Iterator<Item = RusticResult<(PathBuf, Node)>>, loc: &str) -> Result<(), RepoError> {
+/// has these; a crafted or damaged one does. In the same walk, each file (in listing order) is
+/// given the restore part it goes into: parts of at most `batch` bytes.
+fn check_tree_safe(items: impl Iterator<Item = RusticResult<(PathBuf, Node)>>, loc: &str, batch: u64) -> Result<Vec<usize>, RepoError> {
     use std::path::Component;
     let unsafe_path = |path: &Path, why: String| RepoError::Unsafe { location: loc.to_string(), path: path.display().to_string(), why };
     let mut seen = std::collections::HashSet::new();
     let mut links: Vec<PathBuf> = Vec::new();
+    let (mut part_of, mut acc, mut part) = (Vec::new(), 0u64, 0usize);
     for item in items {
         let (path, node) = item.map_err(rerr(loc))?;
         let name = node.name();
@@ -614,9 +603,16 @@ fn check_tree_safe(items: impl Iterator<Item = RusticResult<(PathBuf, Node)>>, l
         }
         if node.is_symlink() {
             links.push(path);
+        } else if node.is_file() {
+            if acc > 0 && acc.saturating_add(node.meta.size) > batch {
+                part += 1;
+                acc = 0;
+            }
+            acc = acc.saturating_add(node.meta.size);
+            part_of.push(part);
         }
     }
-    Ok(())
+    Ok(part_of)
 }
 
 /// The errors of a check; warnings are logged only.
