@@ -69,7 +69,7 @@ pub struct App {
     pub store: Store,
     pub engine: Arc<dyn Engine>,
     op_lock: tokio::sync::Mutex<()>,
-    health: Mutex<BTreeMap<String, ProbeState>>,
+    pub(crate) health: Mutex<BTreeMap<String, ProbeState>>,
     engine_status: Mutex<EngineStatus>,
     last_reconcile: Mutex<(Option<String>, Option<String>)>,
     /// The catalogue as last read, with the newest modification time of its files.
@@ -85,9 +85,26 @@ pub struct App {
     next_probe: Mutex<Instant>,
     /// Test hook: stop the world after the action with this key (see docs/testing.md).
     pause_after: Option<String>,
+    /// The event bus: the sequence number of each recorded event (`hafen events --follow`).
+    pub bus: tokio::sync::broadcast::Sender<i64>,
+    /// Restart decisions (backoff, crash loops), per `stack/service`.
+    pub(crate) healer: Mutex<crate::watch::Healer>,
+    /// Each deployed stack's combined health as last computed.
+    pub(crate) stack_states: Mutex<BTreeMap<String, crate::health::StackHealth>>,
+    /// What `hafen worker list` shows.
+    pub(crate) workers: Mutex<BTreeMap<String, crate::watch::WorkerInfo>>,
+    /// Wakes the reconciler early (an engine event, a restart due).
+    pub kick_reconcile: tokio::sync::Notify,
+    /// Wakes the notification sender (something was queued).
+    pub notify_wake: tokio::sync::Notify,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Used-space samples per disk, for the days-until-full forecast.
+    pub(crate) trends: Mutex<BTreeMap<String, crate::host::Trend>>,
+    /// Something that can change a stack's health happened; the prober recomputes it.
+    pub health_dirty: std::sync::atomic::AtomicBool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -107,14 +124,92 @@ impl App {
             backups_running: Mutex::new(Default::default()),
             target_locks: Mutex::new(BTreeMap::new()),
             pause_after: std::env::var("HAFEN_TEST_PAUSE_AFTER").ok().filter(|s| !s.is_empty()),
+            bus: tokio::sync::broadcast::channel(256).0,
+            healer: Mutex::new(crate::watch::Healer::new(0, std::time::Duration::ZERO)),
+            stack_states: Mutex::new(BTreeMap::new()),
+            workers: Mutex::new(BTreeMap::new()),
+            kick_reconcile: tokio::sync::Notify::new(),
+            notify_wake: tokio::sync::Notify::new(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            trends: Mutex::new(BTreeMap::new()),
+            health_dirty: std::sync::atomic::AtomicBool::new(true),
         }
+        .with_healer()
+    }
+
+    /// The healer with the configured limits; services that were crash-looping when hafen
+    /// stopped (an open `crash_loop` alert) stay given up.
+    fn with_healer(self) -> App {
+        let mut h = crate::watch::Healer::new(self.cfg.health.restart_limit, self.cfg.health.restart_window);
+        for a in self.store.alerts().unwrap_or_default() {
+            if let Some(key) = a.key.strip_prefix("crash_loop:") {
+                h.mark_failed(key);
+            }
+        }
+        *lock(&self.healer) = h;
+        self
     }
 
     pub fn emit(&self, actor: &str, ev: Event) {
         let detail = serde_json::to_value(&ev).unwrap_or_default();
         tracing::info!(kind = %ev.kind(), stack = ev.stack().unwrap_or("-"), actor, "{}", ev.message());
-        if let Err(e) = self.store.record_event(&ev.kind(), ev.stack(), actor, &ev.message(), &detail) {
-            tracing::error!(error = %e, "could not record event");
+        match self.store.record_event(&ev.kind(), ev.stack(), actor, &ev.message(), &detail, &ev.target(), ev.outcome()) {
+            Ok(seq) => {
+                let _ = self.bus.send(seq);
+            }
+            Err(e) => tracing::error!(error = %e, "could not record event"),
+        }
+        self.alert_rules(&ev);
+    }
+
+    /// The events that open or close an alert, and the metrics they move.
+    fn alert_rules(&self, ev: &Event) {
+        use crate::notify::Severity;
+        let s = |v: &str| v.to_string();
+        match ev {
+            Event::BackupFailed { stack, target, error } => self.raise(
+                &format!("backup_failed:{stack}"),
+                "backup_failed",
+                Severity::Critical,
+                Some(stack),
+                &[("stack", s(stack)), ("target", s(target)), ("error", s(error))],
+                vec![crate::watch::step("retry_scheduled", &[("when", s(&self.cfg.backup_schedule))])],
+            ),
+            Event::BackupFinished { stack, .. } => {
+                self.resolve(&format!("backup_failed:{stack}"));
+                self.resolve(&format!("backup_stale:{stack}"));
+            }
+            Event::BackupCheckFailed { target, problems, .. } => self.raise(
+                &format!("backup_check_failed:{target}"),
+                "backup_check_failed",
+                Severity::Critical,
+                None,
+                &[("target", s(target)), ("problems", problems.join("; "))],
+                vec![],
+            ),
+            Event::BackupChecked { target, .. } => self.resolve(&format!("backup_check_failed:{target}")),
+            Event::EngineUnreachable { detail } => self.raise(
+                "engine_unreachable",
+                "engine_unreachable",
+                Severity::Critical,
+                None,
+                &[("endpoint", self.cfg.docker_socket.display().to_string()), ("detail", s(detail))],
+                vec![crate::watch::step("reconnecting", &[])],
+            ),
+            Event::EngineReachable { .. } => self.resolve("engine_unreachable"),
+            Event::ServiceCrashLooped { stack, service, restarts, window_secs } => self.raise(
+                &format!("crash_loop:{stack}/{service}"),
+                "crash_loop",
+                Severity::Critical,
+                Some(stack),
+                &[("stack", s(stack)), ("service", s(service)), ("restarts", restarts.to_string()), ("window", crate::events::human_secs(*window_secs))],
+                vec![
+                    crate::watch::step("restarted", &[("service", s(service)), ("count", restarts.to_string())]),
+                    crate::watch::step("restarts_stopped", &[("service", s(service))]),
+                ],
+            ),
+            Event::ServiceRestarted { stack, service, .. } => self.metrics.inc_restarts(stack, service),
+            _ => {}
         }
     }
 
@@ -129,7 +224,13 @@ impl App {
     }
 
     /// Makes the prober look at every service on its next tick (after changes).
+    /// The last reconcile pass's problem, if it had one.
+    pub fn last_reconcile_error(&self) -> Option<String> {
+        lock(&self.last_reconcile).1.clone()
+    }
+
     pub fn kick_prober(&self) {
+        self.health_dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         *lock(&self.next_probe) = Instant::now();
     }
 
@@ -245,6 +346,11 @@ impl App {
     }
 
     async fn desired(&self, stack: &StackDef, settings: &BTreeMap<String, String>, fetch: bool, move_builds: bool) -> Result<(Plan, Vec<String>), AppError> {
+        self.desired_actual(stack, settings, fetch, move_builds).await.map(|(p, n, _)| (p, n))
+    }
+
+    /// `desired`, also handing back what the engine has (the healer looks at it).
+    async fn desired_actual(&self, stack: &StackDef, settings: &BTreeMap<String, String>, fetch: bool, move_builds: bool) -> Result<(Plan, Vec<String>, Actual), AppError> {
         let (refs, notes) = self.resolve_images(stack, fetch, move_builds).await?;
         if fetch {
             crate::secrets::materialise(stack, &self.cfg.secrets_dir(), &self.cfg.run_dir())
@@ -253,7 +359,74 @@ impl App {
         let specs = render(stack, settings, &refs, &self.cfg.run_dir()).map_err(|e| AppError::Definition { id: stack.id.clone(), issues: vec![e] })?;
         let actual = Actual::read(&*self.engine, &stack.id).await?;
         let volumes: Vec<String> = stack.volumes.keys().cloned().collect();
-        Ok((reconcile::plan_deploy(&stack.id, &volumes, &specs, &actual), notes))
+        Ok((reconcile::plan_deploy(&stack.id, &volumes, &specs, &actual), notes, actual))
+    }
+
+    /// The healer's say over a drift-repair plan: stopped services start only when the healer
+    /// allows it (backoff, crash-loop limit) and after the services they depend on; services
+    /// that turned unhealthy are stopped here and started by the plan. Returns the plan, the
+    /// restarts it makes (service, reason, attempt) and the crash loops found (service, restarts).
+    async fn heal_plan(&self, stack: &StackDef, plan: Plan, actual: &Actual) -> (Plan, Vec<(String, String, u32)>, Vec<(String, u32)>) {
+        use crate::watch::{Decision, Want};
+        let now = Instant::now();
+        let mut running: std::collections::BTreeSet<String> = actual.services.iter().filter(|s| s.running).map(|s| s.service.clone()).collect();
+        let (mut healed, mut loops, mut actions, mut to_stop) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        {
+            let mut h = lock(&self.healer);
+            for a in plan.actions {
+                let Action::StartService { service, .. } = &a else {
+                    actions.push(a);
+                    continue;
+                };
+                let key = format!("{}/{service}", stack.id);
+                if h.want(&key).is_none() && !h.failed(&key) {
+                    h.exited(&key, "found stopped", now);
+                }
+                let deps = stack.services.get(service).map(|d| d.depends_on.clone()).unwrap_or_default();
+                if !deps.iter().all(|d| running.contains(d)) {
+                    continue;
+                }
+                match h.decide(&key, now) {
+                    Decision::Start { attempt, reason } => {
+                        healed.push((service.clone(), reason, attempt));
+                        running.insert(service.clone());
+                        actions.push(a);
+                    }
+                    Decision::CrashLoop { restarts } => loops.push((service.clone(), restarts)),
+                    _ => {}
+                }
+            }
+            let probes = lock(&self.health);
+            for st in actual.services.iter().filter(|s| s.running) {
+                let key = format!("{}/{}", stack.id, st.service);
+                match h.want(&key) {
+                    Some(Want::Exited(_)) => h.settle(&key),
+                    Some(Want::Unhealthy(_)) => {
+                        let still = probes.get(&st.name).is_some_and(|p| p.container_id == st.id && p.health == Health::Unhealthy);
+                        if !still {
+                            h.settle(&key);
+                            continue;
+                        }
+                        match h.decide(&key, now) {
+                            Decision::Start { attempt, reason } => {
+                                healed.push((st.service.clone(), reason, attempt));
+                                to_stop.push(st.name.clone());
+                                actions.push(Action::StartService { stack: stack.id.clone(), service: st.service.clone(), name: st.name.clone() });
+                            }
+                            Decision::CrashLoop { restarts } => loops.push((st.service.clone(), restarts)),
+                            _ => {}
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+        for name in to_stop {
+            if let Err(e) = self.engine.stop_service(&name, std::time::Duration::from_secs(10)).await {
+                tracing::warn!(service = %name, error = %e, "could not stop the unhealthy service before restarting it");
+            }
+        }
+        (Plan { stack: plan.stack, actions }, healed, loops)
     }
 
     async fn apply(&self, plan: &Plan, actor: &str, drift_repair: bool) -> (Vec<Applied>, Result<(), AppError>) {
@@ -291,6 +464,10 @@ impl App {
         }
         let _g = self.op_lock.lock().await;
         lock(&self.retry).remove(id);
+        lock(&self.healer).clear_stack(id);
+        for a in self.store.alerts()?.iter().filter(|a| a.code == "crash_loop" && a.stack.as_deref() == Some(id)) {
+            self.resolve(&a.key);
+        }
         let before = self.store.stack(id)?.map(|r| r.settings).unwrap_or_default();
         let changed: Vec<String> = settings.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect();
         self.store.put_stack(id, true, &settings, &stack.file_hash)?;
@@ -391,9 +568,21 @@ impl App {
             let _g = self.op_lock.lock().await;
             let r = async {
                 let settings = self.settings_for(stack, &BTreeMap::new())?;
-                let (plan, _) = self.desired(stack, &settings, true, false).await?;
+                let (plan, _, actual) = self.desired_actual(stack, &settings, true, false).await?;
+                let (plan, healed, loops) = self.heal_plan(stack, plan, &actual).await;
+                for (service, restarts) in loops {
+                    let window_secs = self.cfg.health.restart_window.as_secs();
+                    self.emit("healer", Event::ServiceCrashLooped { stack: stack.id.clone(), service, restarts, window_secs });
+                }
                 if !plan.is_empty() {
-                    let (_, r) = self.apply(&plan, "reconciler", true).await;
+                    let (done, r) = self.apply(&plan, "reconciler", true).await;
+                    for (service, reason, attempt) in healed {
+                        let name = crate::engine::container_name(&stack.id, &service);
+                        if done.iter().any(|d| d.ok && d.action == format!("start:{name}")) {
+                            lock(&self.health).remove(&name);
+                            self.emit("healer", Event::ServiceRestarted { stack: stack.id.clone(), service, reason, attempt });
+                        }
+                    }
                     r?;
                 }
                 Ok::<(), AppError>(())
@@ -455,6 +644,10 @@ impl App {
                 continue;
             }
             let result = health::run(&*self.engine, &st, probe).await;
+            match &result {
+                Ok(lat) => self.metrics.observe_probe(&st.stack, &st.service, lat.as_secs_f64()),
+                Err(_) => self.metrics.inc_probe_failures(&st.stack, &st.service),
+            }
             let transition = {
                 let mut h = lock(&self.health);
                 let e = h.entry(st.name.clone()).or_insert_with(|| ProbeState::new(&st.id));
@@ -465,7 +658,12 @@ impl App {
                 }
                 (before != e.health).then(|| (before, e.health, e.last_error.clone()))
             };
+            if let Some((_, Health::Unhealthy, detail)) = &transition {
+                lock(&self.healer).unhealthy(&format!("{}/{}", st.stack, st.service), &format!("unhealthy: {}", detail.clone().unwrap_or_default()), Instant::now());
+                self.kick_reconcile.notify_one();
+            }
             if let Some((from, to, detail)) = transition {
+                self.health_dirty.store(true, std::sync::atomic::Ordering::Relaxed);
                 self.emit(
                     "hafen",
                     Event::HealthChanged { stack: st.stack.clone(), service: st.service.clone(), from: health_word(from), to: health_word(to), detail },
@@ -547,6 +745,7 @@ impl App {
             sphere: def.and_then(|d| d.sphere.clone()),
             enabled,
             state: state.into(),
+            health: lock(&self.stack_states).get(id).map(|h| h.word().to_string()),
             services: views,
         }
     }
@@ -671,7 +870,10 @@ impl App {
         match r {
             Ok(report) => {
                 match (&report.snapshot, &report.error) {
-                    (Some(s), None) => self.emit(actor, Event::BackupFinished { stack: stack.into(), target, snapshot: s.id.clone(), seconds: started.elapsed().as_secs_f64() }),
+                    (Some(s), None) => {
+                        self.metrics.set_backup(stack, s.unix_time, s.bytes, started.elapsed().as_secs_f64());
+                        self.emit(actor, Event::BackupFinished { stack: stack.into(), target, snapshot: s.id.clone(), seconds: started.elapsed().as_secs_f64() })
+                    }
                     (_, e) => self.emit(actor, Event::BackupFailed { stack: stack.into(), target, error: e.clone().unwrap_or_default() }),
                 }
                 Ok(report)
@@ -1124,6 +1326,13 @@ impl App {
         if let Err(e) = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref()) {
             tracing::error!(error = %e, "could not record the backup run");
         }
+        if err.is_none() {
+            // The dead man's switch: silence at the heartbeat URL means trouble.
+            if let Err(e) = crate::notify::enqueue_heartbeat(&self.store, &self.cfg.notify) {
+                tracing::error!(error = %e, "could not queue the heartbeat");
+            }
+            self.notify_wake.notify_one();
+        }
     }
 }
 
@@ -1143,6 +1352,7 @@ pub fn health_word(h: Health) -> String {
     match h {
         Health::Starting => "starting",
         Health::Healthy => "healthy",
+        Health::Degraded => "degraded",
         Health::Unhealthy => "unhealthy",
         Health::Unprobed => "running",
     }

@@ -123,6 +123,26 @@ pub async fn run(app: Arc<App>, listener: tokio::net::UnixListener, cancel: Canc
     tracker.spawn(reconcile_worker(app.clone(), cancel.clone()));
     tracker.spawn(probe_worker(app.clone(), cancel.clone()));
     tracker.spawn(backup_worker(app.clone(), cancel.clone()));
+    tracker.spawn(crate::watch::engine_watch(app.clone(), cancel.clone()));
+    tracker.spawn(notify_worker(app.clone(), cancel.clone()));
+    crate::watch::spawn_host_checks(&app, &tracker, &cancel);
+    if let Some(addr) = app.cfg.metrics_listen {
+        let (app, cancel) = (app.clone(), cancel.clone());
+        tracker.spawn(async move {
+            match crate::metrics::bind(addr).await {
+                Ok(l) => {
+                    app.worker("metrics", "on request", "ok", format!("serving http://{addr}/metrics"));
+                    if let Err(e) = crate::metrics::serve_on(l, app.metrics.clone(), cancel).await {
+                        app.worker("metrics", "on request", "error", format!("stopped: {e}"));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "metrics endpoint not available; set metrics_listen to a free address or `off`");
+                    app.worker("metrics", "on request", "error", format!("cannot listen on {addr}: {e}; set metrics_listen to a free address or `off`"));
+                }
+            }
+        });
+    }
     tracker.close();
     tracing::info!(socket = %app.cfg.socket.display(), "hafen ready");
     cancel.cancelled().await;
@@ -137,18 +157,55 @@ pub async fn run(app: Arc<App>, listener: tokio::net::UnixListener, cancel: Canc
     tracing::info!("hafen stopped");
 }
 
-/// Worker `reconciler`: brings every enabled stack to its desired state, every interval.
+/// Worker `reconciler`: brings every enabled stack to its desired state, every interval, and
+/// at once when woken (an engine event, a restart the healer wants).
 async fn reconcile_worker(app: Arc<App>, cancel: CancellationToken) {
+    let every = format!("every {}s and on engine events", app.cfg.reconcile_interval.as_secs());
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = app.reconcile_all() => {}
         }
+        let (state, detail) = match app.last_reconcile_error() {
+            Some(e) => ("error", e),
+            None => ("ok", "every enabled stack as desired".to_string()),
+        };
+        app.worker("reconciler", &every, state, detail);
+        let mut wait = app.cfg.reconcile_interval;
+        if let Some(due) = crate::app::lock(&app.healer).next_due() {
+            wait = wait.min(due.saturating_duration_since(std::time::Instant::now()) + Duration::from_millis(20));
+        }
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(app.cfg.reconcile_interval) => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = app.kick_reconcile.notified() => {}
         }
     }
+}
+
+/// Worker `notifier`: delivers the notification outbox and repeats open alerts.
+async fn notify_worker(app: Arc<App>, cancel: CancellationToken) {
+    let sender = {
+        let (app, cancel) = (app.clone(), cancel.clone());
+        async move { crate::notify::run_outbox(&app.store, &app.cfg.notify, cancel, &app.notify_wake).await }
+    };
+    let reminder = {
+        let (app, cancel) = (app.clone(), cancel.clone());
+        async move {
+            loop {
+                app.remind_tick();
+                let pending = app.store.outbox_pending().unwrap_or(0);
+                app.metrics.set_notifications_pending(pending as u64);
+                let open = app.store.alerts().map(|a| a.len()).unwrap_or(0);
+                app.worker("notifier", "when something is queued; reminders every minute", if pending > 0 { "warning" } else { "ok" }, format!("{open} open alerts, {pending} notifications waiting"));
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                }
+            }
+        }
+    };
+    tokio::join!(sender, reminder);
 }
 
 /// Worker `prober`: runs the stacks' health probes when they are due.
@@ -156,7 +213,12 @@ async fn probe_worker(app: Arc<App>, cancel: CancellationToken) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = app.probe_all() => {}
+            _ = async {
+                app.probe_all().await;
+                if app.health_dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    app.update_stack_health().await;
+                }
+            } => {}
         }
         tokio::select! {
             _ = cancel.cancelled() => return,

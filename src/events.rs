@@ -1,5 +1,6 @@
-//! Domain events: past-tense facts about what happened, recorded in the state store's event log
-//! (and, with a later issue, fanned out to the audit log, notifications and the console).
+//! Domain events: past-tense facts about what happened. Each one is recorded in the state
+//! store's event log and, in the same transaction, as a hash-chained audit record (`audit`),
+//! then sent on the daemon's event bus (`hafen events --follow`, alerts, metrics).
 
 use serde::Serialize;
 
@@ -25,6 +26,18 @@ pub enum Event {
     BackupChecked { target: String, subset: Option<String> },
     /// A repository check found problems: an alert.
     BackupCheckFailed { target: String, subset: Option<String>, problems: Vec<String> },
+    /// hafen started a crashed, stopped or unhealthy service again.
+    ServiceRestarted { stack: String, service: String, reason: String, attempt: u32 },
+    /// Too many restarts in the window: hafen stopped restarting the service.
+    ServiceCrashLooped { stack: String, service: String, restarts: u32, window_secs: u64 },
+    /// The stack's combined health changed (starting, healthy, degraded, unhealthy, failed).
+    StackHealthChanged { stack: String, from: String, to: String },
+    AlertRaised { key: String, severity: String, message: String },
+    AlertResolved { key: String, message: String },
+    /// A notification could not be delivered yet (it stays queued).
+    NotificationDelayed { channel: String, error: String },
+    /// A host check changed level (ok, warning, critical).
+    HostCheckChanged { check: String, level: String, detail: String },
 }
 
 impl Event {
@@ -45,12 +58,49 @@ impl Event {
             | Event::BackupFailed { stack, .. }
             | Event::RestoreFinished { stack, .. }
             | Event::RestoreFailed { stack, .. }
-            | Event::BackupExported { stack, .. } => Some(stack),
+            | Event::BackupExported { stack, .. }
+            | Event::ServiceRestarted { stack, .. }
+            | Event::ServiceCrashLooped { stack, .. }
+            | Event::StackHealthChanged { stack, .. } => Some(stack),
             Event::EngineUnreachable { .. }
             | Event::EngineReachable { .. }
             | Event::BackupPruned { .. }
             | Event::BackupChecked { .. }
-            | Event::BackupCheckFailed { .. } => None,
+            | Event::BackupCheckFailed { .. }
+            | Event::AlertRaised { .. }
+            | Event::AlertResolved { .. }
+            | Event::NotificationDelayed { .. }
+            | Event::HostCheckChanged { .. } => None,
+        }
+    }
+
+    /// What the event is about, for the audit log: a stack, a backup target, a channel or `host`.
+    pub fn target(&self) -> String {
+        match self {
+            Event::BackupPruned { target, .. } | Event::BackupChecked { target, .. } | Event::BackupCheckFailed { target, .. } => format!("target:{target}"),
+            Event::AlertRaised { key, .. } | Event::AlertResolved { key, .. } => format!("alert:{key}"),
+            Event::NotificationDelayed { channel, .. } => format!("channel:{channel}"),
+            Event::HostCheckChanged { check, .. } => format!("host:{check}"),
+            Event::EngineUnreachable { .. } | Event::EngineReachable { .. } => "engine".into(),
+            other => other.stack().map(|s| format!("stack:{s}")).unwrap_or_else(|| "host".into()),
+        }
+    }
+
+    /// `failed` for events that report a failure or a problem, else `ok`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Event::ActionFailed { .. }
+            | Event::EngineUnreachable { .. }
+            | Event::ReconcileFailed { .. }
+            | Event::BackupFailed { .. }
+            | Event::RestoreFailed { .. }
+            | Event::BackupCheckFailed { .. }
+            | Event::ServiceCrashLooped { .. }
+            | Event::AlertRaised { .. }
+            | Event::NotificationDelayed { .. } => "failed",
+            Event::StackHealthChanged { to, .. } if to == "unhealthy" || to == "failed" => "failed",
+            Event::HostCheckChanged { level, .. } if level != "ok" => "failed",
+            _ => "ok",
         }
     }
 
@@ -76,9 +126,29 @@ impl Event {
             Event::BackupPruned { target, forgotten } => format!("target {target} pruned: {forgotten} snapshots forgotten, unused data removed"),
             Event::BackupChecked { target, subset: None } => format!("repository of {target} checked: no problems"),
             Event::BackupChecked { target, subset: Some(s) } => format!("repository of {target} checked, packs {s} read: no problems"),
+            Event::ServiceRestarted { stack, service, reason, attempt } => format!("{stack}/{service} restarted ({reason}; restart {attempt} in the window)"),
+            Event::ServiceCrashLooped { stack, service, restarts, window_secs } => {
+                format!("{stack}/{service} CRASH LOOP: {restarts} restarts within {}; hafen stopped restarting it", human_secs(*window_secs))
+            }
+            Event::StackHealthChanged { stack, from, to } => format!("{stack}: {from} → {to}"),
+            Event::AlertRaised { key, severity, message } => format!("alert {key} ({severity}): {message}"),
+            Event::AlertResolved { key, message } => format!("alert {key} resolved: {message}"),
+            Event::NotificationDelayed { channel, error } => format!("notification via {channel} not delivered yet (stays queued): {error}"),
+            Event::HostCheckChanged { check, level, detail } => format!("host check {check}: {level}: {detail}"),
             Event::BackupCheckFailed { target, subset, problems } => {
                 format!("repository check of {target}{} FOUND PROBLEMS: {}", subset.as_ref().map(|s| format!(" (packs {s})")).unwrap_or_default(), problems.join("; "))
             }
         }
+    }
+}
+
+/// `600` → `10m`, `5400` → `1h30m`.
+pub fn human_secs(s: u64) -> String {
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
     }
 }

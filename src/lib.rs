@@ -20,3 +20,8 @@ pub mod i18n;
 pub mod cli;
 pub mod backup;
 pub mod recover;
+pub mod notify;
+pub mod host;
+pub mod metrics;
+pub mod audit;
+pub mod watch;

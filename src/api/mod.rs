@@ -62,6 +62,10 @@ pub struct StackSummary {
     pub enabled: bool,
     /// healthy, starting, unhealthy, stopped, not deployed
     pub state: String,
+    /// The health state machine's word (starting, healthy, degraded, unhealthy, failed), once
+    /// the daemon has judged the deployed stack.
+    #[serde(default)]
+    pub health: Option<String>,
     pub services: Vec<ServiceView>,
 }
 
@@ -196,4 +200,22 @@ pub struct RestoreRequest {
     pub at: Option<String>,
     #[serde(default)]
     pub target: Option<String>,
+}
+
+/// `hafen audit verify`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditVerifyResponse {
+    pub ok: bool,
+    pub records: usize,
+    /// The first record that does not check out.
+    pub broken_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// One channel's answer to `hafen notify test`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotifyTestResult {
+    pub channel: String,
+    pub ok: bool,
+    pub error: Option<String>,
 }

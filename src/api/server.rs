@@ -68,6 +68,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/backups/prune", post(backup_prune))
         .route("/v1/backups/export", post(backup_export))
         .route("/v1/restore", post(restore))
+        .route("/v1/workers", get(workers))
+        .route("/v1/alerts", get(alerts))
+        .route("/v1/audit", get(audit))
+        .route("/v1/audit/verify", get(audit_verify))
+        .route("/v1/notify/test", post(notify_test))
         .with_state(app)
 }
 
@@ -115,11 +120,65 @@ struct EventsQuery {
     since: Option<i64>,
     stack: Option<String>,
     limit: Option<usize>,
+    /// Seconds to wait for a new event when there is none yet (long poll, at most 60).
+    wait: Option<u64>,
 }
 
 async fn events(State(app): State<Arc<App>>, Query(q): Query<EventsQuery>) -> R<Vec<crate::store::EventRecord>> {
-    let ev = app.store.events(q.since.unwrap_or(0), q.stack.as_deref(), q.limit.unwrap_or(1000)).map_err(AppError::from)?;
-    Ok(Json(ev))
+    let read = || app.store.events(q.since.unwrap_or(0), q.stack.as_deref(), q.limit.unwrap_or(1000)).map_err(AppError::from);
+    // Subscribe before reading, so an event recorded in between still wakes us.
+    let mut rx = app.bus.subscribe();
+    let ev = read()?;
+    let wait = std::time::Duration::from_secs(q.wait.unwrap_or(0).min(60));
+    if !ev.is_empty() || wait.is_zero() {
+        return Ok(Json(ev));
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(_) => return Ok(Json(vec![])),
+            Ok(_) => {
+                let ev = read()?;
+                if !ev.is_empty() {
+                    return Ok(Json(ev));
+                }
+            }
+        }
+    }
+}
+
+async fn workers(State(app): State<Arc<App>>) -> Json<Vec<crate::watch::WorkerInfo>> {
+    Json(app.workers())
+}
+
+async fn alerts(State(app): State<Arc<App>>) -> R<Vec<crate::store::AlertRecord>> {
+    Ok(Json(app.store.alerts().map_err(AppError::from)?))
+}
+
+#[derive(serde::Deserialize)]
+struct AuditQuery {
+    since: Option<i64>,
+    limit: Option<usize>,
+}
+
+async fn audit(State(app): State<Arc<App>>, Query(q): Query<AuditQuery>) -> R<Vec<crate::audit::AuditRecord>> {
+    Ok(Json(app.store.audit(q.since.unwrap_or(0), q.limit.unwrap_or(10_000)).map_err(AppError::from)?))
+}
+
+async fn audit_verify(State(app): State<Arc<App>>) -> R<AuditVerifyResponse> {
+    let records = app.store.audit(0, usize::MAX >> 1).map_err(AppError::from)?;
+    let head = crate::audit::read_head(&app.store.path);
+    Ok(Json(match crate::audit::verify(&records, head) {
+        Ok(n) => AuditVerifyResponse { ok: true, records: n, broken_at: None, reason: None },
+        Err(b) => AuditVerifyResponse { ok: false, records: records.len(), broken_at: Some(b.seq), reason: Some(b.reason) },
+    }))
+}
+
+async fn notify_test(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>) -> R<Vec<NotifyTestResult>> {
+    let results = crate::notify::send_test(&app.cfg.notify).await;
+    let out: Vec<NotifyTestResult> = results.into_iter().map(|(channel, r)| NotifyTestResult { channel, ok: r.is_ok(), error: r.err() }).collect();
+    tracing::info!(actor = %peer.actor(), channels = out.len(), "test notification sent");
+    Ok(Json(out))
 }
 
 async fn backup_run(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<BackupRunRequest>) -> R<crate::backup::run::RunReport> {

@@ -69,7 +69,7 @@ pub fn target<'a>(cfg: &'a Config, name: Option<&str>) -> Result<&'a BackupTarge
     }
 }
 
-fn is_mount_point(p: &Path) -> bool {
+pub(crate) fn is_mount_point(p: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
         (Ok(m), Some(Ok(parent))) => m.dev() != parent.dev() || m.ino() == parent.ino(),

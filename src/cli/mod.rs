@@ -54,6 +54,41 @@ pub enum Cmd {
     /// Backup keys: recovery identities and recipients (works without the daemon, as root)
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// The daemon's named workers (reconciler, prober, host checks, …) and their state
+    #[command(subcommand)]
+    Worker(WorkerCmd),
+    /// Open alerts
+    Alerts(JsonFlag),
+    /// The hash-chained audit log: verify, export
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Notifications: send a test message to every configured channel
+    #[command(subcommand)]
+    Notify(NotifyCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkerCmd {
+    /// Every worker with its schedule, state, last run and detail
+    List(JsonFlag),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Check the hash chain; exit 1 and name the first bad record when it was tampered with
+    Verify(JsonFlag),
+    /// Write the audit log as JSON lines (to a file, or to stdout)
+    Export {
+        /// Write here (refused if it exists) instead of stdout
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NotifyCmd {
+    /// Send a test message by e-mail and to every webhook now, and say what each answered
+    Test(JsonFlag),
 }
 
 #[derive(Args, Debug)]
@@ -361,6 +396,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Stack(sc) => stack(&cli, sc).await,
         Cmd::Events(a) => events(&cli, a).await,
+        Cmd::Worker(WorkerCmd::List(j)) => worker_list(&cli, j.json).await,
+        Cmd::Alerts(j) => alerts(&cli, j.json).await,
+        Cmd::Audit(a) => audit(&cli, a).await,
+        Cmd::Notify(NotifyCmd::Test(j)) => notify_test(&cli, j.json).await,
         Cmd::Keys(k) => keys(&cli, k),
         Cmd::Backup(b) => backup(&cli, b).await,
         Cmd::Restore(r) if r.repo.is_none() => restore_stack(&cli, r).await,
@@ -952,6 +991,9 @@ async fn events(cli: &Cli, a: &EventsArgs) -> anyhow::Result<i32> {
         if let Some(s) = &a.stack {
             path.push_str(&format!("&stack={s}"));
         }
+        if a.follow {
+            path.push_str("&wait=25");
+        }
         let ev: Vec<crate::store::EventRecord> = c.get(&path).await?;
         for e in &ev {
             if a.json {
@@ -964,6 +1006,99 @@ async fn events(cli: &Cli, a: &EventsArgs) -> anyhow::Result<i32> {
         if !a.follow {
             return Ok(0);
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+async fn worker_list(cli: &Cli, json: bool) -> anyhow::Result<i32> {
+    let w: Vec<crate::watch::WorkerInfo> = client(cli)?.get("/v1/workers").await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&w)?);
+        return Ok(0);
+    }
+    println!("{:<18} {:<9} {:<24} {:<26} {}", t!("col_worker"), t!("col_state"), t!("col_last_run"), t!("col_every"), t!("col_detail"));
+    for i in &w {
+        println!("{:<18} {:<9} {:<24} {:<26} {}", i.name, i.state, i.last_run.as_deref().unwrap_or("-"), i.every, i.detail);
+    }
+    Ok(0)
+}
+
+async fn alerts(cli: &Cli, json: bool) -> anyhow::Result<i32> {
+    let a: Vec<crate::store::AlertRecord> = client(cli)?.get("/v1/alerts").await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&a)?);
+        return Ok(0);
+    }
+    if a.is_empty() {
+        println!("{}", t!("no_alerts"));
+    }
+    for x in &a {
+        let lang = crate::i18n::choose();
+        let n = crate::notify::Notice {
+            kind: crate::notify::NoticeKind::Problem,
+            severity: crate::notify::Severity::parse(&x.severity),
+            key: x.key.clone(),
+            code: x.code.clone(),
+            stack: x.stack.clone(),
+            args: x.args.clone(),
+            since: x.since.clone(),
+            tried: x.tried.clone(),
+            host: String::new(),
+        };
+        println!("{} [{}] {}", x.since, x.severity, crate::notify::render(&n, lang).subject);
+    }
+    Ok(0)
+}
+
+async fn audit(cli: &Cli, a: &AuditCmd) -> anyhow::Result<i32> {
+    let c = client(cli)?;
+    match a {
+        AuditCmd::Verify(j) => {
+            let r: crate::api::AuditVerifyResponse = c.get("/v1/audit/verify").await?;
+            if j.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else if r.ok {
+                println!("{}", t!("audit_ok", count = r.records));
+            } else {
+                eprintln!("{}", t!("audit_broken", seq = r.broken_at.unwrap_or(0), reason = r.reason.clone().unwrap_or_default()));
+            }
+            Ok(if r.ok { 0 } else { 1 })
+        }
+        AuditCmd::Export { out } => {
+            let records: Vec<crate::audit::AuditRecord> = c.get("/v1/audit").await?;
+            let mut text = String::new();
+            for r in &records {
+                text.push_str(&serde_json::to_string(r)?);
+                text.push('\n');
+            }
+            match out {
+                None => print!("{text}"),
+                Some(p) => {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(p).map_err(|e| anyhow::anyhow!("{}", t!("file_exists", path = p.display(), e = e)))?;
+                    f.write_all(text.as_bytes())?;
+                    f.sync_all()?;
+                    eprintln!("{}", t!("audit_exported", count = records.len(), path = p.display()));
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+async fn notify_test(cli: &Cli, json: bool) -> anyhow::Result<i32> {
+    let r: Vec<crate::api::NotifyTestResult> = client(cli)?.post("/v1/notify/test", &serde_json::json!({})).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else if r.is_empty() {
+        println!("{}", t!("notify_none"));
+    }
+    if !json {
+        for x in &r {
+            match &x.error {
+                None => println!("{}", t!("notify_sent", channel = x.channel)),
+                Some(e) => println!("{}", t!("notify_failed", channel = x.channel, e = e)),
+            }
+        }
+    }
+    Ok(if !r.is_empty() && r.iter().all(|x| x.ok) { 0 } else { 1 })
 }

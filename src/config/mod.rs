@@ -8,6 +8,9 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod watch;
+pub use watch::{EmailConfig, HealthConfig, NotifyConfig, SmtpSecurity, WebhookConfig};
+
 pub const DEFAULT_CONFIG: &str = "/etc/hafen/hafen.yaml";
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +40,12 @@ pub struct Config {
     /// The packs are read in this many parts, one per check (28: each pack at least monthly
     /// with a daily check; 1: everything every time).
     pub backup_check_parts: u32,
+    /// Where alerts go and how often open problems are repeated.
+    pub notify: NotifyConfig,
+    /// Self-healing limits and host-check thresholds.
+    pub health: HealthConfig,
+    /// The Prometheus text endpoint (loopback by default; `off` disables it).
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Where the config came from (`built-in defaults` or a path).
     pub source: String,
 }
@@ -183,6 +192,9 @@ impl Default for Config {
             backup_retention: crate::backup::retention::Policy::default_local(),
             backup_check_schedule: crate::backup::schedule::DEFAULT_CHECK_SCHEDULE.into(),
             backup_check_parts: crate::backup::schedule::DEFAULT_CHECK_PARTS,
+            notify: NotifyConfig::default(),
+            health: HealthConfig::default(),
+            metrics_listen: Some(watch::DEFAULT_METRICS.parse().expect("default metrics address")),
             source: "built-in defaults".into(),
         }
     }
@@ -392,6 +404,19 @@ impl Config {
                     }
                 }
             }
+            if let Some(v) = o.raw("notify") {
+                c.notify = watch::parse_notify(v, &mut is);
+            }
+            if let Some(v) = o.raw("health") {
+                c.health = watch::parse_health(v, &mut is);
+            }
+            let public = o.opt::<bool>("metrics_public", &mut is).unwrap_or(false);
+            if let Some(s) = o.raw("metrics_listen").and_then(scalar) {
+                match watch::parse_metrics(&s, public) {
+                    Ok(a) => c.metrics_listen = a,
+                    Err(e) => is.push("metrics_listen", e),
+                }
+            }
             o.finish(&mut is);
         }
         if is.is_empty() {
@@ -439,6 +464,27 @@ mod tests {
         assert!(text.iter().any(|l| l.contains("Some(3)") && l.contains("`ftp` is unknown")), "{text:?}");
         assert!(text.iter().any(|l| l.contains("backup_targets[1]") && l.contains("user")), "{text:?}");
         assert!(text.iter().any(|l| l.contains("Some(9)") && l.contains("no password into the URL")), "{text:?}");
+    }
+
+    #[test]
+    fn notify_health_and_metrics() {
+        let src = "notify:\n  language: en\n  remind_every: 2h\n  email:\n    host: mail.example.org\n    user: hafen\n    password_file: /etc/hafen/smtp\n    from: hafen@example.org\n    to: it@example.org\n  webhooks:\n    - url: http://127.0.0.1:9/hook\n  heartbeat_url: https://hc.example.org/ping/1\nhealth:\n  restart_limit: 3\n  restart_window: 5m\n  disk_warning: 20\nmetrics_listen: 127.0.0.1:9999\n";
+        let c = Config::parse("c.yaml", src, Path::new("/etc/hafen")).unwrap();
+        let e = c.notify.email.as_ref().unwrap();
+        assert_eq!((e.port, e.security, e.to.clone()), (587, SmtpSecurity::Starttls, vec!["it@example.org".to_string()]));
+        assert_eq!(c.notify.language, "en");
+        assert_eq!(c.notify.remind_every, Duration::from_secs(7200));
+        assert_eq!(c.notify.webhooks.len(), 1);
+        assert_eq!((c.health.restart_limit, c.health.restart_window, c.health.disk_warning), (3, Duration::from_secs(300), 20.0));
+        assert_eq!(c.metrics_listen.unwrap().port(), 9999);
+        assert_eq!(Config::default().metrics_listen.unwrap().to_string(), "127.0.0.1:9464");
+        let bad = "notify:\n  language: fr\n  email:\n    host: mail.example.org\n    security: none\n    from: x\n    to: [a@b]\nhealth:\n  disk_warning: 3\n  disk_critical: 10\nmetrics_listen: 0.0.0.0:9464\n";
+        let e = Config::parse("c.yaml", bad, Path::new("/etc/hafen")).unwrap_err();
+        let text: Vec<String> = e.iter().map(|i| format!("{} {}", i.path, i.message)).collect();
+        for want in ["`fr` is not offered", "unencrypted", "`x` is not an e-mail", "must not be above", "metrics_public"] {
+            assert!(text.iter().any(|l| l.contains(want)), "{want}: {text:?}");
+        }
+        assert!(Config::parse("c.yaml", "metrics_listen: off\n", Path::new("/")).unwrap().metrics_listen.is_none());
     }
 
     #[test]

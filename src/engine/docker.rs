@@ -176,7 +176,7 @@ pub fn container_body(spec: &ServiceSpec) -> ContainerCreateBody {
         memory_swap: Some(spec.memory_bytes as i64),
         pids_limit: Some(spec.pids_limit),
         network_mode: Some(spec.network()),
-        restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None }),
+        restart_policy: Some(RestartPolicy { name: Some(RestartPolicyNameEnum::NO), maximum_retry_count: None }),
         mounts: Some(mounts),
         port_bindings: Some(bindings),
         devices: Some(Vec::new()),
@@ -223,6 +223,40 @@ impl Engine for DockerEngine {
     async fn ping(&self) -> Result<String, EngineError> {
         let v = self.docker.version().await.map_err(|e| self.err("version", "engine", e))?;
         Ok(format!("Docker {} (API {})", v.version.unwrap_or_default(), v.api_version.unwrap_or_default()))
+    }
+
+    async fn events(&self) -> Result<EventStream, EngineError> {
+        // Ask once first, so an absent engine is an error here and not an empty stream.
+        self.docker.ping().await.map_err(|e| self.err("events", "engine", e))?;
+        let mut filters = managed_filter(None);
+        filters.insert("type".into(), vec!["container".into()]);
+        let opts = qp::EventsOptions { filters: Some(filters), ..Default::default() };
+        let endpoint = self.endpoint.clone();
+        let stream = self.docker.events(Some(opts)).filter_map(move |r| {
+            let endpoint = endpoint.clone();
+            async move {
+                match r {
+                    Err(e) => Some(Err(EngineError::Unreachable { endpoint, detail: e.to_string() })),
+                    Ok(m) => {
+                        let action = m.action?;
+                        let attrs = m.actor.and_then(|a| a.attributes).unwrap_or_default();
+                        Some(Ok(EngineEvent {
+                            action,
+                            stack: attrs.get(LABEL_STACK)?.clone(),
+                            service: attrs.get(LABEL_SERVICE)?.clone(),
+                            name: attrs.get("name").cloned().unwrap_or_default(),
+                            exit_code: attrs.get("exitCode").and_then(|c| c.parse().ok()),
+                        }))
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(stream))
+    }
+
+    async fn data_root(&self) -> Result<Option<std::path::PathBuf>, EngineError> {
+        let info = self.docker.info().await.map_err(|e| self.err("info", "engine", e))?;
+        Ok(info.docker_root_dir.map(std::path::PathBuf::from))
     }
 
     async fn list_services(&self, stack: Option<&str>) -> Result<Vec<ServiceState>, EngineError> {

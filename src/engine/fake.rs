@@ -39,6 +39,13 @@ impl Engine for FakeEngine {
     async fn ping(&self) -> Result<String, EngineError> {
         self.guard("ping".into()).map(|_| "fake".into())
     }
+    async fn events(&self) -> Result<EventStream, EngineError> {
+        let _g = self.guard("events".into())?;
+        Ok(Box::pin(futures_util::stream::pending()))
+    }
+    async fn data_root(&self) -> Result<Option<std::path::PathBuf>, EngineError> {
+        Ok(None)
+    }
     async fn list_services(&self, stack: Option<&str>) -> Result<Vec<ServiceState>, EngineError> {
         let s = self.guard("list".into())?;
         Ok(s.services.values().filter(|(_, st)| stack.is_none_or(|x| st.stack == x)).map(|(_, st)| st.clone()).collect())
@@ -94,7 +101,7 @@ impl Engine for FakeEngine {
                 memory_bytes: spec.memory_bytes,
                 pids_limit: spec.pids_limit,
                 privileged: false,
-                restart_policy: "unless-stopped".into(),
+                restart_policy: RESTART_POLICY.into(),
             },
         };
         s.services.insert(spec.name(), (spec.clone(), st));

@@ -140,6 +140,25 @@ pub struct ExecOutput {
     pub stderr: String,
 }
 
+/// Docker's restart policy for hafen's containers: none. hafen restarts crashed services itself,
+/// with backoff and a crash-loop limit, in dependency order (see `watch`).
+pub const RESTART_POLICY: &str = "no";
+
+/// Something that happened to a managed container, from the engine's event stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineEvent {
+    /// The engine's word: die, oom, start, stop, kill, destroy, health_status: healthy, …
+    pub action: String,
+    pub stack: String,
+    pub service: String,
+    pub name: String,
+    /// For `die`: the exit code.
+    pub exit_code: Option<i64>,
+}
+
+/// The engine's event stream; ends (or yields an error) when the engine goes away.
+pub type EventStream = std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<EngineEvent, EngineError>> + Send>>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("{}", rust_i18n::t!("err.engine_unreachable", endpoint = .endpoint, detail = .detail))]
@@ -160,6 +179,10 @@ pub enum EngineError {
 #[async_trait]
 pub trait Engine: Send + Sync + 'static {
     async fn ping(&self) -> Result<String, EngineError>;
+    /// Events of managed containers from now on.
+    async fn events(&self) -> Result<EventStream, EngineError>;
+    /// Where the engine keeps images, containers and volumes on the host (Docker's data root).
+    async fn data_root(&self) -> Result<Option<std::path::PathBuf>, EngineError>;
     /// Managed services, of one stack or of all.
     async fn list_services(&self, stack: Option<&str>) -> Result<Vec<ServiceState>, EngineError>;
     async fn network_exists(&self, stack: &str) -> Result<bool, EngineError>;

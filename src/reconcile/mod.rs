@@ -98,8 +98,8 @@ pub fn drift(spec: &ServiceSpec, st: &ServiceState) -> Vec<String> {
     if o.privileged {
         d.push("privileged".into());
     }
-    if o.restart_policy != "unless-stopped" {
-        d.push(format!("restart policy {} (expected unless-stopped)", o.restart_policy));
+    if o.restart_policy != crate::engine::RESTART_POLICY {
+        d.push(format!("restart policy {} (expected {})", o.restart_policy, crate::engine::RESTART_POLICY));
     }
     d
 }

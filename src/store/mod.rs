@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+mod outbox;
+pub use outbox::OutboxEntry;
+
 /// `PRAGMA application_id` marking the file as hafen's ("hafn").
 const APP_ID: i64 = 0x6861_666e;
 
@@ -45,6 +48,41 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         last_run TEXT NOT NULL,
         last_error TEXT
+     );",
+    // v3: the hash-chained audit log (append-only: triggers refuse changes; the chain shows
+    // changes made around them), open alerts, and the notification outbox.
+    "CREATE TABLE audit (
+        seq INTEGER PRIMARY KEY,
+        ts TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        prev TEXT NOT NULL,
+        hash TEXT NOT NULL
+     );
+     CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+     CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+     CREATE TABLE alerts (
+        key TEXT PRIMARY KEY,
+        code TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        stack TEXT,
+        args TEXT NOT NULL,
+        since TEXT NOT NULL,
+        last_notified TEXT NOT NULL,
+        tried TEXT NOT NULL DEFAULT '[]'
+     );
+     CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt TEXT NOT NULL,
+        last_error TEXT,
+        delivered TEXT
      );",
 ];
 
@@ -88,6 +126,19 @@ pub struct EventRecord {
     pub actor: String,
     pub message: String,
     pub detail: serde_json::Value,
+}
+
+/// An open alert: a problem that was notified and is not resolved yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub key: String,
+    pub code: String,
+    pub severity: String,
+    pub stack: Option<String>,
+    pub args: BTreeMap<String, String>,
+    pub since: String,
+    pub last_notified: String,
+    pub tried: Vec<crate::notify::Step>,
 }
 
 pub struct Store {
@@ -201,13 +252,104 @@ impl Store {
         Ok(out)
     }
 
-    pub fn record_event(&self, kind: &str, stack: Option<&str>, actor: &str, message: &str, detail: &serde_json::Value) -> Result<i64, StoreError> {
+    /// Records an event and its audit record (chained to the previous one) in one transaction;
+    /// then keeps the newest audit hash beside the store.
+    pub fn record_event(&self, kind: &str, stack: Option<&str>, actor: &str, message: &str, detail: &serde_json::Value, target: &str, outcome: &str) -> Result<i64, StoreError> {
+        let ts = now();
+        let detail = detail.to_string();
+        let (seq, audit_seq, hash) = {
+            let mut c = self.conn();
+            let tx = c.transaction()?;
+            tx.execute(
+                "INSERT INTO events (ts, kind, stack, actor, message, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![ts, kind, stack, actor, message, detail],
+            )?;
+            let seq = tx.last_insert_rowid();
+            let (last, prev): (i64, String) = tx
+                .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok((0, crate::audit::GENESIS.to_string())) } else { Err(e) })?;
+            let aseq = last + 1;
+            let hash = crate::audit::chain_hash(&prev, aseq, &ts, actor, kind, target, outcome, &detail);
+            tx.execute(
+                "INSERT INTO audit (seq, ts, actor, action, target, outcome, detail, prev, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![aseq, ts, actor, kind, target, outcome, detail, prev, hash],
+            )?;
+            tx.commit()?;
+            (seq, aseq, hash)
+        };
+        if let Err(e) = crate::audit::write_head(&self.path, audit_seq, &hash) {
+            tracing::warn!(error = %e, "could not keep the newest audit hash beside the store");
+        }
+        Ok(seq)
+    }
+
+    /// Audit records with `seq > since`, oldest first.
+    pub fn audit(&self, since: i64, limit: usize) -> Result<Vec<crate::audit::AuditRecord>, StoreError> {
         let c = self.conn();
-        c.execute(
-            "INSERT INTO events (ts, kind, stack, actor, message, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![now(), kind, stack, actor, message, detail.to_string()],
+        let mut q = c.prepare("SELECT seq, ts, actor, action, target, outcome, detail, prev, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = q.query_map(params![since, limit as i64], |r| {
+            Ok(crate::audit::AuditRecord {
+                seq: r.get(0)?,
+                ts: r.get(1)?,
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                target: r.get(4)?,
+                outcome: r.get(5)?,
+                detail: r.get(6)?,
+                prev: r.get(7)?,
+                hash: r.get(8)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The open alert with this key.
+    pub fn alert(&self, key: &str) -> Result<Option<AlertRecord>, StoreError> {
+        Ok(self.alerts()?.into_iter().find(|a| a.key == key))
+    }
+
+    pub fn alerts(&self) -> Result<Vec<AlertRecord>, StoreError> {
+        let c = self.conn();
+        let mut q = c.prepare("SELECT key, code, severity, stack, args, since, last_notified, tried FROM alerts ORDER BY since")?;
+        let rows = q.query_map([], |r| {
+            let args: String = r.get(4)?;
+            let tried: String = r.get(7)?;
+            Ok(AlertRecord {
+                key: r.get(0)?,
+                code: r.get(1)?,
+                severity: r.get(2)?,
+                stack: r.get(3)?,
+                args: serde_json::from_str(&args).unwrap_or_default(),
+                since: r.get(5)?,
+                last_notified: r.get(6)?,
+                tried: serde_json::from_str(&tried).unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn put_alert(&self, a: &AlertRecord) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO alerts (key, code, severity, stack, args, since, last_notified, tried) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+             ON CONFLICT(key) DO UPDATE SET code = ?2, severity = ?3, stack = ?4, args = ?5, since = ?6, last_notified = ?7, tried = ?8",
+            params![a.key, a.code, a.severity, a.stack, serde_json::to_string(&a.args).unwrap_or_default(), a.since, a.last_notified, serde_json::to_string(&a.tried).unwrap_or_default()],
         )?;
-        Ok(c.last_insert_rowid())
+        Ok(())
+    }
+
+    pub fn delete_alert(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.conn().execute("DELETE FROM alerts WHERE key = ?1", params![key])? > 0)
+    }
+
+    /// When the newest event of `kind` for `stack` was recorded.
+    pub fn last_event_of(&self, kind: &str, stack: &str) -> Result<Option<String>, StoreError> {
+        let c = self.conn();
+        let r = c.query_row("SELECT ts FROM events WHERE kind = ?1 AND stack = ?2 ORDER BY seq DESC LIMIT 1", params![kind, stack], |r| r.get(0));
+        match r {
+            Ok(ts) => Ok(Some(ts)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub fn events(&self, since: i64, stack: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
@@ -290,7 +432,7 @@ mod tests {
         let r = s.stack("tryton").unwrap().unwrap();
         assert!(r.enabled);
         assert_eq!(r.settings, set);
-        let seq = s.record_event("stack_deployed", Some("tryton"), "cli", "deployed", &serde_json::json!({})).unwrap();
+        let seq = s.record_event("stack_deployed", Some("tryton"), "cli", "deployed", &serde_json::json!({}), "stack:tryton", "ok").unwrap();
         assert_eq!(s.events(seq - 1, None, 10).unwrap().len(), 1);
     }
 

@@ -75,9 +75,10 @@ impl Daemon {
         std::fs::write(
             &config,
             format!(
-                "state_dir: {d}/state\nsocket: {d}/hafen.sock\nstacks_dir: {d}/stacks\nimages_dir: {r}/images\nreconcile_interval: 2s\nshutdown_deadline: 10s\n",
+                "state_dir: {d}/state\nsocket: {d}/hafen.sock\nstacks_dir: {d}/stacks\nimages_dir: {r}/images\nreconcile_interval: 2s\nshutdown_deadline: 10s\nmetrics_listen: 127.0.0.1:{m}\n",
                 d = dir.path().display(),
-                r = root().display()
+                r = root().display(),
+                m = free_port()
             ),
         )
         .unwrap();
@@ -98,6 +99,12 @@ impl Daemon {
         let c = std::fs::read_to_string(&self.config).unwrap();
         let c: String = c.lines().map(|l| if l.starts_with("images_dir:") { format!("images_dir: {}\n", dir.display()) } else { format!("{l}\n") }).collect();
         std::fs::write(&self.config, c).unwrap();
+    }
+
+    /// The metrics address this daemon's config names.
+    pub fn metrics_addr(&self) -> String {
+        let c = std::fs::read_to_string(&self.config).unwrap();
+        c.lines().find_map(|l| l.strip_prefix("metrics_listen: ")).unwrap().trim().to_string()
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -277,4 +284,52 @@ pub fn tryton_session_rpc(port: u16, db: &str, login: &str, uid: i64, session: &
     let v: serde_json::Value = serde_json::from_str(&r.into_string().unwrap()).unwrap();
     assert!(v.get("error").is_none_or(|e| e.is_null()), "{method} failed: {v}");
     v["result"].clone()
+}
+
+/// A local HTTP receiver for webhooks: records every POST body (JSON) it gets; answers 200.
+pub struct Receiver {
+    pub url: String,
+    pub bodies: std::sync::Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+impl Receiver {
+    pub fn start() -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        let bodies = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let b = bodies.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming().flatten() {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut len = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                let _ = r.read_exact(&mut body);
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    b.lock().unwrap().push(v);
+                }
+                let mut w = conn;
+                let _ = w.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            }
+        });
+        Receiver { url, bodies }
+    }
+
+    /// Notices received for `key` of `kind` (problem, reminder, escalated, resolved).
+    pub fn count(&self, key: &str, kind: &str) -> usize {
+        self.bodies.lock().unwrap().iter().filter(|b| b["key"] == key && b["kind"] == kind).count()
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().iter().map(|b| format!("{}:{}", b["kind"].as_str().unwrap_or("?"), b["key"].as_str().unwrap_or("?"))).collect()
+    }
 }

@@ -1,0 +1,289 @@
+//! End-to-end: watching, healing and alerting on the real engine. A killed service is restarted
+//! (seen through the engine's events, recorded in the audit log); a probe that starts failing
+//! makes the stack degraded, then unhealthy, with one alert and one resolved message; a service
+//! that crashes at start is a crash loop: restarts stop, one alert; the engine cut off by a
+//! proxy in front of its socket is reported, the API keeps answering, and after it returns
+//! hafen resyncs without duplicate containers; a small backup disk filling up gives a warning,
+//! then a critical alert with a forecast; a changed audit record is found.
+
+mod common;
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+
+fn events_of(d: &Daemon, stack: &str) -> Vec<serde_json::Value> {
+    d.json(&["events", "--stack", stack, "--json"]).as_array().cloned().unwrap_or_default()
+}
+
+fn audit(d: &Daemon) -> Vec<serde_json::Value> {
+    d.ok(&["audit", "export"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn stack_health(d: &Daemon, stack: &str) -> String {
+    let v = d.json(&["stack", "show", stack, "--json"]);
+    v["summary"]["health"].as_str().unwrap_or("?").to_string()
+}
+
+fn pid_of(container: &str) -> u32 {
+    docker(&["inspect", "-f", "{{.State.Pid}}", container]).parse().unwrap_or(0)
+}
+
+#[test]
+fn kill9_is_healed_a_failing_probe_alerts_once_and_the_audit_log_shows_tampering() {
+    ensure_images();
+    let hook = Receiver::start();
+    let id = "watch-e2e";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/watch"), id)]);
+    let port = free_port();
+    d.append_config(&format!("notify:\n  webhooks:\n    - url: {}\nhealth:\n  host_check_interval: 2s\n", hook.url));
+    d.start();
+    d.ok(&["stack", "deploy", id, "--set", &format!("port={port}")]);
+    wait_for(Duration::from_secs(120), || (stack_health(&d, id) == "healthy").then_some(()))
+        .unwrap_or_else(|| panic!("stack not healthy: {}\n{}", d.ok(&["stack", "show", id]), tail(&d.log(), 40)));
+
+    // Every named worker is listed, host checks included.
+    let workers = d.json(&["worker", "list", "--json"]);
+    let names: Vec<&str> = workers.as_array().unwrap().iter().filter_map(|w| w["name"].as_str()).collect();
+    for w in ["reconciler", "engine-watch", "notifier", "disk-space", "backup-disk", "memory", "clock", "smart", "backup-age"] {
+        assert!(names.contains(&w), "worker {w} missing from {names:?}");
+    }
+
+    // kill -9 of the app's process: the engine reports `die`, hafen starts it again.
+    let app = format!("hafen-{id}-app");
+    let pid = pid_of(&app);
+    assert!(pid > 0);
+    assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    let ((), took) = wait_for(Duration::from_secs(30), || {
+        let p = pid_of(&app);
+        (p > 0 && p != pid).then_some(())
+    })
+    .unwrap_or_else(|| panic!("killed service not restarted:\n{}", tail(&d.log(), 40)));
+    eprintln!("restarted after kill -9 within {took:?} (polling resolution 250 ms)");
+    let restarted = wait_for(Duration::from_secs(10), || {
+        audit(&d).into_iter().find(|r| r["action"] == "service_restarted" && r["target"] == format!("stack:{id}"))
+    })
+    .expect("restart in the audit log")
+    .0;
+    assert_eq!(restarted["actor"], "healer");
+    assert!(restarted["detail"].as_str().unwrap().contains("killed"), "{restarted}");
+    assert_eq!(docker(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", &app]), "no", "hafen, not Docker, restarts");
+
+    // A probe that starts failing: degraded, then unhealthy, one alert; fixed: resolved once.
+    let db = format!("hafen-{id}-db");
+    docker(&["exec", &db, "touch", "/var/lib/radicale/collections/broken"]);
+    let key = format!("stack_unhealthy:{id}");
+    wait_for(Duration::from_secs(60), || (hook.count(&key, "problem") == 1).then_some(()))
+        .unwrap_or_else(|| panic!("no alert; got {:?}\n{}", hook.keys(), tail(&d.log(), 40)));
+    let seen: Vec<String> = events_of(&d, id).iter().filter(|e| e["kind"] == "stack_health_changed").map(|e| e["detail"]["to"].as_str().unwrap().to_string()).collect();
+    let degraded = seen.iter().position(|s| s == "degraded").expect("degraded first");
+    let unhealthy = seen.iter().position(|s| s == "unhealthy").expect("then unhealthy");
+    assert!(degraded < unhealthy, "{seen:?}");
+    let open = d.json(&["alerts", "--json"]);
+    assert!(open.as_array().unwrap().iter().any(|a| a["key"] == key), "{open}");
+    // The marker is on the volume: a restart does not help; the admin removes it.
+    docker(&["exec", &db, "rm", "-f", "/var/lib/radicale/collections/broken"]);
+    wait_for(Duration::from_secs(90), || (hook.count(&key, "resolved") == 1).then_some(()))
+        .unwrap_or_else(|| panic!("no resolved message; got {:?}\n{}", hook.keys(), tail(&d.log(), 60)));
+    assert_eq!(hook.count(&key, "problem"), 1, "alerted once: {:?}", hook.keys());
+    assert_eq!(stack_health(&d, id), "healthy");
+    let problem = hook.bodies.lock().unwrap().iter().find(|b| b["key"] == key && b["kind"] == "problem").cloned().unwrap();
+    assert!(problem["text"].as_str().unwrap().contains("db"), "the message names the service: {problem}");
+
+    // Metrics: the endpoint serves the stack's health and the restart.
+    let (status, body) = http_get(&format!("http://{}/metrics", d.metrics_addr()));
+    assert_eq!(status, 200);
+    assert!(body.contains(&format!("hafen_stack_health{{stack=\"{id}\",state=\"healthy\"}} 1")), "{}", tail(&body, 30));
+    assert!(body.contains(&format!("hafen_service_restarts_total{{stack=\"{id}\",service=\"app\"}}")), "{}", tail(&body, 30));
+
+    // The audit log verifies; one changed record is found and named.
+    let v = d.json(&["audit", "verify", "--json"]);
+    assert_eq!(v["ok"], true, "{v}");
+    let n = v["records"].as_i64().unwrap();
+    assert!(n > 5);
+    d.sigterm();
+    {
+        let c = rusqlite::Connection::open(d.state_dir().join("state.db")).unwrap();
+        c.execute_batch("DROP TRIGGER audit_no_update; UPDATE audit SET actor = 'api:uid=1000' WHERE seq = 3;").unwrap();
+    }
+    d.start();
+    let out = d.cli(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1), "tampering must fail the check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("record 3"), "names the record: {err}");
+}
+
+#[test]
+fn a_crash_at_start_is_a_crash_loop_restarts_stop_and_one_alert_is_sent() {
+    ensure_images();
+    let hook = Receiver::start();
+    let id = "crashy-e2e";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/crashy"), id)]);
+    d.append_config(&format!("notify:\n  webhooks:\n    - url: {}\nhealth:\n  restart_limit: 4\n", hook.url));
+    d.start();
+    d.ok(&["stack", "deploy", id]);
+    let key = format!("crash_loop:{id}/app");
+    wait_for(Duration::from_secs(120), || (hook.count(&key, "problem") == 1).then_some(()))
+        .unwrap_or_else(|| panic!("no crash-loop alert; got {:?}\n{}", hook.keys(), tail(&d.log(), 40)));
+    let restarts = |d: &Daemon| events_of(d, id).iter().filter(|e| e["kind"] == "service_restarted").count();
+    let n = restarts(&d);
+    assert_eq!(n, 4, "restart_limit restarts, then none");
+    let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &format!("hafen-{id}-app")]);
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(restarts(&d), n, "restarts stopped");
+    assert_eq!(docker(&["inspect", "-f", "{{.State.StartedAt}}", &format!("hafen-{id}-app")]), started);
+    assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &format!("hafen-{id}-app")]), "false");
+    assert_eq!(stack_health(&d, id), "failed");
+    assert_eq!(hook.bodies.lock().unwrap().iter().filter(|b| b["kind"] == "problem" && b["key"].as_str().unwrap_or("").contains(id)).count(), 1, "{:?}", hook.keys());
+    // Across a restart of hafen the service stays given up (no new round of restarts).
+    d.sigterm();
+    d.start();
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(restarts(&d), n, "still given up after a daemon restart");
+    assert_eq!(hook.count(&key, "problem"), 1);
+}
+
+/// A Unix-socket proxy in front of the engine's socket that the test can cut and restore
+/// (the machine's Docker daemon itself is never touched).
+struct Proxy {
+    path: std::path::PathBuf,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+}
+
+impl Proxy {
+    fn start(path: &std::path::Path) -> Proxy {
+        use std::os::unix::net::{UnixListener, UnixStream};
+        let _ = std::fs::remove_file(path);
+        let l = UnixListener::bind(path).unwrap();
+        l.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, cs) = (stop.clone(), conns.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((client, _)) => {
+                        client.set_nonblocking(false).unwrap();
+                        let Ok(upstream) = UnixStream::connect("/var/run/docker.sock") else { continue };
+                        cs.lock().unwrap().push(client.try_clone().unwrap());
+                        cs.lock().unwrap().push(upstream.try_clone().unwrap());
+                        let (mut c1, mut u1) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                        let (mut c2, mut u2) = (client, upstream);
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut c1, &mut u1);
+                            let _ = u1.shutdown(std::net::Shutdown::Both);
+                        });
+                        std::thread::spawn(move || {
+                            let _ = std::io::copy(&mut u2, &mut c2);
+                            let _ = c2.shutdown(std::net::Shutdown::Both);
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Proxy { path: path.to_path_buf(), stop, thread: Some(thread), conns }
+    }
+
+    /// Stops accepting, closes every open connection and removes the socket.
+    fn cut(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[test]
+fn engine_cut_off_is_reported_the_api_answers_and_hafen_resyncs_without_duplicates() {
+    ensure_images();
+    let hook = Receiver::start();
+    let id = "proxy-e2e";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/watch"), id)]);
+    let sock = d.dir.path().join("engine.sock");
+    let mut proxy = Proxy::start(&sock);
+    d.append_config(&format!("docker_socket: {}\nnotify:\n  webhooks:\n    - url: {}\n", sock.display(), hook.url));
+    d.start();
+    d.ok(&["stack", "deploy", id, "--set", &format!("port={}", free_port())]);
+    wait_for(Duration::from_secs(120), || (stack_health(&d, id) == "healthy").then_some(())).expect("healthy");
+    let before = containers_of(id);
+
+    proxy.cut();
+    let reachable = |d: &Daemon| d.json(&["status", "--json"])["engine"]["reachable"].as_bool();
+    wait_for(Duration::from_secs(30), || (reachable(&d) == Some(false)).then_some(()))
+        .unwrap_or_else(|| panic!("engine not reported unreachable:\n{}", tail(&d.log(), 30)));
+    // The API keeps answering: status above, and the workers, events and audit log here.
+    let w = d.json(&["worker", "list", "--json"]);
+    let ew = w.as_array().unwrap().iter().find(|x| x["name"] == "engine-watch").cloned().unwrap();
+    assert_eq!(ew["state"], "error", "{ew}");
+    wait_for(Duration::from_secs(20), || (hook.count("engine_unreachable", "problem") == 1).then_some(())).expect("alert");
+    // Meanwhile a service stops (the engine is there, hafen cannot see it).
+    docker(&["stop", "-t", "1", &format!("hafen-{id}-app")]);
+
+    let _proxy = Proxy::start(&sock);
+    wait_for(Duration::from_secs(60), || (reachable(&d) == Some(true)).then_some(()))
+        .unwrap_or_else(|| panic!("no reconnect:\n{}", tail(&d.log(), 30)));
+    // Resync: the stopped service runs again, nothing is duplicated.
+    wait_for(Duration::from_secs(60), || (docker(&["inspect", "-f", "{{.State.Running}}", &format!("hafen-{id}-app")]) == "true").then_some(()))
+        .unwrap_or_else(|| panic!("not resynced:\n{}", tail(&d.log(), 30)));
+    assert_eq!(containers_of(id), before, "no duplicate containers");
+    wait_for(Duration::from_secs(20), || (hook.count("engine_unreachable", "resolved") == 1).then_some(())).expect("resolved");
+    let kinds: Vec<String> = d.json(&["events", "--json"]).as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap().to_string()).collect();
+    assert!(kinds.contains(&"engine_unreachable".into()) && kinds.contains(&"engine_reachable".into()), "{kinds:?}");
+}
+
+#[test]
+fn a_filling_backup_disk_warns_then_alerts_critical_with_a_forecast() {
+    require_docker();
+    let hook = Receiver::start();
+    let mut d = Daemon::new(&[]);
+    let img = d.dir.path().join("usb.img");
+    let mnt = d.dir.path().join("usb");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let sh = |c: &str| assert!(Command::new("sh").arg("-c").arg(c).status().unwrap().success(), "{c}");
+    sh(&format!("truncate -s 40M {0} && mkfs.ext4 -q -m 0 {0} && mount -o loop {0} {1}", img.display(), mnt.display()));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    d.append_config(&format!(
+        "backup_targets:\n  - name: usb\n    path: {}\n    require_mount: true\nnotify:\n  webhooks:\n    - url: {}\nhealth:\n  host_check_interval: 1s\n  disk_warning: 40\n  disk_critical: 15\n",
+        mnt.display(),
+        hook.url
+    ));
+    d.start();
+    let key = "disk_low:target:usb";
+    // Fill in steps, so there is a trend to forecast from.
+    for i in 0..5 {
+        sh(&format!("dd if=/dev/zero of={}/fill{i} bs=1M count=5 status=none conv=fsync", mnt.display()));
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    wait_for(Duration::from_secs(20), || (hook.count(key, "problem") == 1).then_some(()))
+        .unwrap_or_else(|| panic!("no warning; got {:?}\n{}", hook.keys(), tail(&d.log(), 30)));
+    let warn = hook.bodies.lock().unwrap().iter().find(|b| b["key"] == key).cloned().unwrap();
+    assert_eq!(warn["severity"], "warning", "{warn}");
+    let detail = |d: &Daemon| {
+        let w = d.json(&["worker", "list", "--json"]);
+        w.as_array().unwrap().iter().find(|x| x["name"] == "disk-space").map(|x| x["detail"].as_str().unwrap_or("").to_string()).unwrap_or_default()
+    };
+    wait_for(Duration::from_secs(20), || detail(&d).contains("full in about").then_some(()))
+        .unwrap_or_else(|| panic!("no forecast: {}", detail(&d)));
+    sh(&format!("dd if=/dev/zero of={}/fill9 bs=1M count=10 status=none conv=fsync", mnt.display()));
+    wait_for(Duration::from_secs(20), || (hook.count(key, "escalated") == 1).then_some(()))
+        .unwrap_or_else(|| panic!("no critical alert; got {:?}", hook.keys()));
+    assert_eq!(hook.count(key, "problem"), 1, "{:?}", hook.keys());
+    let w = d.json(&["worker", "list", "--json"]);
+    let ds = w.as_array().unwrap().iter().find(|x| x["name"] == "disk-space").cloned().unwrap();
+    assert_eq!(ds["state"], "critical", "{ds}");
+    // Space freed: resolved.
+    sh(&format!("rm -f {}/fill*", mnt.display()));
+    wait_for(Duration::from_secs(20), || (hook.count(key, "resolved") == 1).then_some(())).expect("resolved");
+}
