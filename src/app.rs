@@ -100,6 +100,8 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Used-space samples per disk, for the days-until-full forecast.
     pub(crate) trends: Mutex<BTreeMap<String, crate::host::Trend>>,
+    /// The last level of each host check item (alert key), to record changes once.
+    pub(crate) check_levels: Mutex<BTreeMap<String, crate::host::Level>>,
     /// Something that can change a stack's health happened; the prober recomputes it.
     pub health_dirty: std::sync::atomic::AtomicBool,
 }
@@ -132,6 +134,7 @@ impl App {
             notify_wake: tokio::sync::Notify::new(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             trends: Mutex::new(BTreeMap::new()),
+            check_levels: Mutex::new(BTreeMap::new()),
             health_dirty: std::sync::atomic::AtomicBool::new(true),
         }
         .with_healer()

@@ -523,15 +523,18 @@ impl App {
     /// Raises (warning or critical) or resolves `key` by a check's level, and records level
     /// changes of the named check as an event.
     fn by_level(&self, check: &str, key: &str, code: &str, level: crate::host::Level, stack: Option<&str>, pairs: &[(&str, String)], detail: &str) {
-        let word = level_word(level);
-        let before = crate::app::lock(&self.workers).get(check).map(|w| w.state.clone());
         match level {
             crate::host::Level::Ok => self.resolve(key),
             crate::host::Level::Warning => self.raise(key, code, Severity::Warning, stack, pairs, vec![]),
             crate::host::Level::Critical => self.raise(key, code, Severity::Critical, stack, pairs, vec![]),
         }
-        if before.as_deref().is_some_and(|b| b != word && b != "starting") || (before.is_none() && level != crate::host::Level::Ok) {
-            self.emit("hafen", crate::events::Event::HostCheckChanged { check: check.into(), level: word.into(), detail: detail.into() });
+        let before = crate::app::lock(&self.check_levels).insert(key.to_string(), level);
+        let changed = match before {
+            Some(b) => b != level,
+            None => level != crate::host::Level::Ok,
+        };
+        if changed {
+            self.emit("hafen", crate::events::Event::HostCheckChanged { check: check.into(), level: level_word(level).into(), detail: detail.into() });
         }
     }
 
