@@ -34,8 +34,6 @@ pub enum Event {
     StackHealthChanged { stack: String, from: String, to: String },
     AlertRaised { key: String, severity: String, message: String },
     AlertResolved { key: String, message: String },
-    /// A notification could not be delivered yet (it stays queued).
-    NotificationDelayed { channel: String, error: String },
     /// A host check changed level (ok, warning, critical).
     HostCheckChanged { check: String, level: String, detail: String },
 }
@@ -69,7 +67,6 @@ impl Event {
             | Event::BackupCheckFailed { .. }
             | Event::AlertRaised { .. }
             | Event::AlertResolved { .. }
-            | Event::NotificationDelayed { .. }
             | Event::HostCheckChanged { .. } => None,
         }
     }
@@ -79,7 +76,6 @@ impl Event {
         match self {
             Event::BackupPruned { target, .. } | Event::BackupChecked { target, .. } | Event::BackupCheckFailed { target, .. } => format!("target:{target}"),
             Event::AlertRaised { key, .. } | Event::AlertResolved { key, .. } => format!("alert:{key}"),
-            Event::NotificationDelayed { channel, .. } => format!("channel:{channel}"),
             Event::HostCheckChanged { check, .. } => format!("host:{check}"),
             Event::EngineUnreachable { .. } | Event::EngineReachable { .. } => "engine".into(),
             other => other.stack().map(|s| format!("stack:{s}")).unwrap_or_else(|| "host".into()),
@@ -96,8 +92,7 @@ impl Event {
             | Event::RestoreFailed { .. }
             | Event::BackupCheckFailed { .. }
             | Event::ServiceCrashLooped { .. }
-            | Event::AlertRaised { .. }
-            | Event::NotificationDelayed { .. } => "failed",
+            | Event::AlertRaised { .. } => "failed",
             Event::StackHealthChanged { to, .. } if to == "unhealthy" || to == "failed" => "failed",
             Event::HostCheckChanged { level, .. } if level != "ok" => "failed",
             _ => "ok",
@@ -133,7 +128,6 @@ impl Event {
             Event::StackHealthChanged { stack, from, to } => format!("{stack}: {from} → {to}"),
             Event::AlertRaised { key, severity, message } => format!("alert {key} ({severity}): {message}"),
             Event::AlertResolved { key, message } => format!("alert {key} resolved: {message}"),
-            Event::NotificationDelayed { channel, error } => format!("notification via {channel} not delivered yet (stays queued): {error}"),
             Event::HostCheckChanged { check, level, detail } => format!("host check {check}: {level}: {detail}"),
             Event::BackupCheckFailed { target, subset, problems } => {
                 format!("repository check of {target}{} FOUND PROBLEMS: {}", subset.as_ref().map(|s| format!(" (packs {s})")).unwrap_or_default(), problems.join("; "))

@@ -122,7 +122,8 @@ fn a_crash_at_start_is_a_crash_loop_restarts_stop_and_one_alert_is_sent() {
     ensure_images();
     let hook = Receiver::start();
     let id = "crashy-e2e";
-    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/crashy"), id)]);
+    let hog = "hog-e2e";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/crashy"), id), (&root().join("tests/fixtures/stacks/hog"), hog)]);
     d.append_config(&format!("notify:\n  webhooks:\n    - url: {}\nhealth:\n  restart_limit: 4\n", hook.url));
     d.start();
     d.ok(&["stack", "deploy", id]);
@@ -138,6 +139,12 @@ fn a_crash_at_start_is_a_crash_loop_restarts_stop_and_one_alert_is_sent() {
     assert_eq!(docker(&["inspect", "-f", "{{.State.StartedAt}}", &format!("hafen-{id}-app")]), started);
     assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &format!("hafen-{id}-app")]), "false");
     assert_eq!(stack_health(&d, id), "failed");
+    // Killed for lack of memory: the engine's `oom` event is an alert of its own.
+    d.ok(&["stack", "deploy", hog]);
+    let oom = format!("service_oom:{hog}/app");
+    wait_for(Duration::from_secs(60), || (hook.count(&oom, "problem") == 1).then_some(()))
+        .unwrap_or_else(|| panic!("no OOM alert; got {:?}\n{}", hook.keys(), tail(&d.log(), 30)));
+    d.ok(&["stack", "remove", hog]);
     assert_eq!(hook.bodies.lock().unwrap().iter().filter(|b| b["kind"] == "problem" && b["key"].as_str().unwrap_or("").contains(id)).count(), 1, "{:?}", hook.keys());
     // Across a restart of hafen the service stays given up (no new round of restarts).
     d.sigterm();
@@ -302,4 +309,86 @@ fn a_filling_backup_disk_warns_then_alerts_critical_with_a_forecast() {
     // Space freed: resolved.
     sh(&format!("rm -f {0}/warn* {0}/crit*", mnt.display()));
     wait_for(Duration::from_secs(20), || (hook.count(key, "resolved") == 1).then_some(())).expect("resolved");
+}
+
+/// The SMTP server of tests/servers/smtp.py (aiosmtpd), writing mails to a Maildir.
+struct Smtp {
+    child: std::process::Child,
+}
+
+impl Smtp {
+    fn start(port: u16, maildir: &std::path::Path) -> Smtp {
+        let child = Command::new("python3")
+            .arg(root().join("tests/servers/smtp.py"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--maildir"])
+            .arg(maildir)
+            .spawn()
+            .unwrap();
+        wait_for(Duration::from_secs(20), || std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())).expect("smtp server up");
+        Smtp { child }
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every mail in the Maildir as "Subject: …\n<body>", decoded (by smtp.py decode).
+fn mails(maildir: &std::path::Path) -> Vec<String> {
+    let files: Vec<std::path::PathBuf> = std::fs::read_dir(maildir.join("new")).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    files
+        .iter()
+        .map(|f| {
+            let o = Command::new("python3").arg(root().join("tests/servers/smtp.py")).arg("decode").arg(f).output().unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_default();
+            format!("Subject: {}\n{}", v["subject"].as_str().unwrap_or(""), v["body"].as_str().unwrap_or(""))
+        })
+        .collect()
+}
+
+#[test]
+fn an_alert_while_the_mail_server_is_down_is_delivered_exactly_once_after_a_daemon_restart() {
+    require_docker();
+    let mut d = Daemon::new(&[]);
+    let port = free_port();
+    let maildir = d.dir.path().join("maildir");
+    let absent = d.dir.path().join("usb-not-mounted");
+    std::fs::create_dir_all(&absent).unwrap();
+    d.append_config(&format!(
+        "backup_targets:\n  - name: usb\n    path: {}\n    require_mount: true\nnotify:\n  email:\n    host: 127.0.0.1\n    port: {port}\n    security: none\n    from: hafen@example.org\n    to: [it@example.org]\n",
+        absent.display()
+    ));
+    d.start();
+    // `notify test` says plainly that the server does not answer.
+    let out = d.cli(&["notify", "test"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("email") && text.contains(&format!("127.0.0.1:{port}")), "{text}");
+    // The backup disk is absent: a failed backup is an alert whose mail cannot go out yet.
+    d.ok(&["keys", "init", "--out", &d.dir.path().join("kit.txt").display().to_string()]);
+    let _ = d.cli(&["backup", "run", "--host"]);
+    wait_for(Duration::from_secs(30), || d.json(&["alerts"]).as_array().unwrap().iter().any(|a| a["key"] == "backup_failed:hafen-host").then_some(()))
+        .unwrap_or_else(|| panic!("no alert:\n{}", tail(&d.log(), 30)));
+    wait_for(Duration::from_secs(30), || d.log().contains("not delivered").then_some(())).unwrap_or_else(|| panic!("no failed attempt:\n{}", tail(&d.log(), 30)));
+    d.sigterm();
+    let _smtp = Smtp::start(port, &maildir);
+    d.start();
+    let got = || mails(&maildir).iter().filter(|m| m.contains("hafen-host")).count();
+    wait_for(Duration::from_secs(60), || (got() >= 1).then_some(()))
+        .unwrap_or_else(|| panic!("not delivered; mails: {:?}\n{}", mails(&maildir), tail(&d.log(), 30)));
+    // And only once, also after the sender looked again and hafen restarted once more.
+    d.sigterm();
+    d.start();
+    std::thread::sleep(Duration::from_secs(5));
+    let all = mails(&maildir);
+    let alerts: Vec<&String> = all.iter().filter(|m| m.contains("hafen-host")).collect();
+    assert_eq!(alerts.len(), 1, "exactly one mail for the alert: {all:?}");
+    let mut subjects: Vec<&str> = all.iter().filter_map(|m| m.lines().find(|l| l.starts_with("Subject:"))).collect();
+    let n = subjects.len();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), n, "no mail twice: {all:?}");
 }
