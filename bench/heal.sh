@@ -37,11 +37,12 @@ for i in $(seq 50); do $H --config "$W/hafen.yaml" healthcheck >/dev/null 2>&1 &
 $H --config "$W/hafen.yaml" stack deploy healbench >/dev/null
 C=hafen-healbench-app
 IMAGE=$(docker inspect -f '{{.Config.Image}}' $C)
-docker run -d --name "$PEER" --restart unless-stopped --user 1002:1002 --memory 32m "$IMAGE" sleep infinity >/dev/null
+docker run -d --name "$PEER" --restart unless-stopped --user 1002:1002 --memory 32m --entrypoint sleep "$IMAGE" infinity >/dev/null
 
 # One round: kill -9 the container's process, wait for a new one, print the gap in seconds.
 round() {
     pid=$(docker inspect -f '{{.State.Pid}}' "$1")
+    if [ "$pid" -le 0 ]; then echo "bench/heal.sh: $1 is not running" >&2; exit 1; fi
     kill -9 "$pid"
     for i in $(seq 300); do
         new=$(docker inspect -f '{{.State.Pid}}' "$1")

@@ -526,6 +526,7 @@ impl App {
             Ok(v) => (true, v.clone()),
             Err(e) => (false, e.to_string()),
         };
+        self.metrics.set_engine_up(reachable);
         let changed = {
             let mut s = lock(&self.engine_status);
             let changed = s.reachable != reachable || s.detail == "not yet checked";

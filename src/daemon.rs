@@ -196,7 +196,11 @@ async fn notify_worker(app: Arc<App>, cancel: CancellationToken) {
                 app.remind_tick();
                 let pending = app.store.outbox_pending().unwrap_or(0);
                 app.metrics.set_notifications_pending(pending as u64);
-                let open = app.store.alerts().map(|a| a.len()).unwrap_or(0);
+                let alerts = app.store.alerts().unwrap_or_default();
+                for sev in ["warning", "critical"] {
+                    app.metrics.set_alerts_open(sev, alerts.iter().filter(|a| a.severity == sev).count() as u64);
+                }
+                let open = alerts.len();
                 app.worker("notifier", "when something is queued; reminders every minute", if pending > 0 { "warning" } else { "ok" }, format!("{open} open alerts, {pending} notifications waiting"));
                 tokio::select! {
                     _ = cancel.cancelled() => return,

@@ -28,6 +28,9 @@ pub enum Want {
 struct Track {
     restarts: VecDeque<Instant>,
     last_exit: Option<Instant>,
+    last_start: Option<Instant>,
+    /// Exits in a row that came soon after a start: what the backoff grows with.
+    quick: u32,
     want: Option<Want>,
     failed: bool,
 }
@@ -55,8 +58,11 @@ pub struct Healer {
     pub window: Duration,
 }
 
-/// Backoff before the next restart, given the restarts already made in the window: none for the
-/// first (a single crash is healed at once), then 1 s, 2 s, 4 s … at most 60 s.
+/// A service that ran this long before it stopped again ran fine: its backoff starts over.
+pub const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// Backoff before the next restart, given the quick exits in a row (see `STABLE_AFTER`): none
+/// for the first (a single crash is healed at once), then 1 s, 2 s, 4 s … at most 60 s.
 pub fn backoff(restarts: usize) -> Duration {
     match restarts {
         0 => Duration::ZERO,
@@ -71,12 +77,18 @@ impl Healer {
 
     pub fn exited(&mut self, key: &str, reason: &str, now: Instant) {
         let t = self.tracks.entry(key.to_string()).or_default();
+        t.quick = match t.last_start {
+            Some(s) if now.duration_since(s) < STABLE_AFTER => t.quick + 1,
+            _ => 0,
+        };
         t.last_exit = Some(now);
         t.want = Some(Want::Exited(reason.to_string()));
     }
 
     pub fn unhealthy(&mut self, key: &str, reason: &str, now: Instant) {
         let t = self.tracks.entry(key.to_string()).or_default();
+        // Turning unhealthy takes failed probes after a start: each counts as a quick failure.
+        t.quick += 1;
         t.last_exit = Some(now);
         t.want = Some(Want::Unhealthy(reason.to_string()));
     }
@@ -125,11 +137,12 @@ impl Healer {
             t.want = None;
             return Decision::CrashLoop { restarts: t.restarts.len() as u32 };
         }
-        let at = t.last_exit.unwrap_or(now) + backoff(t.restarts.len());
+        let at = t.last_exit.unwrap_or(now) + backoff(t.quick as usize);
         if now < at {
             return Decision::Wait(at);
         }
         t.restarts.push_back(now);
+        t.last_start = Some(now);
         t.want = None;
         let reason = match want {
             Want::Exited(r) | Want::Unhealthy(r) => r,
@@ -142,9 +155,21 @@ impl Healer {
         self.tracks
             .values()
             .filter(|t| t.want.is_some() && !t.failed)
-            .filter_map(|t| t.last_exit.map(|e| e + backoff(t.restarts.len())))
+            .filter_map(|t| t.last_exit.map(|e| e + backoff(t.quick as usize)))
             .min()
     }
+}
+
+/// The open alerts whose last notice is at least `every` old (an unreadable time counts as due:
+/// better one reminder too many than a problem forgotten).
+pub fn reminders_due(open: &[AlertRecord], now: chrono::DateTime<chrono::Utc>, every: chrono::Duration) -> Vec<String> {
+    open.iter()
+        .filter(|a| match chrono::DateTime::parse_from_rfc3339(&a.last_notified) {
+            Ok(t) => now - t.with_timezone(&chrono::Utc) >= every,
+            Err(_) => true,
+        })
+        .map(|a| a.key.clone())
+        .collect()
 }
 
 /// What `hafen worker list` shows of one named worker.
@@ -267,15 +292,12 @@ impl App {
     /// Repeats open alerts every `remind_every`.
     pub fn remind_tick(&self) {
         let Ok(open) = self.store.alerts() else { return };
-        let now = chrono::Utc::now();
         let every = chrono::Duration::from_std(self.cfg.notify.remind_every).unwrap_or(chrono::Duration::hours(4));
-        for mut a in open {
-            let last = chrono::DateTime::parse_from_rfc3339(&a.last_notified).map(|t| t.with_timezone(&chrono::Utc)).unwrap_or(now);
-            if now - last >= every {
-                a.last_notified = crate::store::now();
-                if self.store.put_alert(&a).is_ok() {
-                    self.send(&self.notice(NoticeKind::Reminder, &a));
-                }
+        for key in reminders_due(&open, chrono::Utc::now(), every) {
+            let Some(mut a) = open.iter().find(|a| a.key == key).cloned() else { continue };
+            a.last_notified = crate::store::now();
+            if self.store.put_alert(&a).is_ok() {
+                self.send(&self.notice(NoticeKind::Reminder, &a));
             }
         }
     }
@@ -477,6 +499,23 @@ mod tests {
     }
 
     #[test]
+    fn a_service_that_ran_fine_is_restarted_at_once_again() {
+        let t0 = Instant::now();
+        let mut h = Healer::new(10, Duration::from_secs(600));
+        let k = "s/app";
+        let s = Duration::from_secs;
+        h.exited(k, "x", t0);
+        assert!(matches!(h.decide(k, t0), Decision::Start { attempt: 1, .. }));
+        // Crashed again 2 s after the start: backoff 1 s.
+        h.exited(k, "x", t0 + s(2));
+        assert_eq!(h.decide(k, t0 + s(2)), Decision::Wait(t0 + s(3)));
+        assert!(matches!(h.decide(k, t0 + s(3)), Decision::Start { attempt: 2, .. }));
+        // Ran 30 s fine, then killed: restarted at once (still counted in the window).
+        h.exited(k, "x", t0 + s(33));
+        assert!(matches!(h.decide(k, t0 + s(33)), Decision::Start { attempt: 3, .. }));
+    }
+
+    #[test]
     fn restarts_outside_the_window_do_not_count() {
         let t0 = Instant::now();
         let mut h = Healer::new(2, Duration::from_secs(60));
@@ -485,6 +524,44 @@ mod tests {
             let t = t0 + Duration::from_secs(i * 100);
             h.exited(k, "x", t);
             assert!(matches!(h.decide(k, t), Decision::Start { attempt: 1, .. }), "restart {i}");
+        }
+    }
+
+    #[test]
+    fn reminders_fall_due_every_interval_per_alert() {
+        let alert = |key: &str, last: &str| AlertRecord {
+            key: key.into(),
+            code: "disk_low".into(),
+            severity: "warning".into(),
+            stack: None,
+            args: BTreeMap::new(),
+            since: "2026-11-28T08:00:00.000Z".into(),
+            last_notified: last.into(),
+            tried: vec![],
+        };
+        let open = [alert("a", "2026-11-28T08:00:00.000Z"), alert("b", "2026-11-28T11:30:00.000Z"), alert("c", "garbage")];
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z").unwrap().with_timezone(&chrono::Utc);
+        let h = chrono::Duration::hours;
+        assert_eq!(reminders_due(&open, now, h(4)), ["a", "c"]);
+        assert_eq!(reminders_due(&open, now, h(5)), ["c"]);
+        assert_eq!(reminders_due(&open, now, chrono::Duration::minutes(30)), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn backup_age_counts_from_the_last_good_backup_or_the_deploy() {
+        use crate::host::Level::*;
+        let t = |h: i64| chrono::DateTime::parse_from_rfc3339("2026-11-28T12:00:00Z").unwrap().with_timezone(&chrono::Utc) + chrono::Duration::hours(h);
+        let max = chrono::Duration::hours(36);
+        let cases = [
+            (Some(t(-10)), Some(t(-100)), Ok, 10),
+            (Some(t(-40)), Some(t(-100)), Warning, 40),
+            (None, Some(t(-20)), Ok, 20),
+            (None, Some(t(-37)), Warning, 37),
+            (None, None, Ok, 0),
+        ];
+        for (i, (last, deployed, level, hours)) in cases.into_iter().enumerate() {
+            let (age, l) = backup_age_level(last, deployed, t(0), max);
+            assert_eq!((l, age.num_hours()), (level, hours), "case {i}");
         }
     }
 
@@ -689,9 +766,7 @@ impl App {
         let mut lines = Vec::new();
         for rec in self.store.stacks().unwrap_or_default().into_iter().filter(|r| r.enabled) {
             let last = self.store.last_event_of("backup_finished", &rec.id).ok().flatten();
-            let since = last.as_deref().and_then(parse).or_else(|| parse(&rec.updated_at)).unwrap_or(now);
-            let age = now - since;
-            let level = if age > max { crate::host::Level::Warning } else { crate::host::Level::Ok };
+            let (age, level) = backup_age_level(last.as_deref().and_then(parse), parse(&rec.updated_at), now, max);
             worst = worst.max(level);
             self.metrics.set_backup_age(&rec.id, age.num_seconds() as f64);
             let hours = format!("{:.1}", age.num_minutes() as f64 / 60.0);
@@ -704,6 +779,20 @@ impl App {
         }
         self.worker("backup-age", &every, level_word(worst), lines.join("; "));
     }
+}
+
+/// How old a stack's last good backup is, and whether that is a problem: counted from the last
+/// good backup, or, never backed up, from when the stack was deployed (a new stack gets one
+/// nightly run before it counts as missing).
+pub fn backup_age_level(
+    last_good: Option<chrono::DateTime<chrono::Utc>>,
+    deployed: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+    max: chrono::Duration,
+) -> (chrono::Duration, crate::host::Level) {
+    let since = last_good.or(deployed).unwrap_or(now);
+    let age = now - since;
+    (age, if age > max { crate::host::Level::Warning } else { crate::host::Level::Ok })
 }
 
 /// Starts the host checks, each a named worker on `health.host_check_interval`.

@@ -1,10 +1,40 @@
 //! Scheduled backups through the real daemon and engine: runs on its cron schedule and keeps
-//! only what the retention policy says; a run missed while the daemon was down runs exactly
-//! once after start.
+//! only what the retention policy says, and pings the heartbeat URL after a good run; a run
+//! missed while the daemon was down runs exactly once after start.
 
 mod common;
 use common::*;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// A heartbeat receiver on 127.0.0.1: records the request line (`GET /path HTTP/1.1`) of every
+/// request and answers 200 with an empty body. Returns its port and the lines seen so far.
+fn heartbeat_receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming().flatten() {
+            let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut r = BufReader::new(&conn);
+            let mut request = String::new();
+            if r.read_line(&mut request).unwrap_or(0) == 0 {
+                continue;
+            }
+            loop {
+                let mut header = String::new();
+                if r.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+            }
+            s.lock().unwrap().push(request.trim_end().to_string());
+            let _ = (&conn).write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (port, seen)
+}
 
 fn finished_by_scheduler(d: &Daemon, id: &str) -> usize {
     let out = d.ok(&["events", "--stack", id, "--json"]);
@@ -26,7 +56,11 @@ fn setup(id: &str, extra: &str) -> Daemon {
 #[test]
 fn scheduled_backups_run_and_retention_keeps_the_last_two() {
     let id = "duo-sched";
-    let mut d = setup(id, "backup_schedule: \"*/3 * * * * *\"\nbackup_retention:\n  keep_last: 2\n");
+    let (hb_port, pings) = heartbeat_receiver();
+    let mut d = setup(
+        id,
+        &format!("backup_schedule: \"*/3 * * * * *\"\nbackup_retention:\n  keep_last: 2\nnotify:\n  heartbeat_url: http://127.0.0.1:{hb_port}/ping/box1\n"),
+    );
     d.start();
     let (p1, p2) = (format!("first_port={}", free_port()), format!("second_port={}", free_port()));
     d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
@@ -41,6 +75,12 @@ fn scheduled_backups_run_and_retention_keeps_the_last_two() {
         (n >= 3 && mine == 2 && host == 2 && list.len() == 4).then_some(())
     })
     .expect("three scheduled runs, the stack's and hafen's own state each keeping two snapshots");
+    // A good nightly run queues the heartbeat; the notifier GETs the URL.
+    let pinged = |p: &Vec<String>| p.iter().any(|l| l.starts_with("GET /ping/box1 "));
+    wait_for(Duration::from_secs(60), || pinged(&pings.lock().unwrap()).then_some(()))
+        .unwrap_or_else(|| panic!("no GET /ping/box1 after the scheduled runs; seen: {:?}\n{}", pings.lock().unwrap(), tail(&d.log(), 40)));
+    let pings = pings.lock().unwrap().clone();
+    assert!(pings.iter().all(|l| l.starts_with("GET /ping/box1 ")), "only heartbeat GETs reach the heartbeat URL: {pings:?}");
 }
 
 #[test]

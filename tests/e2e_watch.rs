@@ -67,6 +67,17 @@ fn kill9_is_healed_a_failing_probe_alerts_once_and_the_audit_log_shows_tampering
     assert_eq!(restarted["actor"], "healer");
     assert!(restarted["detail"].as_str().unwrap().contains("killed"), "{restarted}");
     assert_eq!(docker(&["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", &app]), "no", "hafen, not Docker, restarts");
+    wait_for(Duration::from_secs(60), || (stack_health(&d, id) == "healthy").then_some(())).expect("healthy again");
+
+    // Both killed at once: the database (db) is started before the app that depends on it.
+    let (pdb, papp) = (pid_of(&format!("hafen-{id}-db")), pid_of(&app));
+    assert!(Command::new("kill").args(["-9", &papp.to_string(), &pdb.to_string()]).status().unwrap().success());
+    wait_for(Duration::from_secs(60), || (pid_of(&app) > 0 && pid_of(&app) != papp && pid_of(&format!("hafen-{id}-db")) > 0).then_some(()))
+        .unwrap_or_else(|| panic!("not both restarted:\n{}", tail(&d.log(), 30)));
+    let started = |c: &str| docker(&["inspect", "-f", "{{.State.StartedAt}}", c]);
+    let (sdb, sapp) = (started(&format!("hafen-{id}-db")), started(&app));
+    assert!(sdb < sapp, "db started {sdb}, app {sapp}: the dependency first");
+    wait_for(Duration::from_secs(60), || (stack_health(&d, id) == "healthy").then_some(())).expect("healthy again");
 
     // A probe that starts failing: degraded, then unhealthy, one alert; fixed: resolved once.
     let db = format!("hafen-{id}-db");
@@ -99,6 +110,8 @@ fn kill9_is_healed_a_failing_probe_alerts_once_and_the_audit_log_shows_tampering
     assert_eq!(status, 200);
     assert!(body.contains(&format!("hafen_stack_health{{stack=\"{id}\",state=\"healthy\"}} 1")), "{}", tail(&body, 30));
     assert!(body.contains(&format!("hafen_service_restarts_total{{stack=\"{id}\",service=\"app\"}}")), "{}", tail(&body, 30));
+    assert!(body.contains("hafen_engine_up 1"), "{}", tail(&body, 30));
+    assert!(body.contains("hafen_probe_latency_seconds_bucket"), "{}", tail(&body, 30));
 
     // The audit log verifies; one changed record is found and named.
     let v = d.json(&["audit", "verify"]);
@@ -273,6 +286,23 @@ fn a_filling_backup_disk_warns_then_alerts_critical_with_a_forecast() {
         hook.url
     ));
     d.start();
+    // `hafen events --follow` prints what happens as it happens.
+    let mut follow = Command::new(bin())
+        .args(["--config", &d.config.display().to_string(), "events", "--follow", "--json"])
+        .env("HAFEN_LANG", "en")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let followed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    {
+        let (out, f) = (follow.stdout.take().unwrap(), followed.clone());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                f.lock().unwrap().push(line);
+            }
+        });
+    }
     let key = "disk_low:target:usb";
     // Fill in steps (fallocate: blocks taken at once), so there is a trend to forecast from:
     // down to 30 % free (warning), then to 8 % (critical).
@@ -306,6 +336,9 @@ fn a_filling_backup_disk_warns_then_alerts_critical_with_a_forecast() {
     let w = d.json(&["worker", "list"]);
     let ds = w.as_array().unwrap().iter().find(|x| x["name"] == "disk-space").cloned().unwrap();
     assert_eq!(ds["state"], "critical", "{ds}");
+    wait_for(Duration::from_secs(10), || followed.lock().unwrap().iter().any(|l| l.contains("alert_raised") && l.contains(key)).then_some(()))
+        .unwrap_or_else(|| panic!("events --follow did not show the alert: {:?}", followed.lock().unwrap()));
+    let _ = follow.kill();
     // Space freed: resolved.
     sh(&format!("rm -f {0}/warn* {0}/crit*", mnt.display()));
     wait_for(Duration::from_secs(20), || (hook.count(key, "resolved") == 1).then_some(())).expect("resolved");

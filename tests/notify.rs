@@ -1,6 +1,6 @@
 //! Notification delivery against real receivers, on 127.0.0.1 only: an SMTP server (aiosmtpd,
-//! `tests/servers/smtp.py`) writing every mail to a Maildir, plain or with STARTTLS and AUTH
-//! (a CA and server certificate made with the openssl CLI for each test), and an HTTP receiver
+//! `tests/servers/smtp.py`) writing every mail to a Maildir, plain, or with STARTTLS or TLS from
+//! the first byte and AUTH (a CA and server certificate made with the openssl CLI for each test), and an HTTP receiver
 //! in the test (axum) that records what it is sent and can answer 500. The outbox sender runs
 //! as the daemon runs it; every wait polls with a deadline.
 
@@ -85,17 +85,33 @@ struct Mail {
     charset: String,
 }
 
+/// How the SMTP server speaks.
+#[derive(Clone, Copy)]
+enum Security<'a> {
+    /// Unencrypted, no AUTH.
+    Plain,
+    /// STARTTLS offered and required before mail, then AUTH.
+    Starttls(&'a Pki),
+    /// TLS from the first byte (port 465 style), then AUTH.
+    Implicit(&'a Pki),
+}
+
 impl Smtp {
-    /// Starts the server on `port`; `tls` offers (and requires) STARTTLS with AUTH.
-    async fn start(dir: &Path, port: u16, tls: Option<&Pki>) -> Smtp {
+    /// Starts the server on `port`, speaking as `security` says.
+    async fn start(dir: &Path, port: u16, security: Security<'_>) -> Smtp {
         let maildir = dir.join("maildir");
         let log = dir.join(format!("smtp-{port}.log"));
         let mut cmd = Command::new("python3");
         cmd.arg(root().join("tests/servers/smtp.py"))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--maildir"])
             .arg(&maildir);
-        if let Some(p) = tls {
-            cmd.arg("--starttls").arg(&p.cert).arg(&p.key).arg("--auth").arg(format!("hafen:{PASSWORD}"));
+        let tls = match security {
+            Security::Plain => None,
+            Security::Starttls(p) => Some(("--starttls", p)),
+            Security::Implicit(p) => Some(("--tls", p)),
+        };
+        if let Some((flag, p)) = tls {
+            cmd.arg(flag).arg(&p.cert).arg(&p.key).arg("--auth").arg(format!("hafen:{PASSWORD}"));
         }
         let out = std::fs::File::create(&log).unwrap();
         cmd.stdout(out.try_clone().unwrap()).stderr(out);
@@ -277,7 +293,7 @@ fn open_store(dir: &Path) -> Arc<Store> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mails_are_german_by_default_and_english_on_request() {
     let d = tempfile::tempdir().unwrap();
-    let smtp = Smtp::start(d.path(), free_port(), None).await;
+    let smtp = Smtp::start(d.path(), free_port(), Security::Plain).await;
     let port = smtp.port;
     let store = open_store(d.path());
     let cfg = config(Some(email(port)), &[], None);
@@ -308,7 +324,7 @@ async fn mails_are_german_by_default_and_english_on_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starttls_is_required_not_opportunistic() {
     let d = tempfile::tempdir().unwrap();
-    let smtp = Smtp::start(d.path(), free_port(), None).await;
+    let smtp = Smtp::start(d.path(), free_port(), Security::Plain).await;
     let cfg = config(Some(EmailConfig { security: SmtpSecurity::Starttls, ..email(smtp.port) }), &[], None);
     let e = notify::deliver(&cfg, "email", &payload(&crash_loop())).await.unwrap_err();
     assert!(e.contains(&format!("127.0.0.1:{} (STARTTLS)", smtp.port)) && e.contains("STARTTLS"), "{e}");
@@ -320,7 +336,7 @@ async fn starttls_with_auth_works_with_the_private_ca_and_fails_clearly_without_
     let d = tempfile::tempdir().unwrap();
     let pki = make_pki(d.path());
     let port = free_port();
-    let smtp = Smtp::start(d.path(), port, Some(&pki)).await;
+    let smtp = Smtp::start(d.path(), port, Security::Starttls(&pki)).await;
     let pw = password_file(d.path(), 0o600);
     let good = config(Some(tls_email(port, &pki, &pw)), &[], None);
 
@@ -344,11 +360,34 @@ async fn starttls_with_auth_works_with_the_private_ca_and_fails_clearly_without_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_with_auth_works_with_the_private_ca_and_fails_clearly_without_it() {
+    let d = tempfile::tempdir().unwrap();
+    let pki = make_pki(d.path());
+    let port = free_port();
+    let smtp = Smtp::start(d.path(), port, Security::Implicit(&pki)).await;
+    let pw = password_file(d.path(), 0o600);
+    let tls = EmailConfig { security: SmtpSecurity::Tls, ..tls_email(port, &pki, &pw) };
+
+    let no_ca = config(Some(EmailConfig { ca_file: None, ..tls.clone() }), &[], None);
+    let e = notify::deliver(&no_ca, "email", &payload(&crash_loop())).await.unwrap_err();
+    assert!(e.contains(&format!("e-mail via 127.0.0.1:{port} (TLS)")), "{e}");
+    assert!(e.contains("invalid peer certificate") && e.contains("UnknownIssuer"), "names the certificate problem: {e}");
+    assert!(e.contains("notify.email.ca_file"), "says what to do: {e}");
+    assert!(!e.contains(PASSWORD), "{e}");
+    assert!(smtp.files().is_empty(), "nothing may be sent to a server that is not trusted");
+
+    notify::deliver(&config(Some(tls), &[], None), "email", &payload(&crash_loop())).await.unwrap();
+    let mails = smtp.wait_for_mails(1).await;
+    assert_eq!(mails.len(), 1, "{mails:#?}");
+    assert_eq!(mails[0].subject, "[hafen box1] KRITISCH: tryton: Absturzschleife bei server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_files_readable_by_others_are_refused() {
     let d = tempfile::tempdir().unwrap();
     let pki = make_pki(d.path());
     let port = free_port();
-    let smtp = Smtp::start(d.path(), port, Some(&pki)).await;
+    let smtp = Smtp::start(d.path(), port, Security::Starttls(&pki)).await;
     let loose = password_file(d.path(), 0o644);
     let cfg = config(Some(tls_email(port, &pki, &loose)), &[], None);
     let e = notify::deliver(&cfg, "email", &payload(&crash_loop())).await.unwrap_err();
@@ -425,7 +464,7 @@ async fn while_smtp_is_down_the_mail_waits_and_after_a_restart_it_is_sent_exactl
     drop(store);
 
     // The daemon restarts and the SMTP server is back.
-    let smtp = Smtp::start(d.path(), port, None).await;
+    let smtp = Smtp::start(d.path(), port, Security::Plain).await;
     let store = open_store(d.path());
     let kept = entry(&store, id);
     assert_eq!((kept.attempts, kept.delivered.as_deref()), (failed.attempts, None), "the row survived the restart");
@@ -451,7 +490,7 @@ async fn while_smtp_is_down_the_mail_waits_and_after_a_restart_it_is_sent_exactl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heartbeat_is_a_get_and_a_test_reaches_every_channel() {
     let d = tempfile::tempdir().unwrap();
-    let smtp = Smtp::start(d.path(), free_port(), None).await;
+    let smtp = Smtp::start(d.path(), free_port(), Security::Plain).await;
     let (url, http) = Http::start(0).await;
     let cfg = config(Some(email(smtp.port)), &[format!("{url}/hook")], Some(format!("{url}/ping/uuid")));
 

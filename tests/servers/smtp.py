@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """A throw-away SMTP server for tests (aiosmtpd), writing every mail it accepts to a Maildir.
 
-  smtp.py serve --listen 127.0.0.1:PORT --maildir DIR [--starttls CERT KEY] [--auth USER:PASSWORD]
+  smtp.py serve --listen 127.0.0.1:PORT --maildir DIR [--starttls CERT KEY | --tls CERT KEY] [--auth USER:PASSWORD]
   smtp.py decode FILE
 
 serve: runs in the foreground until SIGTERM/SIGINT; mails land in DIR/new. With --starttls
-the server offers STARTTLS and refuses mail before it; with --auth it requires AUTH (PLAIN or
-LOGIN, after STARTTLS) with this user and password.
+the server offers STARTTLS and refuses mail before it; with --tls it speaks TLS from the first
+byte (implicit TLS, port 465 style); with --auth it requires AUTH (PLAIN or LOGIN, only over
+TLS: after STARTTLS, or on the --tls connection) with this user and password.
 decode: prints one mail as JSON: subject, body (decoded text), message_id, from, to,
 content_type, charset.
 
@@ -29,10 +30,18 @@ def serve(a):
 
     host, port = a.listen.rsplit(":", 1)
     params = {}
-    if a.starttls:
+
+    def server_context(cert, key):
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(a.starttls[0], a.starttls[1])
-        params.update(tls_context=ctx, require_starttls=True)
+        ctx.load_cert_chain(cert, key)
+        return ctx
+
+    if a.starttls:
+        params.update(tls_context=server_context(*a.starttls), require_starttls=True)
+    if a.tls:
+        # The Controller wraps every connection in TLS from the first byte. aiosmtpd only sees
+        # STARTTLS as TLS, so AUTH must not wait for it here (aio-libs/aiosmtpd#281).
+        params.update(ssl_context=server_context(*a.tls), auth_require_tls=False)
     if a.auth:
         user, password = a.auth.split(":", 1)
 
@@ -76,7 +85,9 @@ def main():
     s = sub.add_parser("serve")
     s.add_argument("--listen", required=True)
     s.add_argument("--maildir", required=True)
-    s.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"))
+    tls = s.add_mutually_exclusive_group()
+    tls.add_argument("--starttls", nargs=2, metavar=("CERT", "KEY"))
+    tls.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     s.add_argument("--auth", metavar="USER:PASSWORD")
     d = sub.add_parser("decode")
     d.add_argument("file")
