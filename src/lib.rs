@@ -25,3 +25,4 @@ pub mod host;
 pub mod metrics;
 pub mod audit;
 pub mod watch;
+pub mod update;
