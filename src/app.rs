@@ -512,6 +512,14 @@ impl App {
         }
         lock(&self.health).retain(|k, _| !k.starts_with(&format!("hafen-{id}-")));
         self.emit(actor, Event::StackRemoved { stack: id.into(), purge: req.purge });
+        // A removed stack has no health to watch: forget its restarts, state and series, and
+        // close its open alerts (each with its resolved message).
+        lock(&self.healer).clear_stack(id);
+        lock(&self.stack_states).remove(id);
+        self.metrics.forget_stack(id);
+        for a in self.store.alerts()?.iter().filter(|a| a.stack.as_deref() == Some(id)) {
+            self.resolve(&a.key);
+        }
         Ok(RemoveResponse { stack: id.into(), dry_run: false, purge: req.purge, plan, applied, kept_volumes: kept })
     }
 
