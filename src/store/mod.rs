@@ -3,7 +3,7 @@
 //! FULL, versioned migrations (`MIGRATIONS`, never edited once shipped) and an integrity check at
 //! open, so a damaged file stops hafen before it acts on wrong state.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -267,7 +267,8 @@ impl Store {
             let seq = tx.last_insert_rowid();
             let (last, prev): (i64, String) = tx
                 .query_row("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-                .or_else(|e| if matches!(e, rusqlite::Error::QueryReturnedNoRows) { Ok((0, crate::audit::GENESIS.to_string())) } else { Err(e) })?;
+                .optional()?
+                .unwrap_or((0, crate::audit::GENESIS.to_string()));
             let aseq = last + 1;
             let hash = crate::audit::chain_hash(&prev, aseq, &ts, actor, kind, target, outcome, &detail);
             tx.execute(
@@ -344,12 +345,7 @@ impl Store {
     /// When the newest event of `kind` for `stack` was recorded.
     pub fn last_event_of(&self, kind: &str, stack: &str) -> Result<Option<String>, StoreError> {
         let c = self.conn();
-        let r = c.query_row("SELECT ts FROM events WHERE kind = ?1 AND stack = ?2 ORDER BY seq DESC LIMIT 1", params![kind, stack], |r| r.get(0));
-        match r {
-            Ok(ts) => Ok(Some(ts)),
-            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        Ok(c.query_row("SELECT ts FROM events WHERE kind = ?1 AND stack = ?2 ORDER BY seq DESC LIMIT 1", params![kind, stack], |r| r.get(0)).optional()?)
     }
 
     pub fn events(&self, since: i64, stack: Option<&str>, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
