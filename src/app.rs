@@ -68,7 +68,7 @@ pub struct App {
     pub cfg: Config,
     pub store: Store,
     pub engine: Arc<dyn Engine>,
-    op_lock: tokio::sync::Mutex<()>,
+    pub(crate) op_lock: tokio::sync::Mutex<()>,
     pub(crate) health: Mutex<BTreeMap<String, ProbeState>>,
     engine_status: Mutex<EngineStatus>,
     last_reconcile: Mutex<(Option<String>, Option<String>)>,
@@ -85,6 +85,10 @@ pub struct App {
     next_probe: Mutex<Instant>,
     /// Test hook: stop the world after the action with this key (see docs/testing.md).
     pause_after: Option<String>,
+    /// Test hook: stop the world before this step of an update (see docs/testing.md).
+    pub(crate) pause_update: Option<String>,
+    /// Stacks with an update running now (from its backup on).
+    pub(crate) updating: Mutex<std::collections::BTreeSet<String>>,
     /// The event bus: the sequence number of each recorded event (`hafen events --follow`).
     pub bus: tokio::sync::broadcast::Sender<i64>,
     /// Restart decisions (backoff, crash loops), per `stack/service`.
@@ -126,6 +130,8 @@ impl App {
             backups_running: Mutex::new(Default::default()),
             target_locks: Mutex::new(BTreeMap::new()),
             pause_after: std::env::var("HAFEN_TEST_PAUSE_AFTER").ok().filter(|s| !s.is_empty()),
+            pause_update: std::env::var("HAFEN_TEST_PAUSE_UPDATE").ok().filter(|s| !s.is_empty()),
+            updating: Mutex::new(Default::default()),
             bus: tokio::sync::broadcast::channel(256).0,
             healer: Mutex::new(crate::watch::Healer::new(0, std::time::Duration::ZERO)),
             stack_states: Mutex::new(BTreeMap::new()),
@@ -302,18 +308,26 @@ impl App {
                     if digest.is_some() {
                         if fetch && self.engine.image_id(&written).await?.is_none() {
                             notes.push(format!("pull {written}"));
-                            self.engine.pull_image(&written).await?;
+                            self.engine.pull_image(&written, self.registry_login(&written)).await?;
                         }
                         written
                     } else {
                         let by_tag = format!("{img}:{}", tag.clone().unwrap_or_default());
-                        match pins.get(name).and_then(|p| p.digest.clone().filter(|_| p.reference == by_tag)) {
-                            Some(d) => d,
+                        // The pin wins while it names the same image: an update moves it to
+                        // another tag of that image.
+                        match pins.get(name).and_then(|p| p.digest.clone().filter(|_| p.reference == by_tag || p.reference.starts_with(&format!("{img}:")))) {
+                            Some(d) => {
+                                if fetch && self.engine.image_id(&d).await?.is_none() {
+                                    notes.push(format!("pull {d}"));
+                                    self.engine.pull_image(&d, self.registry_login(&d)).await?;
+                                }
+                                d
+                            }
                             None => {
                                 if self.engine.image_id(&by_tag).await?.is_none() {
                                     notes.push(format!("pull {by_tag} and pin its digest"));
                                     if fetch {
-                                        self.engine.pull_image(&by_tag).await?;
+                                        self.engine.pull_image(&by_tag, self.registry_login(&by_tag)).await?;
                                     }
                                 }
                                 match (fetch, self.engine.image_digest(&by_tag).await?) {
@@ -340,7 +354,7 @@ impl App {
         Ok((refs, notes))
     }
 
-    fn settings_for(&self, stack: &StackDef, changes: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AppError> {
+    pub(crate) fn settings_for(&self, stack: &StackDef, changes: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, AppError> {
         let mut given = self.store.stack(&stack.id)?.map(|r| r.settings).unwrap_or_default();
         // Settings the definition no longer has are dropped rather than refused.
         given.retain(|k, _| stack.settings.contains_key(k));
@@ -348,7 +362,7 @@ impl App {
         resolve_settings(stack, &given).map_err(|errors| AppError::Settings { id: stack.id.clone(), errors })
     }
 
-    async fn desired(&self, stack: &StackDef, settings: &BTreeMap<String, String>, fetch: bool, move_builds: bool) -> Result<(Plan, Vec<String>), AppError> {
+    pub(crate) async fn desired(&self, stack: &StackDef, settings: &BTreeMap<String, String>, fetch: bool, move_builds: bool) -> Result<(Plan, Vec<String>), AppError> {
         self.desired_actual(stack, settings, fetch, move_builds).await.map(|(p, n, _)| (p, n))
     }
 
@@ -432,7 +446,7 @@ impl App {
         (Plan { stack: plan.stack, actions }, healed, loops)
     }
 
-    async fn apply(&self, plan: &Plan, actor: &str, drift_repair: bool) -> (Vec<Applied>, Result<(), AppError>) {
+    pub(crate) async fn apply(&self, plan: &Plan, actor: &str, drift_repair: bool) -> (Vec<Applied>, Result<(), AppError>) {
         let observer = |a: &Action, r: &Result<(), EngineError>| {
             let ev = match r {
                 Ok(()) if drift_repair => Some(Event::DriftRepaired { stack: plan.stack.clone(), action: a.key(), description: a.to_string() }),
@@ -578,6 +592,11 @@ impl App {
                 }
             }
             let _g = self.op_lock.lock().await;
+            // A stack in an update (or whose interrupted update is being rolled back) is the
+            // update's business.
+            if self.store.update_open_for(&rec.id).unwrap_or(false) {
+                continue;
+            }
             let r = async {
                 let settings = self.settings_for(stack, &BTreeMap::new())?;
                 let (plan, _, actual) = self.desired_actual(stack, &settings, true, false).await?;
@@ -853,6 +872,9 @@ impl App {
         let Some(rec) = self.store.stack(id)? else {
             return Err(AppError::Refused(format!("stack `{id}` is not deployed; deploy it before backing it up")));
         };
+        if self.store.update_open_for(id)? {
+            return Err(AppError::Refused(format!("an update of {id} is running (it made its own backup first); the backup runs after it")));
+        }
         if !lock(&self.backups_running).insert(id.to_string()) {
             return Err(AppError::Refused(crate::backup::run::BackupError::Busy(id.into()).to_string()));
         }
@@ -986,7 +1008,7 @@ impl App {
 
     /// Waits until every service in `services` (all when empty) of `stack` runs and passes its
     /// probe; Err with the states when `limit` passes.
-    async fn wait_healthy(&self, stack: &StackDef, services: &[String], limit: std::time::Duration) -> Result<(), String> {
+    pub(crate) async fn wait_healthy(&self, stack: &StackDef, services: &[String], limit: std::time::Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         loop {
             self.kick_prober();
@@ -1029,6 +1051,20 @@ impl App {
     /// `restore_stack` from `source` instead of a configured target (the whole-box recovery
     /// opens the repository from the recovery kit).
     pub async fn restore_stack_from(&self, req: &RestoreRequest, actor: &str, source: Option<crate::backup::repo::Repo>) -> Result<crate::backup::run::RunReport, AppError> {
+        let _g = self.op_lock.lock().await;
+        self.restore_locked(req, actor, source, &[]).await
+    }
+
+    /// The restore itself; the caller holds `op_lock`. `migrations` (service, command) run
+    /// once each, in the new images, after the dumps are loaded and before the stack starts
+    /// (an update that moves a database to a new major version).
+    pub(crate) async fn restore_locked(
+        &self,
+        req: &RestoreRequest,
+        actor: &str,
+        source: Option<crate::backup::repo::Repo>,
+        migrations: &[crate::catalogue::model::MigrationDef],
+    ) -> Result<crate::backup::run::RunReport, AppError> {
         use crate::backup::run::{open_target, target, Step};
         let id = req.stack.clone();
         let stack = self.stack_def(&id)?;
@@ -1047,7 +1083,6 @@ impl App {
             Some(s) => Some(crate::backup::repo::parse_at(s).map_err(|e| AppError::Refused(e))?),
             None => None,
         };
-        let _g = self.op_lock.lock().await;
         let mut report = crate::backup::run::RunReport { stack: id.clone(), target: target_name, ..Default::default() };
         let step = |report: &mut crate::backup::run::RunReport, name: &str, started: Instant, r: &Result<String, String>| {
             report.steps.push(Step { step: name.into(), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: started.elapsed().as_secs_f64() });
@@ -1185,10 +1220,16 @@ impl App {
                 report.steps.push(Step { step: format!("load {}", d.file), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: t0.elapsed().as_secs_f64() });
                 r?;
             }
+            for m in migrations {
+                let t0 = Instant::now();
+                let r = self.run_migration(&stack, &settings, m).await;
+                report.steps.push(Step { step: format!("migrate {}", m.service), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: t0.elapsed().as_secs_f64() });
+                r?;
+            }
             let (plan, _) = self.desired(&stack, &settings, true, false).await.map_err(|e| e.to_string())?;
             let (_, r) = self.apply(&plan, actor, false).await;
             r.map_err(|e| e.to_string())?;
-            self.wait_healthy(&stack, &[], std::time::Duration::from_secs(600)).await
+            self.wait_healthy(&stack, &[], stack.upgrade.health_deadline).await
         }
         .await;
         let t0 = Instant::now();
@@ -1251,7 +1292,7 @@ impl App {
 
     /// Now, when the scheduled job `job` is due by `expr` and its persisted last run (a first
     /// start records now and owes nothing).
-    fn job_due(&self, job: &str, expr: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    pub(crate) fn job_due(&self, job: &str, expr: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         let schedule = crate::backup::schedule::parse(expr).ok()?;
         let now = chrono::Utc::now();
         let last = self.store.job_last_run(job).ok().flatten().and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()).map(|d| d.with_timezone(&chrono::Utc));

@@ -123,6 +123,7 @@ pub async fn run(app: Arc<App>, listener: tokio::net::UnixListener, cancel: Canc
     tracker.spawn(reconcile_worker(app.clone(), cancel.clone()));
     tracker.spawn(probe_worker(app.clone(), cancel.clone()));
     tracker.spawn(backup_worker(app.clone(), cancel.clone()));
+    tracker.spawn(update_worker(app.clone(), cancel.clone()));
     tracker.spawn(crate::watch::engine_watch(app.clone(), cancel.clone()));
     tracker.spawn(notify_worker(app.clone(), cancel.clone()));
     crate::watch::spawn_host_checks(&app, &tracker, &cancel);
@@ -242,6 +243,26 @@ async fn backup_worker(app: Arc<App>, cancel: CancellationToken) {
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// Worker `updater`: first finishes what a killed daemon left (an interrupted update is rolled
+/// back), then asks the registries on `updates.check_schedule` and acts on each stack's policy.
+async fn update_worker(app: Arc<App>, cancel: CancellationToken) {
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        _ = app.update_resume() => {}
+    }
+    app.worker("updater", &app.cfg.updates.check_schedule, "ok", "waiting for the next check");
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = app.update_tick() => {}
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
 }

@@ -36,6 +36,22 @@ pub enum Event {
     AlertResolved { key: String, message: String },
     /// A host check changed level (ok, warning, critical).
     HostCheckChanged { check: String, level: String, detail: String },
+    /// Newer versions are available (policy notify, or automatic outside its window).
+    UpdateAvailable { stack: String, current: String, path: Vec<String> },
+    /// An update hop began (its backup first).
+    UpdateStarted { stack: String, from: String, to: String, id: i64 },
+    /// One step of an update hop was taken.
+    UpdateStep { stack: String, id: i64, step: String, detail: String },
+    /// The hop is done: the new version passes its probes.
+    UpdateCommitted { stack: String, from: String, to: String, id: i64, downtime: f64 },
+    /// The hop stopped before anything changed (backup or pull failed).
+    UpdateAborted { stack: String, to: String, id: i64, step: String, error: String },
+    /// The hop failed at `step`; the old version and its data are back.
+    UpdateRolledBack { stack: String, from: String, to: String, id: i64, step: String, error: String, downtime: f64 },
+    /// The rollback failed too: the admin must act.
+    UpdateFailed { stack: String, to: String, id: i64, error: String },
+    /// `hafen update pin|unpin`.
+    UpdatePinned { stack: String, version: Option<String> },
 }
 
 impl Event {
@@ -59,7 +75,15 @@ impl Event {
             | Event::BackupExported { stack, .. }
             | Event::ServiceRestarted { stack, .. }
             | Event::ServiceCrashLooped { stack, .. }
-            | Event::StackHealthChanged { stack, .. } => Some(stack),
+            | Event::StackHealthChanged { stack, .. }
+            | Event::UpdateAvailable { stack, .. }
+            | Event::UpdateStarted { stack, .. }
+            | Event::UpdateStep { stack, .. }
+            | Event::UpdateCommitted { stack, .. }
+            | Event::UpdateAborted { stack, .. }
+            | Event::UpdateRolledBack { stack, .. }
+            | Event::UpdateFailed { stack, .. }
+            | Event::UpdatePinned { stack, .. } => Some(stack),
             Event::EngineUnreachable { .. }
             | Event::EngineReachable { .. }
             | Event::BackupPruned { .. }
@@ -92,6 +116,9 @@ impl Event {
             | Event::RestoreFailed { .. }
             | Event::BackupCheckFailed { .. }
             | Event::ServiceCrashLooped { .. }
+            | Event::UpdateAborted { .. }
+            | Event::UpdateRolledBack { .. }
+            | Event::UpdateFailed { .. }
             | Event::AlertRaised { .. } => "failed",
             Event::StackHealthChanged { to, .. } if to == "unhealthy" || to == "failed" => "failed",
             Event::HostCheckChanged { level, .. } if level != "ok" => "failed",
@@ -129,6 +156,17 @@ impl Event {
             Event::AlertRaised { key, severity, message } => format!("alert {key} ({severity}): {message}"),
             Event::AlertResolved { key, message } => format!("alert {key} resolved: {message}"),
             Event::HostCheckChanged { check, level, detail } => format!("host check {check}: {level}: {detail}"),
+            Event::UpdateAvailable { stack, current, path } => format!("{stack}: updates available from {current}: {}", path.join(" → ")),
+            Event::UpdateStarted { stack, from, to, id } => format!("update {id} of {stack} from {from} to {to} started"),
+            Event::UpdateStep { stack, id, step, detail } => format!("update {id} of {stack}: {step}: {detail}"),
+            Event::UpdateCommitted { stack, from, to, id, downtime } => format!("update {id} of {stack} from {from} to {to} committed ({downtime:.0}s down)"),
+            Event::UpdateAborted { stack, to, id, step, error } => format!("update {id} of {stack} to {to} ABORTED at {step}, nothing changed: {error}"),
+            Event::UpdateRolledBack { stack, from, to, id, step, error, downtime } => {
+                format!("update {id} of {stack} to {to} FAILED at {step} and was rolled back to {from} with its data ({downtime:.0}s down): {error}")
+            }
+            Event::UpdateFailed { stack, to, id, error } => format!("update {id} of {stack} to {to} FAILED and the rollback failed too: {error}"),
+            Event::UpdatePinned { stack, version: Some(v) } => format!("{stack} pinned: no updates beyond {v}"),
+            Event::UpdatePinned { stack, version: None } => format!("{stack} unpinned"),
             Event::BackupCheckFailed { target, subset, problems } => {
                 format!("repository check of {target}{} FOUND PROBLEMS: {}", subset.as_ref().map(|s| format!(" (packs {s})")).unwrap_or_default(), problems.join("; "))
             }

@@ -128,3 +128,20 @@ pub fn purge(secrets_dir: &Path, run_dir: &Path, stack: &str) -> std::io::Result
     }
     Ok(())
 }
+
+/// A password or token from a file the admin wrote (`what` names the setting), without its
+/// final line break. The file must be readable by its owner only.
+pub fn read_private(path: &Path, what: &str) -> Result<String, String> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the password file {shown} ({what}): {e}"))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!("the password file {shown} can be read by others (mode {mode:04o}); hafen refuses to use it: run `chmod 600 {shown}`"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the password file {shown}: {e}"))?;
+    let password = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
+    if password.is_empty() {
+        return Err(format!("the password file {shown} is empty"));
+    }
+    Ok(password.to_string())
+}

@@ -338,6 +338,10 @@ impl App {
         let catalogue = self.catalogue();
         for rec in records.into_iter().filter(|r| r.enabled) {
             let Some(def) = catalogue.stacks.get(&rec.id) else { continue };
+            // During an update the stack is down on purpose; the update reports its own outcome.
+            if crate::app::lock(&self.updating).contains(&rec.id) || self.store.update_open_for(&rec.id).unwrap_or(false) {
+                continue;
+            }
             let (states, unhealthy): (Vec<crate::health::ServiceHealth>, Vec<String>) = {
                 let h = crate::app::lock(&self.health);
                 let healer = crate::app::lock(&self.healer);

@@ -52,6 +52,22 @@ log "waiting for database $TRYTON_DB_NAME on $TRYTON_DB_HOST:$TRYTON_DB_PORT"
 python3 /usr/local/lib/hafen/hafen_trytondb.py wait "$TRYTON_DB_WAIT_SECONDS" \
     || die "database not reachable"
 
+# Maintenance modes (hafen's update migrations run them in a one-off container of the new
+# image): `admin ARGS…` runs trytond-admin on the database; `console FILE` runs a Python script
+# in trytond-console (the migration notes' "after" steps).
+case "${1:-}" in
+    admin)
+        shift
+        log "trytond-admin -d $TRYTON_DB_NAME $*"
+        exec trytond-admin -c "$CONF" -d "$TRYTON_DB_NAME" "$@"
+        ;;
+    console)
+        [ -r "${2:-}" ] || die "console needs a readable script file, got '${2:-}'"
+        log "trytond-console -d $TRYTON_DB_NAME < $2"
+        exec trytond-console -c "$CONF" -d "$TRYTON_DB_NAME" < "$2"
+        ;;
+esac
+
 state=$(python3 /usr/local/lib/hafen/hafen_trytondb.py state)
 log "database state: $state"
 if [ "$state" != ready ]; then

@@ -202,6 +202,14 @@ pub struct RestoreRequest {
     pub target: Option<String>,
 }
 
+/// `hafen update apply` (`to`: a version, default the newest allowed) and `hafen update pin`
+/// (`to`: the version; none unpins).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpdateRequest {
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
 /// `hafen audit verify`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditVerifyResponse {

@@ -73,6 +73,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/audit", get(audit))
         .route("/v1/audit/verify", get(audit_verify))
         .route("/v1/notify/test", post(notify_test))
+        .route("/v1/updates", get(update_list))
+        .route("/v1/updates/check", get(update_check))
+        .route("/v1/updates/{id}/plan", get(update_plan))
+        .route("/v1/updates/{id}/apply", post(update_apply))
+        .route("/v1/updates/{id}/rollback", post(update_rollback))
+        .route("/v1/updates/{id}/pin", post(update_pin))
         .with_state(app)
 }
 
@@ -208,4 +214,35 @@ async fn backup_export(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectIn
 
 async fn restore(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<RestoreRequest>) -> R<crate::backup::run::RunReport> {
     Ok(Json(app.restore_stack(&req, &peer.actor()).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct StackQuery {
+    stack: Option<String>,
+    to: Option<String>,
+}
+
+async fn update_list(State(app): State<Arc<App>>, Query(q): Query<StackQuery>) -> R<Vec<crate::store::UpdateRecord>> {
+    Ok(Json(app.update_list(q.stack.as_deref())?))
+}
+
+async fn update_check(State(app): State<Arc<App>>, Query(q): Query<StackQuery>) -> R<Vec<crate::update::apply::StackCheck>> {
+    Ok(Json(app.update_check(q.stack.as_deref()).await?))
+}
+
+async fn update_plan(State(app): State<Arc<App>>, Path(id): Path<String>, Query(q): Query<StackQuery>) -> R<crate::update::apply::PlanView> {
+    Ok(Json(app.update_plan(&id, q.to.as_deref()).await?))
+}
+
+async fn update_apply(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Path(id): Path<String>, Json(req): Json<UpdateRequest>) -> R<crate::update::apply::ApplyReport> {
+    Ok(Json(app.update_apply(&id, req.to.as_deref(), &peer.actor()).await?))
+}
+
+async fn update_rollback(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Path(id): Path<String>) -> R<crate::store::UpdateRecord> {
+    Ok(Json(app.update_rollback(&id, &peer.actor()).await?))
+}
+
+async fn update_pin(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Path(id): Path<String>, Json(req): Json<UpdateRequest>) -> R<serde_json::Value> {
+    app.update_pin(&id, req.to.as_deref(), &peer.actor())?;
+    Ok(Json(serde_json::json!({ "stack": id, "pinned": req.to })))
 }

@@ -179,6 +179,11 @@ fn decode_stack(v: &Value, dir_id: Option<&str>, is: &mut Issues) -> Option<Stac
 
     let backup = o.raw("backup").map(|b| decode_backup(b, &services, is)).unwrap_or_default();
     let upgrade = o.raw("upgrade").map(|u| decode_upgrade(u, &services, is)).unwrap_or_default();
+    for d in &upgrade.databases {
+        if !backup.dumps.iter().any(|x| &x.service == d && x.restore.is_some()) {
+            is.push("upgrade.databases", format!("`{d}` needs a backup dump with a `restore` command: its data moves to a new major version by dump and load"));
+        }
+    }
     o.finish(is);
     Some(StackDef {
         id,
@@ -772,8 +777,70 @@ fn decode_upgrade(v: &Value, services: &BTreeMap<String, ServiceDef>, is: &mut I
             migrations.push(MigrationDef { to, service, command });
         }
     }
+    let registry_image = |svc: &str| match services.get(svc).map(|s| &s.image) {
+        Some(ImageSource::Registry { tag: Some(t), digest: None, .. }) => Ok(t.clone()),
+        Some(_) => Err(format!("service `{svc}` must use a registry image with a tag (`image: name:tag`) to be updated by its tag")),
+        None => Err(format!("names unknown service `{svc}`")),
+    };
+    let track: Option<String> = o.opt("track", is);
+    if let Some(t) = &track {
+        match registry_image(t) {
+            Ok(tag) if crate::update::Version::parse(&tag).is_none() => is.push("upgrade.track", format!("the tag `{tag}` of service `{t}` is not a version (like 7.0 or 31.0.2)")),
+            Ok(_) => {}
+            Err(e) => is.push("upgrade.track", e),
+        }
+    }
+    let mut with = Vec::new();
+    if let Some(wv) = o.raw("with") {
+        match wv {
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    let Some(prefix) = scalar(k) else { continue };
+                    let p = format!("upgrade.with.{prefix}");
+                    if crate::update::Version::parse(&prefix).is_none() {
+                        is.push(&p, format!("`{prefix}` is not a version prefix (like 7.0)"));
+                    }
+                    let mut tags = BTreeMap::new();
+                    match v {
+                        Value::Mapping(sm) => {
+                            for (sk, sv) in sm {
+                                let (Some(svc), Some(tag)) = (scalar(sk), scalar(sv)) else { continue };
+                                if let Err(e) = registry_image(&svc) {
+                                    is.push(&p, e);
+                                }
+                                if track.as_deref() == Some(svc.as_str()) {
+                                    is.push(&p, format!("`{svc}` is the tracked service; its tag is the version itself"));
+                                }
+                                tags.insert(svc, tag);
+                            }
+                        }
+                        _ => is.push(&p, "give a map of service → tag"),
+                    }
+                    with.push((prefix, tags));
+                }
+            }
+            _ => is.push("upgrade.with", "give a map of version prefix → (service → tag)"),
+        }
+        if track.is_none() {
+            is.push("upgrade.with", "`with` needs `track` (the service whose tag is the version)");
+        }
+    }
+    let databases = o.raw("databases").map(|r| string_list(r, "upgrade.databases", is)).unwrap_or_default();
+    for d in &databases {
+        if !services.contains_key(d) {
+            is.push("upgrade.databases", format!("names unknown service `{d}`"));
+        }
+    }
+    let mut health_deadline = UpgradeDef::default().health_deadline;
+    if let Some(s) = o.raw("health_deadline").and_then(scalar) {
+        match parse_duration(&s) {
+            Ok(d) if d >= Duration::from_secs(5) => health_deadline = d,
+            Ok(_) => is.push("upgrade.health_deadline", format!("`{s}` is too short; give at least 5s")),
+            Err(e) => is.push("upgrade.health_deadline", e),
+        }
+    }
     o.finish(is);
-    UpgradeDef { channel, allow_major_skip, required_versions, migrations }
+    UpgradeDef { channel, allow_major_skip, required_versions, migrations, track, with, databases, health_deadline }
 }
 
 /// Dependency order (dependencies first), or the cycle found.

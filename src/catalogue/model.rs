@@ -209,11 +209,31 @@ pub struct UpgradeDef {
     pub allow_major_skip: bool,
     pub required_versions: Vec<String>,
     pub migrations: Vec<MigrationDef>,
+    /// The service whose registry image tag is the stack's version; none: the stack is not
+    /// updated from a registry (built images are rebuilt instead).
+    pub track: Option<String>,
+    /// Other services' tags that go with a version: (version prefix, service → tag), e.g.
+    /// Tryton 7.0 runs on PostgreSQL 17. The longest matching prefix wins.
+    pub with: Vec<(String, BTreeMap<String, String>)>,
+    /// Database services: when their image's major version changes, their data moves by dump
+    /// and load (the pre-update backup's dump into a fresh database of the new version).
+    pub databases: Vec<String>,
+    /// How long the probes may take to pass after an update before it is rolled back.
+    pub health_deadline: Duration,
 }
 
 impl Default for UpgradeDef {
     fn default() -> Self {
-        UpgradeDef { channel: Channel::Minor, allow_major_skip: false, required_versions: Vec::new(), migrations: Vec::new() }
+        UpgradeDef {
+            channel: Channel::Minor,
+            allow_major_skip: false,
+            required_versions: Vec::new(),
+            migrations: Vec::new(),
+            track: None,
+            with: Vec::new(),
+            databases: Vec::new(),
+            health_deadline: Duration::from_secs(600),
+        }
     }
 }
 

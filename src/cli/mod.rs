@@ -2,6 +2,8 @@
 //! `stack render` and `config check` work offline; everything else is a client of the daemon's
 //! API. Human output follows the chosen language (`i18n`); `--json` prints the API's types.
 
+mod update;
+
 use crate::api::client::Client;
 use crate::api::*;
 use crate::catalogue::{self, render};
@@ -65,6 +67,10 @@ pub enum Cmd {
     /// Notifications: send a test message to every configured channel
     #[command(subcommand)]
     Notify(NotifyCmd),
+    /// Updates: check, plan, apply (backup first, rolled back by itself on failure), rollback,
+    /// pin, unpin, list
+    #[command(subcommand)]
+    Update(update::UpdateCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -402,6 +408,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Notify(NotifyCmd::Test(j)) => notify_test(&cli, j.json).await,
         Cmd::Keys(k) => keys(&cli, k),
         Cmd::Backup(b) => backup(&cli, b).await,
+        Cmd::Update(u) => update::run(&cli, u).await,
         Cmd::Restore(r) if r.repo.is_none() => restore_stack(&cli, r).await,
         Cmd::Restore(r) => restore(&cli, r).await,
         Cmd::Image(ImageCmd::Build { recipes }) => {

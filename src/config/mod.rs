@@ -8,7 +8,9 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod update;
 mod watch;
+pub use update::{RegistryConfig, UpdatePolicy, UpdatesConfig};
 pub use watch::{EmailConfig, HealthConfig, NotifyConfig, SmtpSecurity, WebhookConfig};
 
 pub const DEFAULT_CONFIG: &str = "/etc/hafen/hafen.yaml";
@@ -46,6 +48,10 @@ pub struct Config {
     pub health: HealthConfig,
     /// The Prometheus text endpoint (loopback by default; `off` disables it).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How each stack takes updates, and when hafen asks the registries.
+    pub updates: UpdatesConfig,
+    /// Logins for image registries.
+    pub registries: Vec<RegistryConfig>,
     /// Where the config came from (`built-in defaults` or a path).
     pub source: String,
 }
@@ -195,6 +201,8 @@ impl Default for Config {
             notify: NotifyConfig::default(),
             health: HealthConfig::default(),
             metrics_listen: Some(watch::DEFAULT_METRICS.parse().expect("default metrics address")),
+            updates: UpdatesConfig::default(),
+            registries: Vec::new(),
             source: "built-in defaults".into(),
         }
     }
@@ -409,6 +417,12 @@ impl Config {
             }
             if let Some(v) = o.raw("health") {
                 c.health = watch::parse_health(v, &mut is);
+            }
+            if let Some(v) = o.raw("updates") {
+                c.updates = update::parse_updates(v, &mut is);
+            }
+            if let Some(v) = o.raw("registries") {
+                c.registries = update::parse_registries(v, &mut is);
             }
             let public = o.opt::<bool>("metrics_public", &mut is).unwrap_or(false);
             if let Some(s) = o.raw("metrics_listen").and_then(scalar) {

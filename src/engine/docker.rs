@@ -548,6 +548,51 @@ impl Engine for DockerEngine {
         })?
     }
 
+    async fn run_once(&self, spec: &ServiceSpec, timeout: Duration) -> Result<ExecOutput, EngineError> {
+        let mut spec = spec.clone();
+        spec.ports.clear();
+        spec.healthcheck = None;
+        let name = spec.name();
+        policy::check(&spec, &self.secret_root).map_err(|r| EngineError::Policy { name: name.clone(), reasons: r.join("; ") })?;
+        // A run left over from a killed daemon goes first.
+        self.remove_service(&name).await?;
+        let opts = qp::CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+        self.docker.create_container(Some(opts), container_body(&spec)).await.map_err(|e| self.err("create", &name, e))?;
+        let run = async {
+            self.docker.start_container(&name, None::<qp::StartContainerOptions>).await.map_err(|e| self.err("start", &name, e))?;
+            let mut w = self.docker.wait_container(&name, None::<qp::WaitContainerOptions>);
+            let mut code = -1;
+            while let Some(r) = w.next().await {
+                match r {
+                    Ok(x) => code = x.status_code,
+                    // bollard reports a non-zero exit as an error carrying the code.
+                    Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => code = c,
+                    Err(e) => return Err(self.err("wait", &name, e)),
+                }
+            }
+            Ok(code)
+        };
+        let code = tokio::time::timeout(timeout, run).await;
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        let opts = qp::LogsOptions { stdout: true, stderr: true, tail: "400".into(), ..Default::default() };
+        let mut s = self.docker.logs(&name, Some(opts));
+        while let Some(Ok(chunk)) = s.next().await {
+            match chunk {
+                bollard::container::LogOutput::StdErr { message } => stderr.push_str(&String::from_utf8_lossy(&message)),
+                other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+            }
+        }
+        self.remove_service(&name).await?;
+        let exit_code = match code {
+            Ok(c) => c?,
+            Err(_) => {
+                return Err(EngineError::Call { op: "run", name, detail: format!("did not finish within {}s; stopped and removed", timeout.as_secs()) });
+            }
+        };
+        Ok(ExecOutput { exit_code, stdout, stderr })
+    }
+
     async fn logs(&self, name: &str, tail: usize) -> Result<String, EngineError> {
         if !self.ensure_ours(name).await? {
             return Err(EngineError::Call { op: "logs", name: name.into(), detail: "no such container".into() });
@@ -571,15 +616,30 @@ impl Engine for DockerEngine {
 
     async fn image_digest(&self, reference: &str) -> Result<Option<String>, EngineError> {
         match self.docker.inspect_image(reference).await {
-            Ok(i) => Ok(i.repo_digests.unwrap_or_default().into_iter().next()),
+            Ok(i) => {
+                // One image can be in several repositories: the digest of the one asked for.
+                let repo = reference.split('@').next().unwrap_or(reference);
+                let repo = match repo.rsplit_once(':') {
+                    Some((r, tag)) if !tag.contains('/') => r,
+                    _ => repo,
+                };
+                let all = i.repo_digests.unwrap_or_default();
+                Ok(all.iter().find(|d| d.split('@').next() == Some(repo)).or(all.first()).cloned())
+            }
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(None),
             Err(e) => Err(self.err("inspect image", reference, e)),
         }
     }
 
-    async fn pull_image(&self, reference: &str) -> Result<(), EngineError> {
+    async fn pull_image(&self, reference: &str, login: Option<(String, String)>) -> Result<(), EngineError> {
         let opts = qp::CreateImageOptions { from_image: Some(reference.to_string()), ..Default::default() };
-        let mut s = self.docker.create_image(Some(opts), None, None);
+        let creds = login.map(|(u, p)| bollard::auth::DockerCredentials {
+            username: Some(u),
+            password: Some(p),
+            serveraddress: crate::update::registry::ImageRef::parse(reference).map(|r| r.host),
+            ..Default::default()
+        });
+        let mut s = self.docker.create_image(Some(opts), None, creds);
         while let Some(r) = s.next().await {
             if let Err(e) = r {
                 return Err(EngineError::ImageUnavailable {

@@ -156,6 +156,10 @@ impl Engine for FakeEngine {
         }
         Ok(ExecOutput { exit_code: 0, stdout: format!("{n} bytes"), stderr: String::new() })
     }
+    async fn run_once(&self, spec: &ServiceSpec, _t: Duration) -> Result<ExecOutput, EngineError> {
+        drop(self.guard(format!("run {} {}", spec.name(), spec.command.clone().unwrap_or_default().join(" ")))?);
+        Ok(ExecOutput { exit_code: 0, stdout: String::new(), stderr: String::new() })
+    }
     async fn logs(&self, name: &str, _tail: usize) -> Result<String, EngineError> {
         drop(self.guard(format!("logs {name}"))?);
         Ok(String::new())
@@ -166,7 +170,7 @@ impl Engine for FakeEngine {
     async fn image_digest(&self, reference: &str) -> Result<Option<String>, EngineError> {
         Ok(self.guard(format!("digest? {reference}"))?.images.get(reference).map(|_| format!("{reference}@sha256:{}", "0".repeat(64))))
     }
-    async fn pull_image(&self, reference: &str) -> Result<(), EngineError> {
+    async fn pull_image(&self, reference: &str, _login: Option<(String, String)>) -> Result<(), EngineError> {
         let mut s = self.guard(format!("pull {reference}"))?;
         s.images.insert(reference.into(), format!("sha256:{}", "1".repeat(64)));
         Ok(())

@@ -217,11 +217,16 @@ pub trait Engine: Send + Sync + 'static {
         timeout: Duration,
     ) -> Result<ExecOutput, EngineError>;
     async fn logs(&self, name: &str, tail: usize) -> Result<String, EngineError>;
+    /// Runs `spec` once to its end (a migration: the service's image, mounts and hardening,
+    /// no ports, no probe) and removes the container; the exit code and the output.
+    async fn run_once(&self, spec: &ServiceSpec, timeout: Duration) -> Result<ExecOutput, EngineError>;
     /// Image id when present locally.
     async fn image_id(&self, reference: &str) -> Result<Option<String>, EngineError>;
     /// Repo digest (`name@sha256:…`) of a local image, when it came from a registry.
     async fn image_digest(&self, reference: &str) -> Result<Option<String>, EngineError>;
-    async fn pull_image(&self, reference: &str) -> Result<(), EngineError>;
+    /// Pulls from a registry; `login` (user, password) for registries that want one (the
+    /// engine does the token dance itself).
+    async fn pull_image(&self, reference: &str, login: Option<(String, String)>) -> Result<(), EngineError>;
     /// Builds from a tar of the build context; returns the image id. `progress` gets each line.
     async fn build_image(
         &self,

@@ -91,21 +91,7 @@ fn read_ca(path: &Path) -> Result<Certificate, String> {
 /// The SMTP password: the file's content without its final line break. The file must be
 /// readable by its owner only.
 pub fn read_password(path: &Path) -> Result<String, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read the password file {shown} (notify.email.password_file): {e}"))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "the password file {shown} can be read by others (mode {mode:04o}); hafen refuses to use it: run `chmod 600 {shown}`"
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the password file {shown}: {e}"))?;
-    let password = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
-    if password.is_empty() {
-        return Err(format!("the password file {shown} is empty"));
-    }
-    Ok(password.to_string())
+    crate::secrets::read_private(path, "notify.email.password_file")
 }
 
 /// lettre's error, with advice where the cause is a usual one.

@@ -217,6 +217,9 @@ mod tests {
         ("backup_failed", &["stack", "target", "error"]),
         ("backup_stale", &["stack", "age", "last"]),
         ("backup_check_failed", &["target", "problems"]),
+        ("update_rolled_back", &["stack", "from", "to", "step", "error", "log"]),
+        ("update_failed", &["stack", "to", "error"]),
+        ("update_available", &["stack", "current", "path"]),
         ("test", &[]),
     ];
 
@@ -227,6 +230,9 @@ mod tests {
         ("reconnecting", &[]),
         ("resynced", &[]),
         ("retry_scheduled", &["when"]),
+        ("update_backup", &["snapshot"]),
+        ("update_rolled_back", &["from"]),
+        ("data_restored", &["snapshot"]),
     ];
 
     const KINDS: [NoticeKind; 5] = [NoticeKind::Problem, NoticeKind::Reminder, NoticeKind::Escalated, NoticeKind::Resolved, NoticeKind::Test];

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 mod outbox;
+mod updates;
 pub use outbox::OutboxEntry;
+pub use updates::UpdateRecord;
 
 /// `PRAGMA application_id` marking the file as hafen's ("hafn").
 const APP_ID: i64 = 0x6861_666e;
@@ -83,6 +85,30 @@ const MIGRATIONS: &[&str] = &[
         next_attempt TEXT NOT NULL,
         last_error TEXT,
         delivered TEXT
+     );",
+    // v4: update transactions (one row per hop, the step written before it is taken) and
+    // version pins.
+    "CREATE TABLE updates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        stack TEXT NOT NULL,
+        from_version TEXT NOT NULL,
+        to_version TEXT NOT NULL,
+        step TEXT NOT NULL,
+        state TEXT NOT NULL,
+        snapshot TEXT,
+        target TEXT NOT NULL,
+        old_pins TEXT NOT NULL,
+        new_refs TEXT NOT NULL,
+        error TEXT,
+        actor TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        downtime REAL
+     );
+     CREATE TABLE update_pins (
+        stack TEXT PRIMARY KEY,
+        version TEXT NOT NULL,
+        pinned_at TEXT NOT NULL
      );",
 ];
 

@@ -1,10 +1,15 @@
-//! Update planning, as pure functions (the first part of issue 5; the transaction, registry and
-//! CLI come next): image tags parsed as versions, the candidates a stack's update channel allows,
-//! the version path through every required hop (no skipped majors, the newest release of the
-//! current major first, required intermediate versions), and the decision what to do now given
-//! the stack's update policy and maintenance window.
+//! Updates. This module owns the planning, as pure functions: image tags parsed as versions, the
+//! candidates a stack's update channel allows, the version path through every required hop (no
+//! skipped majors, the newest release of the current major first, required intermediate
+//! versions), what each hop changes (images, database moves, migrations), and the decision what
+//! to do now given the stack's update policy and maintenance window. `registry` asks registries;
+//! `apply` runs the transaction on the daemon.
 
-use crate::catalogue::model::{Channel, UpgradeDef};
+pub mod apply;
+pub mod registry;
+
+use crate::catalogue::model::{Channel, MigrationDef, UpgradeDef};
+use std::collections::BTreeMap;
 use serde::Serialize;
 use std::cmp::Ordering;
 use std::fmt;
@@ -153,8 +158,59 @@ pub fn plan_path(current: &Version, target: &Version, available: &[Version], rul
     Ok(hops)
 }
 
+/// What one hop changes: the image of every service that moves (service → (from, to) by tag),
+/// the database services whose major version changes (their data moves by dump and load), and
+/// the migrations that run.
+#[derive(Debug, Clone, Serialize)]
+pub struct HopChange {
+    pub version: String,
+    pub images: BTreeMap<String, (String, String)>,
+    pub database_moves: Vec<String>,
+    pub migrations: Vec<MigrationDef>,
+}
+
+/// The major version of an image reference's tag (`…/pg:15` → 15).
+fn tag_major(reference: &str) -> Option<u64> {
+    registry::ImageRef::parse(reference).and_then(|r| r.tag).and_then(|t| Version::parse(&t)).map(|v| v.major())
+}
+
+/// What moving from `from` to `to` changes, given the images that run now (service → reference
+/// by tag). The tracked service takes `to` as its tag; services named in the longest `with`
+/// prefix that `to` matches take the tags given there; others stay. Migrations whose `to` the
+/// new version matches and the old one does not are run (in the order written).
+pub fn hop_change(rules: &UpgradeDef, current: &BTreeMap<String, String>, from: &Version, to: &Version) -> HopChange {
+    let mut images = BTreeMap::new();
+    let retag = |svc: &str, tag: &str| current.get(svc).and_then(|r| registry::ImageRef::parse(r)).map(|r| r.with_tag(tag));
+    if let Some(t) = &rules.track {
+        if let (Some(old), Some(new)) = (current.get(t), retag(t, &to.tag)) {
+            images.insert(t.clone(), (old.clone(), new));
+        }
+    }
+    let best = rules
+        .with
+        .iter()
+        .filter_map(|(p, m)| Version::parse(p).filter(|pv| to.matches_prefix(pv)).map(|pv| (pv.parts.len(), m)))
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, m)| m);
+    for (svc, tag) in best.into_iter().flatten() {
+        if let (Some(old), Some(new)) = (current.get(svc), retag(svc, tag)) {
+            if *old != new {
+                images.insert(svc.clone(), (old.clone(), new));
+            }
+        }
+    }
+    let database_moves = rules.databases.iter().filter(|d| images.get(*d).is_some_and(|(o, n)| tag_major(o) != tag_major(n))).cloned().collect();
+    let migrations = rules
+        .migrations
+        .iter()
+        .filter(|m| Version::parse(&m.to).is_some_and(|mv| to.matches_prefix(&mv) && !from.matches_prefix(&mv)))
+        .cloned()
+        .collect();
+    HopChange { version: to.tag.clone(), images, database_moves, migrations }
+}
+
 /// How a stack takes updates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Only when an admin says `hafen update apply`.
@@ -179,7 +235,7 @@ pub struct Policy {
 }
 
 /// What to do about one stack now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Decision {
     Nothing,
@@ -308,6 +364,33 @@ mod tests {
         assert_eq!(path(&plan_path(&v("6.5.0"), &v("7.0.2"), &avail, &rules).unwrap()), ["7.0.2"]);
         let missing: Vec<Version> = ["6.8.0", "7.0.2"].iter().map(|s| v(s)).collect();
         assert!(matches!(plan_path(&v("6.0.5"), &v("7.0.2"), &missing, &rules), Err(PlanError::MissingRequired { .. })));
+    }
+
+    #[test]
+    fn a_hop_moves_images_databases_and_picks_migrations() {
+        let mig = |to: &str| MigrationDef { to: to.into(), service: "server".into(), command: vec!["admin".into(), "--all".into()] };
+        let rules = UpgradeDef {
+            track: Some("server".into()),
+            with: vec![("7".into(), BTreeMap::from([("db".to_string(), "16".to_string())])), ("7.0".into(), BTreeMap::from([("db".to_string(), "17".to_string())]))],
+            databases: vec!["db".into()],
+            migrations: vec![mig("7.0"), mig("6")],
+            ..UpgradeDef::default()
+        };
+        let cur = BTreeMap::from([("server".to_string(), "127.0.0.1:5000/hafen/tryton:6.0".to_string()), ("db".to_string(), "127.0.0.1:5000/hafen/pg:15".to_string())]);
+        let h = hop_change(&rules, &cur, &v("6.0"), &v("7.0"));
+        assert_eq!(h.images["server"].1, "127.0.0.1:5000/hafen/tryton:7.0");
+        // The longest prefix wins: 7.0 → PostgreSQL 17, a major move of the database.
+        assert_eq!(h.images["db"], ("127.0.0.1:5000/hafen/pg:15".to_string(), "127.0.0.1:5000/hafen/pg:17".to_string()));
+        assert_eq!(h.database_moves, ["db"]);
+        assert_eq!(h.migrations.iter().map(|m| m.to.as_str()).collect::<Vec<_>>(), ["7.0"]);
+        // A patch hop within 6.0: only the tracked image, no database move, no migration.
+        let h = hop_change(&rules, &cur, &v("6.0"), &v("6.0.1"));
+        assert_eq!(h.images.keys().collect::<Vec<_>>(), ["server"]);
+        assert!(h.database_moves.is_empty() && h.migrations.is_empty());
+        // Same database tag: nothing moves there.
+        let on17 = BTreeMap::from([("server".to_string(), "r/tryton:7.0".to_string()), ("db".to_string(), "r/pg:17".to_string())]);
+        let h = hop_change(&rules, &on17, &v("7.0"), &v("7.0.2"));
+        assert!(!h.images.contains_key("db") && h.database_moves.is_empty());
     }
 
     #[test]

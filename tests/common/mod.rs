@@ -47,6 +47,21 @@ pub fn ensure_images() {
     *done = true;
 }
 
+static RECIPES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// `ensure_images`, plus further recipes (e.g. the Debian 13 ones the update tests use).
+pub fn ensure_recipes(more: &[&str]) {
+    ensure_images();
+    let mut done = RECIPES.lock().unwrap_or_else(|e| e.into_inner());
+    let todo: Vec<&str> = more.iter().copied().filter(|r| !done.iter().any(|d| d == r)).collect();
+    if todo.is_empty() {
+        return;
+    }
+    let st = Command::new(bin()).arg("image").arg("build").args(&todo).env_remove("HAFEN_CONFIG").current_dir(root()).status().expect("run hafen image build");
+    assert!(st.success(), "building {todo:?} failed");
+    done.extend(todo.iter().map(|s| s.to_string()));
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

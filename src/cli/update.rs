@@ -1,0 +1,200 @@
+//! `hafen update check|plan|apply|rollback|pin|unpin|list`: clients of the daemon's update API.
+
+use super::{client, print_json, progress_spinner, Cli};
+use crate::api::UpdateRequest;
+use crate::update::apply::{ApplyReport, PlanView, StackCheck};
+use crate::store::UpdateRecord;
+use clap::Subcommand;
+use rust_i18n::t;
+
+#[derive(Subcommand, Debug)]
+pub enum UpdateCmd {
+    /// Ask the registries what is new for each deployed stack (or one), with the path hafen
+    /// would take
+    Check {
+        stack: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every hop and step of an update before doing anything
+    Plan {
+        stack: String,
+        /// Target version (default: the newest the stack's channel and pin allow)
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Update now: per hop a backup first, then pull, stop, migrate, start, probes; rolled back
+    /// by itself on any failure
+    Apply {
+        stack: String,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take back the last committed update: the previous images and the data of its pre-update
+    /// backup (changes made since are lost)
+    Rollback {
+        stack: String,
+        /// Do not ask
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Never update the stack beyond this version
+    Pin { stack: String, version: String },
+    /// Remove the stack's version pin
+    Unpin { stack: String },
+    /// Past and running updates (newest first)
+    List {
+        stack: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn print_record(u: &UpdateRecord) {
+    let down = u.downtime.map(|d| format!("{d:.0}s")).unwrap_or_else(|| "-".into());
+    println!("{:>4}  {:<12} {:>8} → {:<8} {:<12} {:<9} {:>6}  {}", u.id, u.stack, u.from_version, u.to_version, u.state, u.step, down, u.started_at);
+    if let Some(e) = &u.error {
+        println!("      {e}");
+    }
+}
+
+pub async fn run(cli: &Cli, cmd: &UpdateCmd) -> anyhow::Result<i32> {
+    let c = client(cli)?;
+    match cmd {
+        UpdateCmd::Check { stack, json } => {
+            let path = match stack {
+                Some(s) => format!("/v1/updates/check?stack={s}"),
+                None => "/v1/updates/check".into(),
+            };
+            let l: Vec<StackCheck> = c.get(&path).await?;
+            if *json {
+                print_json(&l);
+                return Ok(if l.iter().any(|x| x.error.is_some()) { 1 } else { 0 });
+            }
+            if l.is_empty() {
+                println!("{}", t!("update_none_tracked"));
+            }
+            let mut failed = false;
+            for x in &l {
+                if let Some(e) = &x.error {
+                    failed = true;
+                    eprintln!("{}", t!("update_check_failed", stack = x.stack, error = e));
+                } else if x.path.is_empty() && !x.rebuild {
+                    println!("{}", t!("update_current", stack = x.stack, version = x.current));
+                } else if x.path.is_empty() {
+                    println!("{}", t!("update_rebuild", stack = x.stack, version = x.current));
+                } else {
+                    println!("{}", t!("update_available", stack = x.stack, version = x.current, path = x.path.join(" → ")));
+                }
+                if let Some(p) = &x.pinned {
+                    println!("  {}", t!("update_pinned_note", version = p));
+                }
+            }
+            Ok(if failed { 1 } else { 0 })
+        }
+        UpdateCmd::Plan { stack, to, json } => {
+            let path = match to {
+                Some(v) => format!("/v1/updates/{stack}/plan?to={v}"),
+                None => format!("/v1/updates/{stack}/plan"),
+            };
+            let p: PlanView = c.get(&path).await?;
+            if *json {
+                print_json(&p);
+                return Ok(0);
+            }
+            if p.hops.is_empty() {
+                println!("{}", t!("update_current", stack = p.stack, version = p.current));
+                return Ok(0);
+            }
+            println!("{}", t!("update_plan_head", stack = p.stack, from = p.current, to = p.target, hops = p.hops.len()));
+            for (i, h) in p.hops.iter().enumerate() {
+                println!("  {}. {} → {}", i + 1, h.from, h.to);
+                for (svc, (a, b)) in &h.images {
+                    println!("       {svc}: {a} → {b}");
+                }
+                for m in &h.migrations {
+                    println!("       {}", t!("update_plan_migration", m = m));
+                }
+                println!("       {}", h.steps.join(" → "));
+            }
+            Ok(0)
+        }
+        UpdateCmd::Apply { stack, to, json } => {
+            let spinner = (!*json).then(|| progress_spinner(&t!("update_running", stack = stack)));
+            let r: Result<ApplyReport, _> = c.post(&format!("/v1/updates/{stack}/apply"), &UpdateRequest { to: to.clone() }).await;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            let r = r?;
+            if *json {
+                print_json(&r);
+            } else {
+                for h in &r.hops {
+                    print_record(h);
+                }
+                match &r.error {
+                    None if r.hops.is_empty() => println!("{}", t!("update_current", stack = r.stack, version = r.version)),
+                    None => println!("{}", t!("update_done", stack = r.stack, version = r.version)),
+                    Some(e) => eprintln!("{}", t!("update_failed", stack = r.stack, version = r.version, error = e)),
+                }
+            }
+            Ok(if r.error.is_none() { 0 } else { 1 })
+        }
+        UpdateCmd::Rollback { stack, yes, json } => {
+            if !*yes {
+                use std::io::Write;
+                eprint!("{}", t!("update_rollback_prompt", stack = stack));
+                let _ = std::io::stderr().flush();
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                if line.trim() != stack {
+                    eprintln!("{}", t!("update_rollback_aborted"));
+                    return Ok(1);
+                }
+            }
+            let spinner = (!*json).then(|| progress_spinner(&t!("update_rolling_back", stack = stack)));
+            let r: Result<UpdateRecord, _> = c.post(&format!("/v1/updates/{stack}/rollback"), &UpdateRequest::default()).await;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            let r = r?;
+            if *json {
+                print_json(&r);
+            } else {
+                print_record(&r);
+            }
+            Ok(if r.state == "rolled_back" { 0 } else { 1 })
+        }
+        UpdateCmd::Pin { stack, version } => {
+            let _: serde_json::Value = c.post(&format!("/v1/updates/{stack}/pin"), &UpdateRequest { to: Some(version.clone()) }).await?;
+            println!("{}", t!("update_pinned", stack = stack, version = version));
+            Ok(0)
+        }
+        UpdateCmd::Unpin { stack } => {
+            let _: serde_json::Value = c.post(&format!("/v1/updates/{stack}/pin"), &UpdateRequest::default()).await?;
+            println!("{}", t!("update_unpinned", stack = stack));
+            Ok(0)
+        }
+        UpdateCmd::List { stack, json } => {
+            let path = match stack {
+                Some(s) => format!("/v1/updates?stack={s}"),
+                None => "/v1/updates".into(),
+            };
+            let l: Vec<UpdateRecord> = c.get(&path).await?;
+            if *json {
+                print_json(&l);
+            } else {
+                for u in &l {
+                    print_record(u);
+                }
+            }
+            Ok(0)
+        }
+    }
+}
