@@ -89,6 +89,8 @@ pub struct App {
     pub(crate) pause_update: Option<String>,
     /// Stacks with an update running now (from its backup on).
     pub(crate) updating: Mutex<std::collections::BTreeSet<String>>,
+    /// The last throwaway rebuild of each recipe that differed (pending Debian updates).
+    pub(crate) rebuilds: Mutex<BTreeMap<String, crate::images::rebuild::Probe>>,
     /// The event bus: the sequence number of each recorded event (`hafen events --follow`).
     pub bus: tokio::sync::broadcast::Sender<i64>,
     /// Restart decisions (backoff, crash loops), per `stack/service`.
@@ -132,6 +134,7 @@ impl App {
             pause_after: std::env::var("HAFEN_TEST_PAUSE_AFTER").ok().filter(|s| !s.is_empty()),
             pause_update: std::env::var("HAFEN_TEST_PAUSE_UPDATE").ok().filter(|s| !s.is_empty()),
             updating: Mutex::new(Default::default()),
+            rebuilds: Mutex::new(BTreeMap::new()),
             bus: tokio::sync::broadcast::channel(256).0,
             healer: Mutex::new(crate::watch::Healer::new(0, std::time::Duration::ZERO)),
             stack_states: Mutex::new(BTreeMap::new()),

@@ -220,6 +220,9 @@ async fn restore(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Pee
 struct StackQuery {
     stack: Option<String>,
     to: Option<String>,
+    /// `check`: run the throwaway rebuilds of built images first.
+    #[serde(default)]
+    rebuild: bool,
 }
 
 async fn update_list(State(app): State<Arc<App>>, Query(q): Query<StackQuery>) -> R<Vec<crate::store::UpdateRecord>> {
@@ -227,6 +230,9 @@ async fn update_list(State(app): State<Arc<App>>, Query(q): Query<StackQuery>) -
 }
 
 async fn update_check(State(app): State<Arc<App>>, Query(q): Query<StackQuery>) -> R<Vec<crate::update::apply::StackCheck>> {
+    if q.rebuild {
+        app.rebuild_check(q.stack.as_deref()).await?;
+    }
     Ok(Json(app.update_check(q.stack.as_deref()).await?))
 }
 

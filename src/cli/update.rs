@@ -13,6 +13,10 @@ pub enum UpdateCmd {
     /// would take
     Check {
         stack: Option<String>,
+        /// Also rebuild the images built from Debian's packages in a throwaway build now and
+        /// compare their packages (takes minutes)
+        #[arg(long)]
+        rebuild: bool,
         #[arg(long)]
         json: bool,
     },
@@ -67,12 +71,20 @@ fn print_record(u: &UpdateRecord) {
 pub async fn run(cli: &Cli, cmd: &UpdateCmd) -> anyhow::Result<i32> {
     let c = client(cli)?;
     match cmd {
-        UpdateCmd::Check { stack, json } => {
-            let path = match stack {
+        UpdateCmd::Check { stack, rebuild, json } => {
+            let mut path = match stack {
                 Some(s) => format!("/v1/updates/check?stack={s}"),
-                None => "/v1/updates/check".into(),
+                None => "/v1/updates/check?".into(),
             };
-            let l: Vec<StackCheck> = c.get(&path).await?;
+            if *rebuild {
+                path.push_str("&rebuild=true");
+            }
+            let spinner = (*rebuild && !*json).then(|| progress_spinner(&t!("update_rebuilding")));
+            let l: Result<Vec<StackCheck>, _> = c.get(&path).await;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            let l = l?;
             if *json {
                 print_json(&l);
                 return Ok(if l.iter().any(|x| x.error.is_some()) { 1 } else { 0 });
@@ -89,6 +101,9 @@ pub async fn run(cli: &Cli, cmd: &UpdateCmd) -> anyhow::Result<i32> {
                     println!("{}", t!("update_current", stack = x.stack, version = x.current));
                 } else if x.path.is_empty() {
                     println!("{}", t!("update_rebuild", stack = x.stack, version = x.current));
+                    for ch in &x.changes {
+                        println!("    {ch}");
+                    }
                 } else {
                     println!("{}", t!("update_available", stack = x.stack, version = x.current, path = x.path.join(" → ")));
                 }

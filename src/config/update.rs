@@ -26,6 +26,8 @@ impl Default for UpdatePolicy {
 pub struct UpdatesConfig {
     /// When hafen asks the registries what is new (cron with seconds).
     pub check_schedule: String,
+    /// When hafen rebuilds its own images in a throwaway build to find pending Debian updates.
+    pub rebuild_schedule: String,
     /// For stacks not named in `stacks`.
     pub default: UpdatePolicy,
     pub stacks: BTreeMap<String, UpdatePolicy>,
@@ -33,7 +35,7 @@ pub struct UpdatesConfig {
 
 impl Default for UpdatesConfig {
     fn default() -> Self {
-        UpdatesConfig { check_schedule: DEFAULT_CHECK.into(), default: UpdatePolicy::default(), stacks: BTreeMap::new() }
+        UpdatesConfig { check_schedule: DEFAULT_CHECK.into(), rebuild_schedule: DEFAULT_REBUILD.into(), default: UpdatePolicy::default(), stacks: BTreeMap::new() }
     }
 }
 
@@ -57,6 +59,7 @@ pub struct RegistryConfig {
 
 pub const DEFAULT_CHECK: &str = "0 15 */6 * * *";
 pub const DEFAULT_WINDOW: &str = "0 0 3 * * *";
+pub const DEFAULT_REBUILD: &str = "0 30 1 * * *";
 
 use std::collections::BTreeMap;
 
@@ -96,10 +99,12 @@ fn parse_policy(v: &serde_norway::Value, path: &str, is: &mut Issues) -> UpdateP
 pub(super) fn parse_updates(v: &serde_norway::Value, is: &mut Issues) -> UpdatesConfig {
     let mut u = UpdatesConfig::default();
     let Some(mut o) = Obj::new(v, "updates", is) else { return u };
-    if let Some(s) = o.opt::<String>("check_schedule", is) {
-        match crate::backup::schedule::parse(&s) {
-            Ok(_) => u.check_schedule = s,
-            Err(e) => is.push("updates.check_schedule", e),
+    for (key, slot) in [("check_schedule", &mut u.check_schedule), ("rebuild_schedule", &mut u.rebuild_schedule)] {
+        if let Some(s) = o.opt::<String>(key, is) {
+            match crate::backup::schedule::parse(&s) {
+                Ok(_) => *slot = s,
+                Err(e) => is.push(&format!("updates.{key}"), e),
+            }
         }
     }
     if let Some(d) = o.raw("default") {

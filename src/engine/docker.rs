@@ -710,6 +710,21 @@ impl Engine for DockerEngine {
         }
         self.image_id(tag).await?.ok_or_else(|| EngineError::Build { tag: tag.into(), detail: "import reported success but the image is missing".into() })
     }
+
+    async fn tag_image(&self, source: &str, tag: &str) -> Result<(), EngineError> {
+        let (repo, t) = tag.rsplit_once(':').filter(|(_, t)| !t.contains('/')).unwrap_or((tag, "latest"));
+        let opts = qp::TagImageOptions { repo: Some(repo.into()), tag: Some(t.into()) };
+        self.docker.tag_image(source, Some(opts)).await.map_err(|e| self.err("tag image", source, e))
+    }
+
+    async fn untag_image(&self, tag: &str) -> Result<(), EngineError> {
+        let opts = qp::RemoveImageOptions { force: false, noprune: false };
+        match self.docker.remove_image(tag, Some(opts), None).await {
+            Ok(_) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(()),
+            // Still used by a container: the tag is gone, the image stays (409 means nothing was done).
+            Err(e) => Err(self.err("remove image", tag, e)),
+        }
+    }
 }
 
 #[cfg(test)]

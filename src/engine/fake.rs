@@ -186,6 +186,16 @@ impl Engine for FakeEngine {
         s.images.insert(tag.into(), format!("sha256:{}", "2".repeat(64)));
         Ok(s.images[tag].clone())
     }
+    async fn tag_image(&self, source: &str, tag: &str) -> Result<(), EngineError> {
+        let mut s = self.guard(format!("tag {source} {tag}"))?;
+        let id = s.images.get(source).cloned().unwrap_or_else(|| source.to_string());
+        s.images.insert(tag.into(), id);
+        Ok(())
+    }
+    async fn untag_image(&self, tag: &str) -> Result<(), EngineError> {
+        self.guard(format!("untag {tag}"))?.images.remove(tag);
+        Ok(())
+    }
     async fn import_image(&self, tag: &str, _p: &std::path::Path, _c: Vec<String>) -> Result<String, EngineError> {
         let mut s = self.guard(format!("import {tag}"))?;
         s.images.insert(tag.into(), format!("sha256:{}", "3".repeat(64)));

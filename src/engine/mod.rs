@@ -237,4 +237,8 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<String, EngineError>;
     /// `docker import` of a root filesystem tar file; returns the image id.
     async fn import_image(&self, tag: &str, rootfs_tar: &std::path::Path, changes: Vec<String>) -> Result<String, EngineError>;
+    /// Gives the image `source` (a reference or id) the tag `tag` too.
+    async fn tag_image(&self, source: &str, tag: &str) -> Result<(), EngineError>;
+    /// Removes a tag (the image goes when no tag and no container is left); absent is fine.
+    async fn untag_image(&self, tag: &str) -> Result<(), EngineError>;
 }

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tokio::process::Command;
 
+pub mod rebuild;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("{}", rust_i18n::t!("err.image_norecipe", recipe = .recipe, path = .path, dir = .dir))]
@@ -93,6 +95,18 @@ pub async fn ensure_base(
     if let Some(id) = engine.image_id(&tag).await? {
         return Ok(id);
     }
+    bootstrap_base(engine, suite, mirror, scratch, &tag, progress).await
+}
+
+/// debootstrap of `suite` from `mirror`, imported as `tag` (replacing what had that tag).
+pub async fn bootstrap_base(
+    engine: &dyn Engine,
+    suite: &str,
+    mirror: &str,
+    scratch: &Path,
+    tag: &str,
+    progress: &(dyn for<'x> Fn(&'x str) + Send + Sync),
+) -> Result<String, ImageError> {
     if which("debootstrap").is_none() {
         return Err(ImageError::NoDebootstrap { suite: suite.into() });
     }
@@ -123,7 +137,7 @@ pub async fn ensure_base(
         return Err(boot(format!("tar exited with {st}")));
     }
     progress(&format!("importing {tag}"));
-    let id = engine.import_image(&tag, &tarball, Vec::new()).await;
+    let id = engine.import_image(tag, &tarball, Vec::new()).await;
     let _ = std::fs::remove_dir_all(&work);
     Ok(id?)
 }
@@ -158,13 +172,21 @@ pub async fn ensure_recipe(
 
 /// An uncompressed tar of the build context, with stable ordering and no host ownership.
 pub fn context_tar(dir: &Path) -> std::io::Result<Vec<u8>> {
+    context_tar_with(dir, &BTreeMap::new())
+}
+
+/// `context_tar` with some files' content replaced (relative path → content).
+pub fn context_tar_with(dir: &Path, overrides: &BTreeMap<PathBuf, Vec<u8>>) -> std::io::Result<Vec<u8>> {
     let mut files = Vec::new();
     collect(dir, dir, &mut files)?;
     files.sort();
     let mut b = tar::Builder::new(Vec::new());
     for rel in files {
         let full = dir.join(&rel);
-        let data = std::fs::read(&full)?;
+        let data = match overrides.get(&rel) {
+            Some(d) => d.clone(),
+            None => std::fs::read(&full)?,
+        };
         let mode = {
             use std::os::unix::fs::PermissionsExt;
             std::fs::metadata(&full)?.permissions().mode() & 0o755

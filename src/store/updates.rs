@@ -76,6 +76,13 @@ impl Store {
         Ok(())
     }
 
+    /// The pins a rollback of this update goes back to (a rebuild keeps the previous image
+    /// under a tag of its own once committed).
+    pub fn update_old_pins(&self, id: i64, pins: &BTreeMap<String, ImagePin>) -> Result<(), StoreError> {
+        self.conn().execute("UPDATE updates SET old_pins = ?2 WHERE id = ?1", params![id, serde_json::to_string(pins).unwrap_or_default()])?;
+        Ok(())
+    }
+
     pub fn update_snapshot(&self, id: i64, snapshot: &str) -> Result<(), StoreError> {
         self.conn().execute("UPDATE updates SET snapshot = ?2 WHERE id = ?1", params![id, snapshot])?;
         Ok(())

@@ -36,6 +36,9 @@ pub struct StackCheck {
     /// What the policy says to do now.
     pub decision: serde_json::Value,
     pub error: Option<String>,
+    /// For images built from Debian's packages: what a fresh rebuild would change.
+    #[serde(default)]
+    pub changes: Vec<String>,
 }
 
 /// One hop of a plan, as shown before anything is done.
@@ -79,6 +82,21 @@ fn fail(step: &str, error: impl ToString) -> StepError {
 }
 
 const ACTOR_TICK: &str = "updater";
+
+/// The version name of a rebuild of the same version (Debian security fixes).
+pub const REBUILD: &str = "rebuild";
+
+/// The stack's services built from recipes (service → recipe).
+fn built_services(stack: &StackDef) -> Vec<(String, String)> {
+    stack
+        .services
+        .iter()
+        .filter_map(|(n, s)| match &s.image {
+            ImageSource::Build { recipe } => Some((n.clone(), recipe.clone())),
+            _ => None,
+        })
+        .collect()
+}
 
 impl App {
     fn tracked<'a>(&self, stack: &'a StackDef) -> Result<&'a str, AppError> {
@@ -145,13 +163,22 @@ impl App {
     pub async fn update_check(&self, only: Option<&str>) -> Result<Vec<StackCheck>, AppError> {
         let ids: Vec<String> = match only {
             Some(id) => vec![id.to_string()],
-            None => self.store.stacks()?.into_iter().filter(|s| s.enabled).map(|s| s.id).filter(|id| self.catalogue().stacks.get(id).is_some_and(|d| d.upgrade.track.is_some())).collect(),
+            None => self.store.stacks()?.into_iter().filter(|s| s.enabled).map(|s| s.id).filter(|id| self.catalogue().stacks.get(id).is_some_and(|d| d.upgrade.track.is_some() || !built_services(d).is_empty())).collect(),
         };
         let mut out = Vec::new();
         for id in ids {
             let stack = self.deployed_def(&id)?;
             let policy = self.policy_of(&id)?;
             let pinned = policy.pin.as_ref().map(|v| v.tag.clone());
+            if stack.upgrade.track.is_none() {
+                // Built from Debian's packages: what the last throwaway rebuild found.
+                let changes = self.pending_rebuilds(&stack)?.into_iter().flat_map(|(svc, p)| p.changes.iter().map(|c| format!("{svc}: {c}")).collect::<Vec<_>>()).collect::<Vec<_>>();
+                let rebuild = !changes.is_empty();
+                let zero = Version::parse("0").expect("version");
+                let d = decide(&zero, &[], rebuild, &policy, &stack.upgrade, chrono::Utc::now());
+                out.push(StackCheck { stack: id, current: "built".into(), available: vec![], path: vec![], rebuild, pinned, decision: serde_json::to_value(d).unwrap_or_default(), error: None, changes });
+                continue;
+            }
             let current_tag = self.current_refs(&stack)?.get(self.tracked(&stack)?).and_then(|r| ImageRef::parse(r)).and_then(|r| r.tag).unwrap_or_default();
             match self.registry_view(&stack).await {
                 Ok((current, tags, rebuild)) => {
@@ -167,9 +194,9 @@ impl App {
                         },
                     };
                     let d = decide(&current, &tags, rebuild, &policy, &stack.upgrade, chrono::Utc::now());
-                    out.push(StackCheck { stack: id, current: current.tag, available: avail.into_iter().map(|v| v.tag).collect(), path, rebuild, pinned, decision: serde_json::to_value(d).unwrap_or_default(), error });
+                    out.push(StackCheck { stack: id, current: current.tag, available: avail.into_iter().map(|v| v.tag).collect(), path, rebuild, pinned, decision: serde_json::to_value(d).unwrap_or_default(), error, changes: vec![] });
                 }
-                Err(e) => out.push(StackCheck { stack: id, current: current_tag, available: vec![], path: vec![], rebuild: false, pinned, decision: serde_json::Value::Null, error: Some(e.to_string()) }),
+                Err(e) => out.push(StackCheck { stack: id, current: current_tag, available: vec![], path: vec![], rebuild: false, pinned, decision: serde_json::Value::Null, error: Some(e.to_string()), changes: vec![] }),
             }
         }
         Ok(out)
@@ -178,6 +205,22 @@ impl App {
     /// The hops to `target` (default: the newest the channel and pin allow) and what each does.
     pub async fn update_plan(&self, id: &str, target: Option<&str>) -> Result<PlanView, AppError> {
         let stack = self.deployed_def(id)?;
+        if stack.upgrade.track.is_none() {
+            if let Some(t) = target {
+                return Err(AppError::Refused(format!("{id} is built from Debian's packages and has no versions to choose (`--to {t}`); it takes rebuilds only")));
+            }
+            let pending = self.pending_rebuilds(&stack)?;
+            if pending.is_empty() {
+                return Ok(PlanView { stack: id.into(), current: "built".into(), target: "built".into(), hops: vec![] });
+            }
+            let images = pending.iter().map(|(svc, p)| (svc.clone(), (p.current.clone(), p.fresh.clone()))).collect();
+            let change = HopChange { version: REBUILD.into(), images, database_moves: vec![], migrations: vec![] };
+            let from = Version::parse("0").expect("version");
+            let mut hop = hop_view(&from, &change);
+            hop.from = "built".into();
+            hop.steps[1] = "pull (the rebuilt images are here already)".into();
+            return Ok(PlanView { stack: id.into(), current: "built".into(), target: REBUILD.into(), hops: vec![hop] });
+        }
         let policy = self.policy_of(id)?;
         let (current, tags, rebuild) = self.registry_view(&stack).await?;
         let mut avail = candidates(&current, &tags, if target.is_some() { crate::catalogue::model::Channel::Major } else { policy.channel });
@@ -296,6 +339,10 @@ impl App {
         let mut new_pins = old_pins.clone();
         for (svc, r) in &new_refs {
             let pulled = async {
+                if hop.to == REBUILD {
+                    let image_id = self.engine.image_id(r).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("the rebuilt image {r} is gone; run `hafen update check --rebuild` again"))?;
+                    return Ok(ImagePin { stack: id.into(), service: svc.clone(), reference: r.clone(), image_id, digest: None, pinned_at: crate::store::now() });
+                }
                 ImageRef::parse(r).ok_or_else(|| format!("`{r}` is not an image reference"))?;
                 let reg = Registry::new(&self.cfg.registries);
                 // The registry first: a vanished tag or an unreachable registry is named as such.
@@ -331,6 +378,9 @@ impl App {
         let rec = match r {
             Ok(()) => {
                 self.update_pause("commit").await;
+                if hop.to == REBUILD {
+                    self.commit_rebuild(uid, id, &hop.images, &old_pins).await;
+                }
                 let secs = down.elapsed().as_secs_f64();
                 self.store.update_end(uid, "committed", None, Some(secs))?;
                 self.emit(actor, Event::UpdateCommitted { stack: id.into(), from: hop.from.clone(), to: hop.to.clone(), id: uid, downtime: secs });
@@ -563,6 +613,14 @@ impl App {
     /// applies in the window, as each stack's policy says.
     pub async fn update_tick(&self) {
         const JOB: &str = "update-check";
+        const REBUILD_JOB: &str = "rebuild-check";
+        if let Some(now) = self.job_due(REBUILD_JOB, &self.cfg.updates.rebuild_schedule) {
+            let err = self.rebuild_check(None).await.err().map(|e| e.to_string());
+            let _ = self.store.set_job(REBUILD_JOB, &now.to_rfc3339(), err.as_deref());
+            if let Some(e) = err {
+                tracing::error!(error = %e, "the throwaway rebuilds failed");
+            }
+        }
         let Some(now) = self.job_due(JOB, &self.cfg.updates.check_schedule) else { return };
         let mut errors = Vec::new();
         match self.update_check(None).await {
@@ -586,8 +644,10 @@ impl App {
                             }
                         }
                         Some(Decision::Apply { path, .. }) => {
-                            // A hop that failed is not tried again by itself.
-                            let failed_before = self.store.updates(Some(&c.stack), 20).unwrap_or_default().iter().any(|u| path.contains(&u.to_version) && (u.state == "rolled_back" || u.state == "failed"));
+                            // A hop that failed is not tried again by itself (until one to the
+                            // same version went through).
+                            let wanted: Vec<String> = if path.is_empty() { vec![REBUILD.into()] } else { path.clone() };
+                            let failed_before = self.store.updates(Some(&c.stack), 50).unwrap_or_default().iter().find(|u| wanted.contains(&u.to_version)).is_some_and(|u| u.state == "rolled_back" || u.state == "failed");
                             if failed_before {
                                 continue;
                             }
@@ -611,6 +671,90 @@ impl App {
         let err = (!errors.is_empty()).then(|| errors.join("; "));
         let _ = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref());
         self.worker("updater", &self.cfg.updates.check_schedule, if err.is_some() { "warning" } else { "ok" }, err.unwrap_or_else(|| "registries asked; every stack as its policy says".into()));
+    }
+
+    /// `hafen update check --rebuild`: a throwaway rebuild of every recipe a deployed stack (or
+    /// `only`) runs, on a fresh Debian base, compared by installed packages with the running
+    /// image. Remembers the ones that differ.
+    pub async fn rebuild_check(&self, only: Option<&str>) -> Result<Vec<crate::images::rebuild::Probe>, AppError> {
+        let ids: Vec<String> = match only {
+            Some(id) => vec![id.to_string()],
+            None => self.store.stacks()?.into_iter().filter(|s| s.enabled).map(|s| s.id).collect(),
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        let progress = |line: &str| tracing::info!(target: "hafen::images", "{line}");
+        for id in ids {
+            let stack = self.deployed_def(&id)?;
+            let pins = self.store.pins(&id)?;
+            for (svc, recipe) in built_services(&stack) {
+                let current = match pins.get(&svc).map(|p| p.reference.clone()).filter(|r| r.starts_with(&format!("hafen/{recipe}:"))) {
+                    Some(r) => r,
+                    None => crate::images::tag_for(&self.cfg.images_dir, &recipe)?,
+                };
+                if !seen.insert(current.clone()) {
+                    continue;
+                }
+                let p = crate::images::rebuild::probe(&*self.engine, &self.cfg.images_dir, &recipe, &current, &self.cfg.debian_mirror, &self.cfg.build_dir(), &progress).await?;
+                let mut cache = lock(&self.rebuilds);
+                if let Some(old) = cache.remove(&current) {
+                    // The throwaway rebuild before this one is not needed any more.
+                    if old.fresh != p.fresh {
+                        let e = self.engine.clone();
+                        tokio::spawn(async move { e.untag_image(&old.fresh).await });
+                    }
+                }
+                if !p.changes.is_empty() {
+                    cache.insert(current.clone(), p.clone());
+                }
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stack's built services whose image has a pending rebuild (service → probe).
+    fn pending_rebuilds(&self, stack: &StackDef) -> Result<Vec<(String, crate::images::rebuild::Probe)>, AppError> {
+        let pins = self.store.pins(&stack.id)?;
+        let cache = lock(&self.rebuilds).clone();
+        let mut out = Vec::new();
+        for (svc, recipe) in built_services(stack) {
+            let current = match pins.get(&svc).map(|p| p.reference.clone()).filter(|r| r.starts_with(&format!("hafen/{recipe}:"))) {
+                Some(r) => r,
+                None => crate::images::tag_for(&self.cfg.images_dir, &recipe)?,
+            };
+            if let Some(p) = cache.get(&current) {
+                out.push((svc, p.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A committed rebuild: the recipe's tag now names the rebuilt image (a later deploy keeps
+    /// it), the previous image keeps a tag of its own for `update rollback`.
+    async fn commit_rebuild(&self, uid: i64, id: &str, images: &BTreeMap<String, (String, String)>, old_pins: &BTreeMap<String, ImagePin>) {
+        let mut rollback_pins = old_pins.clone();
+        for (svc, (old, new)) in images {
+            // `hafen/<recipe>:<hash>[-r<time>|-prev<n>]` → `hafen/<recipe>:<hash>`
+            let base = match old.rsplit_once(':') {
+                Some((repo, tag)) => format!("{repo}:{}", tag.split('-').next().unwrap_or(tag)),
+                None => old.clone(),
+            };
+            let prev = format!("{base}-prev{uid}");
+            if let Some(p) = rollback_pins.get_mut(svc) {
+                let source = if p.image_id.is_empty() { old.clone() } else { p.image_id.clone() };
+                if self.engine.tag_image(&source, &prev).await.is_ok() {
+                    p.reference = prev.clone();
+                }
+            }
+            if let Err(e) = self.engine.tag_image(new, &base).await {
+                tracing::error!(error = %e, "could not tag the rebuilt image as {base}");
+            }
+            lock(&self.rebuilds).remove(old);
+        }
+        if let Err(e) = self.store.update_old_pins(uid, &rollback_pins) {
+            tracing::error!(error = %e, stack = id, "could not record the previous images of the rebuild");
+        }
     }
 
     /// The configured login for the registry of `reference`, if any (an unreadable password
