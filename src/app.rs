@@ -1194,9 +1194,12 @@ impl App {
                 Action::StartService { service, .. } => dump_services.contains(service),
                 _ => true,
             });
-            let (_, r) = self.apply(&first, actor, false).await;
-            r.map_err(|e| e.to_string())?;
-            self.wait_healthy(&stack, &dump_services, std::time::Duration::from_secs(300)).await?;
+            if !dump_services.is_empty() {
+                let (_, r) = self.apply(&first, actor, false).await;
+                r.map_err(|e| e.to_string())?;
+                // (An empty list would mean every service to `wait_healthy`.)
+                self.wait_healthy(&stack, &dump_services, std::time::Duration::from_secs(300)).await?;
+            }
             for d in stack.backup.dumps.iter().filter(|d| d.restore.is_some()) {
                 let t0 = Instant::now();
                 let file = staging.join("dumps").join(&d.file);

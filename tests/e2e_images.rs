@@ -15,13 +15,7 @@ fn deploy_builds_missing_images_and_keeps_pins_until_deployed_again() {
     ensure_images(); // the Debian base
     let id = "tiny-pin";
     let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/tiny"), id)]);
-    let images = d.dir.path().join("images");
-    std::fs::create_dir_all(images.join("tiny")).unwrap();
-    // A label unique to this run, so the image really is built here, not found in a cache.
-    let nonce = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
-    let recipe = std::fs::read_to_string(root().join("tests/fixtures/images/tiny/Dockerfile")).unwrap() + &format!("LABEL test.nonce={nonce}\n");
-    std::fs::write(images.join("tiny/Dockerfile"), &recipe).unwrap();
-    d.set_images_dir(&images);
+    let (images, recipe) = d.unique_tiny_recipe();
     d.start();
 
     let dry = d.ok(&["stack", "deploy", id, "--dry-run"]);

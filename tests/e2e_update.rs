@@ -369,13 +369,33 @@ fn a_registry_with_token_authentication_is_asked_with_the_configured_login() {
     std::fs::write(&pw, "s3cret-pass\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
-    d.append_config(&format!("registries:\n  - host: {}\n    user: hafen\n    password_file: {}\n", reg.host, pw.display()));
+    let target = d.dir.path().join("usb");
+    d.append_config(&format!("registries:\n  - host: {}\n    user: hafen\n    password_file: {}\nbackup_targets:\n  - name: usb\n    path: {}\n", reg.host, pw.display(), target.display()));
     d.start();
+    d.ok(&["keys", "init"]);
     d.ok(&["stack", "deploy", "tok", "--wait", "120"]);
     let c = d.json(&["update", "check", "tok"]);
     assert_eq!(c[0]["current"], "1.0", "{c}");
     assert_eq!(c[0]["path"], serde_json::json!(["1.1"]), "{c}");
     assert!(!d.log().contains("s3cret-pass"), "the registry password must not be logged");
+
+    // The same tag pushed again with other content (a security rebuild upstream): a new digest
+    // under the running tag is an update too, and it is rolled out like one.
+    let local = "hafen-test/upapp:1.0-rebuilt";
+    build(local, "FROM hafen/debian:bookworm\nRUN mkdir /data && chown 1000:1000 /data && touch /etc/upapp-ok\nLABEL org.hafen.test.rebuilt=yes\n");
+    let r = format!("{}/hafen/upapp:1.0", reg.host);
+    sh(&["docker", "tag", local, &r]);
+    sh(&["docker", "--config", dcfg.to_str().unwrap(), "push", "-q", &r]);
+    docker(&["rmi", &r]);
+    let c = d.json(&["update", "check", "tok"]);
+    assert_eq!(c[0]["rebuild"], true, "{c}");
+    d.ok(&["update", "pin", "tok", "1.0"]);
+    let r2 = d.json(&["update", "apply", "tok"]);
+    assert_eq!(r2["hops"][0]["state"], "committed", "{r2}");
+    assert_eq!(r2["version"], "1.0", "{r2}");
+    let label = docker(&["inspect", "-f", "{{index .Config.Labels \"org.hafen.test.rebuilt\"}}", "hafen-tok-web"]);
+    assert_eq!(label, "yes", "the service runs the rebuilt 1.0");
+    assert_eq!(d.json(&["update", "check", "tok"])[0]["rebuild"], false);
 
     // A wrong password: the login is refused, clearly.
     std::fs::write(&pw, "wrong\n").unwrap();
@@ -567,7 +587,16 @@ fn tryton_6_0_moves_to_7_0_with_postgresql_17_in_its_window() {
     let draft_id = t.c("model.account.invoice.search", json!([[["state", "=", "draft"]], 0, 1, null]));
     t.c("model.account.invoice.post", json!([[first_id(&draft_id)]]));
     assert_eq!(tryton_invoices(port, &pw)[draft].1, "posted", "a draft from 6.0 posts in 7.0");
-    eprintln!("MEASURED tryton: 6.0/PostgreSQL 15 → 7.0/PostgreSQL 17 down {downtime:.1}s (stop → probes pass)");
+
+    // And back to 6.0 on PostgreSQL 15 with the books of the moment before the update.
+    let rb = d.json(&["update", "rollback", id, "--yes"]);
+    assert_eq!(rb["state"], "rolled_back", "{rb}");
+    let rollback = rb["downtime"].as_f64().unwrap();
+    assert_eq!(psql_tryton(id, "SHOW server_version").split('.').next(), Some("15"));
+    let version = tryton_rpc(port, "/", "common.server.version", json!([]));
+    assert!(version.as_str().unwrap_or("").starts_with("6.0."), "{version}");
+    assert_eq!(tryton_invoices(port, &pw), before, "the books as before the update");
+    eprintln!("MEASURED tryton: 6.0/PostgreSQL 15 → 7.0/PostgreSQL 17 down {downtime:.1}s; rollback to 6.0 down {rollback:.1}s (stop → probes pass)");
 }
 
 fn psql_tryton(stack: &str, sql: &str) -> String {
@@ -579,12 +608,7 @@ fn images_built_from_debian_packages_are_rebuilt_when_debian_has_updates() {
     ensure_images(); // the Debian base
     let id = "tiny-rb";
     let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/tiny"), id)]);
-    let images = d.dir.path().join("images");
-    std::fs::create_dir_all(images.join("tiny")).unwrap();
-    let nonce = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
-    let recipe = std::fs::read_to_string(root().join("tests/fixtures/images/tiny/Dockerfile")).unwrap() + &format!("LABEL test.nonce={nonce}\n");
-    std::fs::write(images.join("tiny/Dockerfile"), &recipe).unwrap();
-    d.set_images_dir(&images);
+    let (images, _) = d.unique_tiny_recipe();
     let target = d.dir.path().join("usb");
     d.append_config(&format!("backup_targets:\n  - name: usb\n    path: {}\n", target.display()));
     // The image as built some time ago: one package is behind what Debian has now (its

@@ -472,6 +472,16 @@ fn print_stacks(stacks: &[StackSummary]) {
 }
 
 /// A spinner with elapsed time on a terminal; one plain line otherwise.
+/// Runs `f` with a spinner showing `msg` when `show` (a terminal user waiting for the daemon).
+async fn spinning<T>(show: bool, msg: &str, f: impl std::future::Future<Output = T>) -> T {
+    let spinner = show.then(|| progress_spinner(msg));
+    let r = f.await;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    r
+}
+
 fn progress_spinner(msg: &str) -> indicatif::ProgressBar {
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let pb = indicatif::ProgressBar::new_spinner();
@@ -809,13 +819,8 @@ async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
     match b {
         BackupCmd::Run { stack, host, target, json } => {
             let stack = if *host { crate::backup::run::HOST_TAG.to_string() } else { stack.clone().unwrap_or_default() };
-            let spinner = (!*json).then(|| progress_spinner(&t!("backup_running", stack = stack)));
             let req = BackupRunRequest { stack: if *host { String::new() } else { stack.clone() }, target: target.clone(), host: *host };
-            let r: Result<crate::backup::run::RunReport, _> = c.post("/v1/backups/run", &req).await;
-            if let Some(s) = spinner {
-                s.finish_and_clear();
-            }
-            let r = r?;
+            let r: crate::backup::run::RunReport = spinning(!*json, &t!("backup_running", stack = stack), c.post("/v1/backups/run", &req)).await?;
             if *json {
                 print_json(&r);
             } else {
@@ -846,12 +851,7 @@ async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         BackupCmd::Prune { target, json } => {
-            let spinner = (!*json).then(|| progress_spinner(&t!("prune_running")));
-            let r: Result<BackupPruneResponse, _> = c.post("/v1/backups/prune", &BackupPruneRequest { target: target.clone() }).await;
-            if let Some(s) = spinner {
-                s.finish_and_clear();
-            }
-            let r = r?;
+            let r: BackupPruneResponse = spinning(!*json, &t!("prune_running"), c.post("/v1/backups/prune", &BackupPruneRequest { target: target.clone() })).await?;
             if *json {
                 print_json(&r);
             } else {
@@ -864,13 +864,8 @@ async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
         }
         BackupCmd::Export { stack, out, snapshot, target, json } => {
             let out = if out.is_absolute() { out.clone() } else { std::env::current_dir()?.join(out) };
-            let spinner = (!*json).then(|| progress_spinner(&t!("export_running", stack = stack, path = out.display())));
             let req = BackupExportRequest { stack: stack.clone(), snapshot: snapshot.clone(), target: target.clone(), out: out.display().to_string() };
-            let r: Result<crate::backup::export::ExportReport, _> = c.post("/v1/backups/export", &req).await;
-            if let Some(s) = spinner {
-                s.finish_and_clear();
-            }
-            let r = r?;
+            let r: crate::backup::export::ExportReport = spinning(!*json, &t!("export_running", stack = stack, path = out.display()), c.post("/v1/backups/export", &req)).await?;
             if *json {
                 print_json(&r);
             } else {

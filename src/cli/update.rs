@@ -1,6 +1,6 @@
 //! `hafen update check|plan|apply|rollback|pin|unpin|list`: clients of the daemon's update API.
 
-use super::{client, print_json, progress_spinner, Cli};
+use super::{client, print_json, spinning, Cli};
 use crate::api::UpdateRequest;
 use crate::update::apply::{ApplyReport, PlanView, StackCheck};
 use crate::store::UpdateRecord;
@@ -79,12 +79,7 @@ pub async fn run(cli: &Cli, cmd: &UpdateCmd) -> anyhow::Result<i32> {
             if *rebuild {
                 path.push_str("&rebuild=true");
             }
-            let spinner = (*rebuild && !*json).then(|| progress_spinner(&t!("update_rebuilding")));
-            let l: Result<Vec<StackCheck>, _> = c.get(&path).await;
-            if let Some(s) = spinner {
-                s.finish_and_clear();
-            }
-            let l = l?;
+            let l: Vec<StackCheck> = spinning(*rebuild && !*json, &t!("update_rebuilding"), c.get(&path)).await?;
             if *json {
                 print_json(&l);
                 return Ok(if l.iter().any(|x| x.error.is_some()) { 1 } else { 0 });
@@ -141,12 +136,7 @@ pub async fn run(cli: &Cli, cmd: &UpdateCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         UpdateCmd::Apply { stack, to, json } => {
-            let spinner = (!*json).then(|| progress_spinner(&t!("update_running", stack = stack)));
-            let r: Result<ApplyReport, _> = c.post(&format!("/v1/updates/{stack}/apply"), &UpdateRequest { to: to.clone() }).await;
-            if let Some(s) = spinner {
-                s.finish_and_clear();
-            }
-            let r = r?;
+            let r: ApplyReport = spinning(!*json, &t!("update_running", stack = stack), c.post(&format!("/v1/updates/{stack}/apply"), &UpdateRequest { to: to.clone() })).await?;
             if *json {
                 print_json(&r);
             } else {
@@ -173,12 +163,7 @@ pub async fn run(cli: &Cli, cmd: &UpdateCmd) -> anyhow::Result<i32> {
                     return Ok(1);
                 }
             }
-            let spinner = (!*json).then(|| progress_spinner(&t!("update_rolling_back", stack = stack)));
-            let r: Result<UpdateRecord, _> = c.post(&format!("/v1/updates/{stack}/rollback"), &UpdateRequest::default()).await;
-            if let Some(s) = spinner {
-                s.finish_and_clear();
-            }
-            let r = r?;
+            let r: UpdateRecord = spinning(!*json, &t!("update_rolling_back", stack = stack), c.post(&format!("/v1/updates/{stack}/rollback"), &UpdateRequest::default())).await?;
             if *json {
                 print_json(&r);
             } else {

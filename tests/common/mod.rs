@@ -116,6 +116,19 @@ impl Daemon {
         std::fs::write(&self.config, c).unwrap();
     }
 
+    /// Gives the daemon an images directory of its own holding the `tiny` fixture recipe with a
+    /// label unique to this run (so the image really is built here, not found in a cache);
+    /// returns the directory and the recipe's Dockerfile text.
+    pub fn unique_tiny_recipe(&self) -> (PathBuf, String) {
+        let images = self.dir.path().join("images");
+        std::fs::create_dir_all(images.join("tiny")).unwrap();
+        let nonce = format!("{}-{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+        let recipe = std::fs::read_to_string(root().join("tests/fixtures/images/tiny/Dockerfile")).unwrap() + &format!("LABEL test.nonce={nonce}\n");
+        std::fs::write(images.join("tiny/Dockerfile"), &recipe).unwrap();
+        self.set_images_dir(&images);
+        (images, recipe)
+    }
+
     /// The metrics address this daemon's config names.
     pub fn metrics_addr(&self) -> String {
         let c = std::fs::read_to_string(&self.config).unwrap();
