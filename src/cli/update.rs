@@ -62,7 +62,8 @@ pub enum UpdateCmd {
 
 fn print_record(u: &UpdateRecord) {
     let down = u.downtime.map(|d| format!("{d:.0}s")).unwrap_or_else(|| "-".into());
-    println!("{:>4}  {:<12} {:>8} → {:<8} {:<12} {:<9} {:>6}  {}", u.id, u.stack, u.from_version, u.to_version, u.state, u.step, down, u.started_at);
+    let snap: String = u.snapshot.as_deref().unwrap_or("-").chars().take(8).collect();
+    println!("{:>4}  {:<12} {:>8} → {:<8} {:<12} {:<9} {:>6}  {snap:<8}  {}", u.id, u.stack, u.from_version, u.to_version, u.state, u.step, down, u.started_at);
     if let Some(e) = &u.error {
         println!("      {e}");
     }

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 mod outbox;
 mod updates;
 pub use outbox::OutboxEntry;
-pub use updates::UpdateRecord;
+pub use updates::{NewHop, UpdateRecord};
 
 /// `PRAGMA application_id` marking the file as hafen's ("hafn").
 const APP_ID: i64 = 0x6861_666e;

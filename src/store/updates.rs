@@ -36,6 +36,17 @@ pub struct UpdateRecord {
     pub downtime: Option<f64>,
 }
 
+/// What `update_begin` records.
+pub struct NewHop<'a> {
+    pub stack: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub target: &'a str,
+    pub old_pins: &'a BTreeMap<String, ImagePin>,
+    pub new_refs: &'a BTreeMap<String, String>,
+    pub actor: &'a str,
+}
+
 fn row(r: &Row) -> rusqlite::Result<UpdateRecord> {
     let old: String = r.get(8)?;
     let new: String = r.get(9)?;
@@ -61,11 +72,21 @@ fn row(r: &Row) -> rusqlite::Result<UpdateRecord> {
 const COLS: &str = "id, stack, from_version, to_version, step, state, snapshot, target, old_pins, new_refs, error, actor, started_at, finished_at, downtime";
 
 impl Store {
-    pub fn update_begin(&self, stack: &str, from: &str, to: &str, target: &str, old_pins: &BTreeMap<String, ImagePin>, new_refs: &BTreeMap<String, String>, actor: &str) -> Result<i64, StoreError> {
+    /// Records a hop that begins (its backup exists); returns its id.
+    pub fn update_begin(&self, hop: &NewHop) -> Result<i64, StoreError> {
         let c = self.conn();
         c.execute(
             "INSERT INTO updates (stack, from_version, to_version, step, state, target, old_pins, new_refs, actor, started_at) VALUES (?1, ?2, ?3, 'backup', 'running', ?4, ?5, ?6, ?7, ?8)",
-            params![stack, from, to, target, serde_json::to_string(old_pins).unwrap_or_default(), serde_json::to_string(new_refs).unwrap_or_default(), actor, now()],
+            params![
+                hop.stack,
+                hop.from,
+                hop.to,
+                hop.target,
+                serde_json::to_string(hop.old_pins).unwrap_or_default(),
+                serde_json::to_string(hop.new_refs).unwrap_or_default(),
+                hop.actor,
+                now()
+            ],
         )?;
         Ok(c.last_insert_rowid())
     }

@@ -331,7 +331,7 @@ impl App {
             Ok(r) => return Err(self.abort_early(id, hop, "backup", r.error.unwrap_or_else(|| "no snapshot".into()))),
             Err(e) => return Err(self.abort_early(id, hop, "backup", e.to_string())),
         };
-        let uid = self.store.update_begin(id, &hop.from, &hop.to, &target, &old_pins, &new_refs, actor)?;
+        let uid = self.store.update_begin(&crate::store::NewHop { stack: id, from: &hop.from, to: &hop.to, target: &target, old_pins: &old_pins, new_refs: &new_refs, actor })?;
         self.store.update_snapshot(uid, &snapshot)?;
         self.emit(actor, Event::UpdateStarted { stack: id.into(), from: hop.from.clone(), to: hop.to.clone(), id: uid });
         // 2. Pull (nothing has changed yet: a failure aborts).

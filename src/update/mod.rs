@@ -140,7 +140,7 @@ pub fn plan_path(current: &Version, target: &Version, available: &[Version], rul
     }
     for r in &rules.required_versions {
         let Some(req) = Version::parse(r) else { continue };
-        if req.matches_prefix(current) || !(req.parts.as_slice() <= target.parts.as_slice()) {
+        if req.matches_prefix(current) || req.parts.as_slice() > target.parts.as_slice() {
             continue;
         }
         // The newest available release matching the required prefix, if it lies on the way.
