@@ -390,6 +390,23 @@ fn a_registry_with_token_authentication_is_asked_with_the_configured_login() {
     let c = d.json(&["update", "check", "tok"]);
     assert_eq!(c[0]["rebuild"], true, "{c}");
     d.ok(&["update", "pin", "tok", "1.0"]);
+    // The pre-update backup fails (the backup disk is not what it should be): nothing begins.
+    let cid = docker(&["inspect", "-f", "{{.Id}}", "hafen-tok-web"]);
+    let aside = d.dir.path().join("usb-aside");
+    let existed = target.exists();
+    if existed {
+        std::fs::rename(&target, &aside).unwrap();
+    }
+    std::fs::write(&target, "not a backup disk").unwrap();
+    let o = d.cli(&["update", "apply", "tok"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("before anything changed") && err.contains("backup"), "{err}");
+    assert!(d.json(&["update", "list", "tok"]).as_array().unwrap().is_empty(), "no update began");
+    assert_eq!(docker(&["inspect", "-f", "{{.Id}}", "hafen-tok-web"]), cid, "the service was not touched");
+    std::fs::remove_file(&target).unwrap();
+    if existed {
+        std::fs::rename(&aside, &target).unwrap();
+    }
     let r2 = d.json(&["update", "apply", "tok"]);
     assert_eq!(r2["hops"][0]["state"], "committed", "{r2}");
     assert_eq!(r2["version"], "1.0", "{r2}");
