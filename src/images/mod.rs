@@ -161,13 +161,16 @@ pub async fn ensure_recipe(
         ensure_base(engine, &suite, mirror, scratch, progress).await?;
     }
     let ctx = context_tar(&dir).map_err(|e| ImageError::Read { recipe: recipe.into(), detail: e.to_string() })?;
-    let hash = tag.rsplit(':').next().unwrap_or_default().to_string();
-    // Not LABEL_MANAGED: containers inherit image labels, and only hafen's own containers may
-    // carry that one.
-    let labels = BTreeMap::from([(LABEL_RECIPE.to_string(), recipe.to_string()), (LABEL_RECIPE_HASH.to_string(), hash)]);
     progress(&format!("building {tag}"));
-    engine.build_image(&tag, ctx, labels, progress).await?;
+    engine.build_image(&tag, ctx, recipe_labels(recipe, &tag), progress).await?;
     Ok(tag)
+}
+
+/// The labels of an image built from `recipe` as `tag` (`hafen/<recipe>:<hash>[-…]`). Not
+/// LABEL_MANAGED: containers inherit image labels, and only hafen's own containers may carry it.
+pub fn recipe_labels(recipe: &str, tag: &str) -> BTreeMap<String, String> {
+    let hash = tag.rsplit(':').next().unwrap_or_default().split('-').next().unwrap_or_default();
+    BTreeMap::from([(LABEL_RECIPE.to_string(), recipe.to_string()), (LABEL_RECIPE_HASH.to_string(), hash.to_string())])
 }
 
 /// An uncompressed tar of the build context, with stable ordering and no host ownership.

@@ -5,7 +5,7 @@
 //! a pending rebuild, which the update transaction then rolls out like any other update.
 
 use super::{base_suite, bootstrap_base, context_tar_with, tag_for, ImageError, BASE_REPO};
-use crate::engine::{Engine, ServiceSpec, LABEL_RECIPE, LABEL_RECIPE_HASH};
+use crate::engine::{Engine, ServiceSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -107,10 +107,8 @@ pub async fn probe(
     let ctx = context_tar_with(&dir, &overrides).map_err(|e| ImageError::Read { recipe: recipe.into(), detail: e.to_string() })?;
     // A tag of its own per rebuild: a service pinned to an earlier rebuild keeps its image.
     let fresh = format!("{tag}-r{}", chrono::Utc::now().format("%Y%m%d%H%M%S"));
-    let hash = tag.rsplit(':').next().unwrap_or_default().to_string();
-    let labels = BTreeMap::from([(LABEL_RECIPE.to_string(), recipe.to_string()), (LABEL_RECIPE_HASH.to_string(), hash)]);
     progress(&format!("throwaway rebuild {fresh}"));
-    engine.build_image(&fresh, ctx, labels, progress).await?;
+    engine.build_image(&fresh, ctx, super::recipe_labels(recipe, &tag), progress).await?;
     let changes = diff(&manifest(engine, current).await?, &manifest(engine, &fresh).await?);
     if changes.is_empty() {
         engine.untag_image(&fresh).await?;

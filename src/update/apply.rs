@@ -308,12 +308,12 @@ impl App {
         }
     }
 
-    async fn update_step(&self, id: i64, stack: &str, step: &str, detail: String) {
+    async fn update_step(&self, id: i64, stack: &str, step: &str, detail: String, actor: &str) {
         self.update_pause(step).await;
         if let Err(e) = self.store.update_step(id, step, "running") {
             tracing::error!(error = %e, "could not record the update step");
         }
-        self.emit(ACTOR_TICK, Event::UpdateStep { stack: stack.into(), id, step: step.into(), detail });
+        self.emit(actor, Event::UpdateStep { stack: stack.into(), id, step: step.into(), detail });
     }
 
     async fn run_hop(&self, id: &str, hop: &HopView, actor: &str) -> Result<UpdateRecord, AppError> {
@@ -328,14 +328,14 @@ impl App {
         let b = self.backup_run(&BackupRunRequest { stack: id.into(), target: Some(target.clone()), host: false }, actor).await;
         let snapshot = match b {
             Ok(r) if r.error.is_none() && r.snapshot.is_some() => r.snapshot.map(|s| s.id).unwrap_or_default(),
-            Ok(r) => return Err(self.abort_early(id, hop, "backup", r.error.unwrap_or_else(|| "no snapshot".into()))),
-            Err(e) => return Err(self.abort_early(id, hop, "backup", e.to_string())),
+            Ok(r) => return Err(self.abort_early(id, hop, "backup", r.error.unwrap_or_else(|| "no snapshot".into()), actor)),
+            Err(e) => return Err(self.abort_early(id, hop, "backup", e.to_string(), actor)),
         };
         let uid = self.store.update_begin(&crate::store::NewHop { stack: id, from: &hop.from, to: &hop.to, target: &target, old_pins: &old_pins, new_refs: &new_refs, actor })?;
         self.store.update_snapshot(uid, &snapshot)?;
         self.emit(actor, Event::UpdateStarted { stack: id.into(), from: hop.from.clone(), to: hop.to.clone(), id: uid });
         // 2. Pull (nothing has changed yet: a failure aborts).
-        self.update_step(uid, id, "pull", new_refs.values().cloned().collect::<Vec<_>>().join(", ")).await;
+        self.update_step(uid, id, "pull", new_refs.values().cloned().collect::<Vec<_>>().join(", "), actor).await;
         let mut new_pins = old_pins.clone();
         for (svc, r) in &new_refs {
             let pulled = async {
@@ -343,11 +343,9 @@ impl App {
                     let image_id = self.engine.image_id(r).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("the rebuilt image {r} is gone; run `hafen update check --rebuild` again"))?;
                     return Ok(ImagePin { stack: id.into(), service: svc.clone(), reference: r.clone(), image_id, digest: None, pinned_at: crate::store::now() });
                 }
-                ImageRef::parse(r).ok_or_else(|| format!("`{r}` is not an image reference"))?;
-                let reg = Registry::new(&self.cfg.registries);
+                let rr = ImageRef::parse(r).ok_or_else(|| format!("`{r}` is not an image reference"))?;
                 // The registry first: a vanished tag or an unreachable registry is named as such.
-                let rr = ImageRef::parse(r).unwrap_or_else(|| unreachable!());
-                reg.digest(&rr, rr.tag.as_deref().unwrap_or("latest")).await.map_err(|e| e.to_string())?;
+                Registry::new(&self.cfg.registries).digest(&rr, rr.tag.as_deref().unwrap_or("latest")).await.map_err(|e| e.to_string())?;
                 self.engine.pull_image(r, self.registry_login(r)).await.map_err(|e| e.to_string())?;
                 let digest = self.engine.image_digest(r).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("{r} has no registry digest after the pull"))?;
                 let image_id = self.engine.image_id(r).await.map_err(|e| e.to_string())?.unwrap_or_default();
@@ -398,8 +396,8 @@ impl App {
     }
 
     /// The backup failed: nothing was begun, nothing changed.
-    fn abort_early(&self, id: &str, hop: &HopView, step: &str, error: String) -> AppError {
-        self.emit(ACTOR_TICK, Event::UpdateAborted { stack: id.into(), to: hop.to.clone(), id: 0, step: step.into(), error: error.clone() });
+    fn abort_early(&self, id: &str, hop: &HopView, step: &str, error: String, actor: &str) -> AppError {
+        self.emit(actor, Event::UpdateAborted { stack: id.into(), to: hop.to.clone(), id: 0, step: step.into(), error: error.clone() });
         AppError::Refused(format!("update of {id} to {} stopped before anything changed: the {step} failed: {error}", hop.to))
     }
 
@@ -407,15 +405,15 @@ impl App {
     #[allow(clippy::too_many_arguments)]
     async fn forward(&self, uid: i64, stack: &StackDef, change: &HopChange, new_pins: &BTreeMap<String, ImagePin>, snapshot: &str, target: &str, actor: &str) -> Result<(), StepError> {
         let id = stack.id.as_str();
-        self.update_step(uid, id, "stop", "stopping every service".into()).await;
+        self.update_step(uid, id, "stop", "stopping every service".into(), actor).await;
         self.stop_services(id, actor).await.map_err(|e| fail("stop", e))?;
-        self.update_step(uid, id, "switch", "image pins moved to the new version".into()).await;
+        self.update_step(uid, id, "switch", "image pins moved to the new version".into(), actor).await;
         self.store.replace_pins(id, new_pins).map_err(|e| fail("switch", e))?;
         let settings = self.settings_for(stack, &BTreeMap::new()).map_err(|e| fail("switch", e))?;
         if !change.database_moves.is_empty() {
             // The database's new major version starts empty and loads the pre-update dump; the
             // migrations run before the application starts.
-            self.update_step(uid, id, "data", format!("{} move by dump and load from snapshot {}", change.database_moves.join(", "), short_id(snapshot))).await;
+            self.update_step(uid, id, "data", format!("{} move by dump and load from snapshot {}", change.database_moves.join(", "), short_id(snapshot)), actor).await;
             let req = RestoreRequest { stack: id.into(), snapshot: Some(snapshot.into()), at: None, target: Some(target.into()) };
             let rep = self.restore_locked(&req, actor, None, &change.migrations).await.map_err(|e| fail("data", e))?;
             if let Some(e) = rep.error {
@@ -425,7 +423,7 @@ impl App {
             }
         } else {
             if !change.migrations.is_empty() {
-                self.update_step(uid, id, "migrate", change.migrations.iter().map(migration_label).collect::<Vec<_>>().join("; ")).await;
+                self.update_step(uid, id, "migrate", change.migrations.iter().map(migration_label).collect::<Vec<_>>().join("; "), actor).await;
                 // What the migrations need runs first (their dependencies), then each one.
                 let needs = dependencies(stack, &change.migrations.iter().map(|m| m.service.clone()).collect::<Vec<_>>());
                 if !needs.is_empty() {
@@ -439,12 +437,12 @@ impl App {
                     })?;
                 }
             }
-            self.update_step(uid, id, "start", "starting every service".into()).await;
+            self.update_step(uid, id, "start", "starting every service".into(), actor).await;
             let (plan, _) = self.desired(stack, &settings, true, false).await.map_err(|e| fail("start", e))?;
             let (_, r) = self.apply(&plan, actor, false).await;
             r.map_err(|e| fail("start", e))?;
         }
-        self.update_step(uid, id, "health", format!("waiting up to {}s for the probes", stack.upgrade.health_deadline.as_secs())).await;
+        self.update_step(uid, id, "health", format!("waiting up to {}s for the probes", stack.upgrade.health_deadline.as_secs()), actor).await;
         if let Err(e) = self.wait_healthy(stack, &[], stack.upgrade.health_deadline).await {
             let mut log = String::new();
             for svc in stack.services.keys() {
@@ -761,15 +759,10 @@ impl App {
     /// file is logged; the pull then fails with the registry's own refusal).
     pub(crate) fn registry_login(&self, reference: &str) -> Option<(String, String)> {
         let host = ImageRef::parse(reference)?.host;
-        let l = self.cfg.registries.iter().find(|l| l.host == host)?;
-        let (user, file) = (l.user.clone()?, l.password_file.as_ref()?);
-        match crate::secrets::read_private(file, "registries.password_file") {
-            Ok(pw) => Some((user, pw)),
-            Err(e) => {
-                tracing::error!(registry = %host, "{e}");
-                None
-            }
-        }
+        super::registry::login_for(&self.cfg.registries, &host).unwrap_or_else(|e| {
+            tracing::error!(registry = %host, "{e}");
+            None
+        })
     }
 
     /// Version pins (`hafen update pin|unpin`).

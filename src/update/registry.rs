@@ -43,6 +43,14 @@ impl ImageRef {
     }
 }
 
+/// The configured user and password for `host` (`host[:port]`), if any; the password file must
+/// be readable by its owner only.
+pub fn login_for(logins: &[RegistryConfig], host: &str) -> Result<Option<(String, String)>, String> {
+    let Some(l) = logins.iter().find(|l| l.host == host) else { return Ok(None) };
+    let (Some(user), Some(file)) = (&l.user, &l.password_file) else { return Ok(None) };
+    Ok(Some((user.clone(), crate::secrets::read_private(file, "registries.password_file")?)))
+}
+
 pub fn is_loopback_host(host: &str) -> bool {
     let h = host.rsplit_once(':').map(|(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host }).unwrap_or(host);
     let h = h.trim_start_matches('[').trim_end_matches(']');
@@ -96,10 +104,7 @@ impl Registry {
     }
 
     fn credentials(&self, host: &str, repo: &str) -> Result<Option<(String, String)>, RegistryError> {
-        let Some(l) = self.login(host) else { return Ok(None) };
-        let (Some(user), Some(file)) = (&l.user, &l.password_file) else { return Ok(None) };
-        let pw = crate::secrets::read_private(file, "registries.password_file").map_err(|e| RegistryError::Denied { host: host.into(), repo: repo.into(), detail: e })?;
-        Ok(Some((user.clone(), pw)))
+        login_for(&self.logins, host).map_err(|e| RegistryError::Denied { host: host.into(), repo: repo.into(), detail: e })
     }
 
     /// GET or HEAD `url`, answering an auth challenge once.
