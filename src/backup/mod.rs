@@ -9,3 +9,4 @@ pub mod repo;
 pub mod retention;
 pub mod run;
 pub mod schedule;
+pub mod walk;

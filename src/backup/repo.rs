@@ -18,8 +18,7 @@ use bytes::Bytes;
 use rustic_backend::BackendOptions;
 use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile, SnapshotId};
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, ErrorKind, IndexedFullStatus, KeyOptions, LocalDestination, LocalSource,
-    LocalSourceFilterOptions, LocalSourceSaveOptions, LsOptions, OpenStatus, ReadSource, ReadSourceEntry, ReadSourceOpen, ReadSubsetOption,
+    BackupOptions, CheckOptions, ConfigOptions, Credentials, ErrorKind, IndexedFullStatus, KeyOptions, LocalDestination, LsOptions, OpenStatus, ReadSource, ReadSourceEntry, ReadSourceOpen, ReadSubsetOption,
     Repository, RepositoryOptions, RestoreOptions, RusticError, RusticResult, SnapshotOptions,
 };
 use std::io::{BufReader, Read};
@@ -119,8 +118,19 @@ pub enum Progress {
 /// The most file data one restore pass holds (see `Repo::restore`).
 const RESTORE_BATCH: u64 = 256 << 20;
 
+/// Snapshots of at most this many entries have their listing kept in memory during a restore
+/// (a few hundred bytes each), larger ones are walked again for each restore part.
+const KEEP_LISTING: usize = 200_000;
+
 /// Held while a repository is created (see `Repo::open_or_init`).
 static INIT: Mutex<()> = Mutex::new(());
+
+/// Master keys of the repositories this process has opened, by location, config id and the
+/// password's hash: a
+/// daemon opens the same targets every night, and the password's scrypt derivation (about 0.4 s
+/// on a small box) protects nothing here, the password being a random key itself. A repository
+/// created anew at the same place has another config id and is opened with its password.
+static OPENED: Mutex<Vec<((String, String), rustic_core::repofile::MasterKey)>> = Mutex::new(Vec::new());
 
 /// Tag of a capture that does not count (see `Repo::backup_cancellable`).
 pub const INCOMPLETE: &str = "hafen-incomplete";
@@ -212,24 +222,47 @@ impl Repo {
             std::fs::create_dir_all(&r.target.backend).map_err(|e| RepoError::Repo { location: loc.clone(), detail: e.to_string() })?;
         }
         let mut handle = r.handle()?;
-        if handle.config_id().map_err(rerr(&loc))?.is_none() {
+        let mut config = handle.config_id().map_err(rerr(&loc))?;
+        if config.is_none() {
             // Two first runs at once (a scheduled backup and a listing) must not both create a
             // repository: the second would replace the first's config and key.
             let _one = INIT.lock().unwrap_or_else(|e| e.into_inner());
             handle = r.handle()?;
-            if handle.config_id().map_err(rerr(&loc))?.is_none() {
+            config = handle.config_id().map_err(rerr(&loc))?;
+            if config.is_none() {
                 let keys = KeyOptions::default().hostname(Some("hafen".into())).with_created(true);
-                handle
+                let created = handle
                     .init(&Credentials::password(r.password.expose()), &keys, &ConfigOptions::default().set_version(2u32).set_compression(1))
                     .map_err(rerr(&loc))?;
+                let master = created.key();
+                let _ = r.key.set(master.clone());
+                let id = created.config_id().map_err(rerr(&loc))?;
+                OPENED.lock().unwrap_or_else(|e| e.into_inner()).push((r.opened_as(id), master));
                 return Ok(r);
             }
         }
-        {
-            let opened = handle.open(&Credentials::password(r.password.expose())).map_err(rerr(&loc))?;
-            let _ = r.key.set(opened.key());
+        let known = r.opened_as(config);
+        let cached = OPENED.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(k, _)| *k == known).map(|(_, m)| m.clone());
+        let opened = match cached {
+            Some(master) => handle.open(&Credentials::Masterkey(master)),
+            None => handle.open(&Credentials::password(r.password.expose())),
+        }
+        .map_err(rerr(&loc))?;
+        let master = opened.key();
+        let _ = r.key.set(master.clone());
+        let mut all = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+        if !all.iter().any(|(k, _)| *k == known) {
+            all.push((known, master));
         }
         Ok(r)
+    }
+
+    /// The entry of this repository among those opened (see `OPENED`). The password's hash is
+    /// part of it: another password must fail as it would without the cache.
+    fn opened_as(&self, config: Option<impl std::fmt::Display>) -> (String, String) {
+        use sha2::Digest;
+        let pw = hex::encode(sha2::Sha256::digest(self.password.expose().as_bytes()));
+        (self.target.backend.clone(), format!("{}/{pw}", config.map(|c| c.to_string()).unwrap_or_default()))
     }
 
     /// Opens an existing repository (restore on a new host).
@@ -384,19 +417,26 @@ impl Repo {
         // memory grows with the data restored. Restore the files in parts of at most
         // `restore_batch` bytes (directories and other nodes with the last part, so their
         // metadata is set last); memory stays bounded by the part.
-        let batch_of = check_tree_safe(repo.ls(&node, &ls).map_err(rerr(loc))?, loc, self.restore_batch)?;
-        let parts = batch_of.last().map_or(1, |b| b + 1);
-        let part = |k: usize| -> Result<_, RepoError> {
-            let mut file = 0usize;
-            let batch_of = &batch_of;
-            Ok(repo.ls(&node, &ls).map_err(rerr(loc))?.filter(move |item| match item {
-                Ok((_, n)) if n.is_file() => {
-                    file += 1;
-                    batch_of.get(file - 1) == Some(&k)
+        let walk = check_tree_safe(repo.ls(&node, &ls).map_err(rerr(loc))?, loc, self.restore_batch, KEEP_LISTING)?;
+        let parts = walk.parts;
+        let part = |k: usize| -> Result<Box<dyn Iterator<Item = RusticResult<(PathBuf, Node)>> + '_>, RepoError> {
+            let in_part = move |p: usize, is_file: bool| if is_file { p == k } else { k + 1 == parts };
+            Ok(match &walk.listing {
+                // Small snapshots: the listing of the safety walk, not another walk of the trees.
+                Some(all) => Box::new(all.iter().filter(move |(_, n, p)| in_part(*p, n.is_file())).map(|(path, n, _)| Ok((path.clone(), n.clone())))),
+                None => {
+                    let mut file = 0usize;
+                    let part_of = &walk.part_of;
+                    Box::new(repo.ls(&node, &ls).map_err(rerr(loc))?.filter(move |item| match item {
+                        Ok((_, n)) if n.is_file() => {
+                            file += 1;
+                            part_of.get(file - 1).is_some_and(|p| in_part(*p, true))
+                        }
+                        Ok(_) => in_part(0, false),
+                        Err(_) => true,
+                    }))
                 }
-                Ok(_) => k + 1 == parts,
-                Err(_) => true,
-            }))
+            })
         };
         // rustic_core's restore unwraps read and write errors (a damaged pack, a full disk): it
         // panics. Catch that here, and remove what was written: the target was empty, and
@@ -448,7 +488,7 @@ impl Repo {
             .map_err(|_| RepoError::NoSnapshot(id.to_string()))?;
         let root = repo.node_from_snapshot_and_path(&snap, "").map_err(rerr(loc))?;
         let total = snap.summary.as_ref().map_or(0, |s| s.total_bytes_processed);
-        check_tree_safe(repo.ls(&root, &LsOptions::default()).map_err(rerr(loc))?, loc, u64::MAX)?;
+        check_tree_safe(repo.ls(&root, &LsOptions::default()).map_err(rerr(loc))?, loc, u64::MAX, 0)?;
         let io = |e: std::io::Error| RepoError::Repo { location: loc.clone(), detail: format!("writing the archive: {e}") };
         let mut done = 0u64;
         let mut skipped = Vec::new();
@@ -578,13 +618,15 @@ pub fn pick(snaps: &[SnapInfo], tags: &[String], id: &str, at: Option<i64>) -> O
 /// or contain `/` or NUL (rustic_core joins names as they are, so `/etc/x` or `..` would escape),
 /// paths given twice, and anything below a symlink of the snapshot. A snapshot hafen wrote never
 /// has these; a crafted or damaged one does. In the same walk, each file (in listing order) is
-/// given the restore part it goes into: parts of at most `batch` bytes.
-fn check_tree_safe(items: impl Iterator<Item = RusticResult<(PathBuf, Node)>>, loc: &str, batch: u64) -> Result<Vec<usize>, RepoError> {
+/// given the restore part it goes into: parts of at most `batch` bytes; a listing of at most
+/// `keep` entries is kept, so the restore need not walk the trees again for each part.
+fn check_tree_safe(items: impl Iterator<Item = RusticResult<(PathBuf, Node)>>, loc: &str, batch: u64, keep: usize) -> Result<Walk, RepoError> {
     use std::path::Component;
     let unsafe_path = |path: &Path, why: String| RepoError::Unsafe { location: loc.to_string(), path: path.display().to_string(), why };
     let mut seen = std::collections::HashSet::new();
     let mut links: Vec<PathBuf> = Vec::new();
     let (mut part_of, mut acc, mut part) = (Vec::new(), 0u64, 0usize);
+    let mut listing = Some(Vec::new());
     for item in items {
         let (path, node) = item.map_err(rerr(loc))?;
         let name = node.name();
@@ -602,7 +644,7 @@ fn check_tree_safe(items: impl Iterator<Item = RusticResult<(PathBuf, Node)>>, l
             return Err(unsafe_path(&path, "the path occurs twice".into()));
         }
         if node.is_symlink() {
-            links.push(path);
+            links.push(path.clone());
         } else if node.is_file() {
             if acc > 0 && acc.saturating_add(node.meta.size) > batch {
                 part += 1;
@@ -611,8 +653,27 @@ fn check_tree_safe(items: impl Iterator<Item = RusticResult<(PathBuf, Node)>>, l
             acc = acc.saturating_add(node.meta.size);
             part_of.push(part);
         }
+        if let Some(l) = &mut listing {
+            if l.len() < keep {
+                let p = if node.is_file() { part } else { usize::MAX };
+                l.push((path, node, p));
+            } else {
+                listing = None;
+            }
+        }
     }
-    Ok(part_of)
+    Ok(Walk { parts: part_of.last().map_or(1, |p| p + 1), part_of, listing })
+}
+
+/// What the safety walk of a snapshot tree found (see `check_tree_safe`).
+struct Walk {
+    /// How many restore parts the files need.
+    parts: usize,
+    /// The part of each file, in listing order.
+    part_of: Vec<usize>,
+    /// The whole listing with each entry's part (files) or `usize::MAX` (other nodes), when it
+    /// was small enough to keep.
+    listing: Option<Vec<(PathBuf, Node, usize)>>,
 }
 
 /// The errors of a check; warnings are logged only.
@@ -677,26 +738,12 @@ fn unix_mode(go: u32) -> u32 {
     mode
 }
 
-fn go_dir_mode(unix_mode: u32) -> u32 {
-    let mut m = unix_mode & 0o777 | 1 << 31;
-    if unix_mode & 0o4000 != 0 {
-        m |= 1 << 23;
-    }
-    if unix_mode & 0o2000 != 0 {
-        m |= 1 << 22;
-    }
-    if unix_mode & 0o1000 != 0 {
-        m |= 1 << 20;
-    }
-    m
-}
-
 /// The top directory's own metadata, which rustic_core's LocalSource leaves out.
 fn root_dir_node(src: &Path, dst: &Path) -> std::io::Result<Node> {
     let m = std::fs::metadata(src)?;
     let ts = |s: i64, ns: i64| rustic_core::jiff::Timestamp::new(s, ns as i32).ok();
     let meta = Metadata {
-        mode: Some(go_dir_mode(m.mode())),
+        mode: Some(super::walk::go_mode(m.mode())),
         mtime: ts(m.mtime(), m.mtime_nsec()),
         atime: ts(m.atime(), m.atime_nsec()),
         ctime: ts(m.ctime(), m.ctime_nsec()),
@@ -798,7 +845,7 @@ impl<R: Read> Read for WatchedReader<R> {
 }
 
 enum SourcePart {
-    Dir { src: PathBuf, dst: PathBuf, local: LocalSource },
+    Dir { src: PathBuf, dst: PathBuf },
     Stream { dst: PathBuf, reader: Mutex<Option<ChannelReader>> },
 }
 
@@ -809,7 +856,7 @@ struct MultiSource {
 }
 
 enum AnyOpen {
-    File(<LocalSource as ReadSource>::Open, String),
+    File(PathBuf),
     Stream(ChannelReader),
 }
 
@@ -820,13 +867,21 @@ impl ReadSourceOpen for Opener {
     fn open(self) -> RusticResult<Self::Reader> {
         let Opener(open, errs, cancel) = self;
         match open {
-            AnyOpen::File(f, name) => match f.open() {
-                // No extra buffer: rustic_core reads in large pieces itself, and a buffer per file costs a
-                // large allocation for each of many small files.
-                Ok(r) => Ok(Box::new(WatchedReader { cancel, inner: r, name, errs })),
+            AnyOpen::File(path) => match std::fs::File::open(&path) {
+                // rustic_core's chunker reads 4 KiB at a time past a chunk's minimum size: a
+                // buffer saves a system call per 4 KiB of a large file (small files are read whole).
+                Ok(f) => {
+                    let name = path.display().to_string();
+                    if f.metadata().is_ok_and(|m| m.len() > 512 << 10) {
+                        Ok(Box::new(WatchedReader { cancel, inner: BufReader::with_capacity(256 << 10, f), name, errs }))
+                    } else {
+                        Ok(Box::new(WatchedReader { cancel, inner: f, name, errs }))
+                    }
+                }
                 Err(e) => {
-                    push(&errs, format!("{name}: {}", e.display_log()));
-                    Err(e)
+                    let msg = format!("{}: {e}", path.display());
+                    push(&errs, msg.clone());
+                    Err(RusticError::with_source(ErrorKind::InputOutput, "cannot open a file to back up", e).attach_context("path", msg))
                 }
             },
             AnyOpen::Stream(s) => Ok(Box::new(BufReader::with_capacity(1 << 20, s))),
@@ -843,9 +898,8 @@ impl MultiSource {
         for p in parts {
             match p {
                 Part::Dir { src, dst } => {
-                    let local = LocalSource::new(LocalSourceSaveOptions::default(), &Default::default(), &LocalSourceFilterOptions::default(), &[&src])
-                        .map_err(|e| format!("{}: {}", src.display(), e.display_log()))?;
-                    out.push(SourcePart::Dir { src, dst, local });
+                    std::fs::read_dir(&src).map_err(|e| format!("{}: {e}", src.display()))?;
+                    out.push(SourcePart::Dir { src, dst });
                 }
                 Part::Stream { dst, data, done } => {
                     let reader = ChannelReader { cancel: cancel.clone(), data, done: Some(done), buf: Bytes::new(), name: dst.display().to_string(), errs: errs.clone() };
@@ -895,20 +949,20 @@ impl ReadSource for MultiSource {
             let errs = self.errs.clone();
             let cancel = self.cancel.clone();
             match part {
-                SourcePart::Dir { src, dst, local } => {
+                SourcePart::Dir { src, dst } => {
                     let root: Entry = root_dir_node(src, dst)
                         .map(|node| ReadSourceEntry { path: dst.clone(), node, open: None })
                         .map_err(|e| RusticError::with_source(ErrorKind::InputOutput, "cannot read the top directory of a volume", e));
                     let (src, dst) = (src.clone(), dst.clone());
-                    let walk = local.entries().map(move |e| match e {
-                        Ok(ReadSourceEntry { path, node, open }) => {
+                    let walk = super::walk::Walk::new(&src).map(move |e| match e {
+                        Ok((path, node)) => {
                             let rel = path.strip_prefix(&src).unwrap_or(&path).to_path_buf();
-                            let name = path.display().to_string();
-                            Ok(ReadSourceEntry { path: dst.join(rel), node, open: open.map(|o| Opener(AnyOpen::File(o, name), errs.clone(), cancel.clone())) })
+                            let open = node.is_file().then(|| Opener(AnyOpen::File(path), errs.clone(), cancel.clone()));
+                            Ok(ReadSourceEntry { path: dst.join(rel), node, open })
                         }
                         Err(err) => {
-                            push(&errs, err.display_log());
-                            Err(err)
+                            push(&errs, err.to_string());
+                            Err(RusticError::with_source(ErrorKind::InputOutput, "cannot read a file to back up", err))
                         }
                     });
                     it = Box::new(it.chain(std::iter::once(root)).chain(walk));
@@ -1069,7 +1123,7 @@ mod path_safety_tests {
     }
 
     fn dir(name: &str) -> Node {
-        Node::new_node(OsStr::new(name), NodeType::Dir, Metadata { mode: Some(go_dir_mode(0o755)), ..Default::default() })
+        Node::new_node(OsStr::new(name), NodeType::Dir, Metadata { mode: Some(crate::backup::walk::go_mode(libc::S_IFDIR | 0o755)), ..Default::default() })
     }
 
     /// Writes one snapshot with exactly these entries (paths decide the tree, nodes the names).
