@@ -148,6 +148,15 @@ fn wrong_key_is_named() {
         Err(e) => panic!("expected WrongKey, got {e}"),
         Ok(_) => panic!("opened with the wrong key"),
     }
+    // The daemon keeps the master keys it opened; a later open with the right key uses it, and
+    // another key is still refused.
+    let again = Repo::open_or_init(Location::local(&loc), key()).unwrap();
+    assert!(again.snapshots().unwrap().is_empty());
+    match Repo::open_or_init(Location::local(&loc), Secret::from_string("c".repeat(64))) {
+        Err(RepoError::WrongKey { .. }) => {}
+        Err(e) => panic!("expected WrongKey after a cached open, got {e}"),
+        Ok(_) => panic!("opened with the wrong key after a cached open"),
+    }
     let missing = Repo::open_existing(Location::local(&d.path().join("nothing")), key()).err().expect("missing repo opened");
     assert!(missing.to_string().contains("No repository config file found"), "{missing}");
 }

@@ -126,10 +126,10 @@ const KEEP_LISTING: usize = 200_000;
 static INIT: Mutex<()> = Mutex::new(());
 
 /// Master keys of the repositories this process has opened, by location, config id and the
-/// password's hash: a
-/// daemon opens the same targets every night, and the password's scrypt derivation (about 0.4 s
-/// on a small box) protects nothing here, the password being a random key itself. A repository
-/// created anew at the same place has another config id and is opened with its password.
+/// password's hash: a daemon opens the same targets every night, and the password's scrypt
+/// derivation (about 0.3 s on a small box) protects nothing here, the password being a random
+/// key itself. A repository created anew at the same place has another config id and is opened
+/// with its password.
 static OPENED: Mutex<Vec<((String, String), rustic_core::repofile::MasterKey)>> = Mutex::new(Vec::new());
 
 /// Tag of a capture that does not count (see `Repo::backup_cancellable`).
