@@ -234,27 +234,29 @@ impl Repo {
                 let created = handle
                     .init(&Credentials::password(r.password.expose()), &keys, &ConfigOptions::default().set_version(2u32).set_compression(1))
                     .map_err(rerr(&loc))?;
-                let master = created.key();
-                let _ = r.key.set(master.clone());
-                let id = created.config_id().map_err(rerr(&loc))?;
-                OPENED.lock().unwrap_or_else(|e| e.into_inner()).push((r.opened_as(id), master));
+                r.remember(created.config_id().map_err(rerr(&loc))?, created.key());
                 return Ok(r);
             }
         }
-        let known = r.opened_as(config);
+        let known = r.opened_as(config.as_ref());
         let cached = OPENED.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(k, _)| *k == known).map(|(_, m)| m.clone());
         let opened = match cached {
             Some(master) => handle.open(&Credentials::Masterkey(master)),
             None => handle.open(&Credentials::password(r.password.expose())),
         }
         .map_err(rerr(&loc))?;
-        let master = opened.key();
-        let _ = r.key.set(master.clone());
+        r.remember(config, opened.key());
+        Ok(r)
+    }
+
+    /// Keeps the master key for this handle's later opens and for later handles of this process.
+    fn remember(&self, config: Option<impl std::fmt::Display>, master: rustic_core::repofile::MasterKey) {
+        let known = self.opened_as(config);
+        let _ = self.key.set(master.clone());
         let mut all = OPENED.lock().unwrap_or_else(|e| e.into_inner());
         if !all.iter().any(|(k, _)| *k == known) {
             all.push((known, master));
         }
-        Ok(r)
     }
 
     /// The entry of this repository among those opened (see `OPENED`). The password's hash is
