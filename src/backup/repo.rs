@@ -1,5 +1,6 @@
-//! Repositories in restic's format (v2, zstd), written and read through `rustic_core` — the only
-//! module that imports it. Everything here is blocking (rustic_core uses threads, not async):
+//! Repositories in restic's format (v2, zstd), created, read, checked and restored through
+//! `rustic_core`; new snapshots are written by
+//! `backup::archive`. Everything here is blocking (rustic_core uses threads, not async):
 //! call it from `spawn_blocking`. A fresh repository handle is opened per operation (an indexed
 //! handle does not see what the previous backup wrote). rustic_core takes no repository locks, so
 //! callers serialise work per repository.
@@ -9,16 +10,14 @@
 //! - one snapshot from several parts (volume directories and streamed dumps), each at a stable
 //!   path (`/volumes/<name>`, `/dumps/<file>`, `/hafen/…`), with each part's own top directory
 //!   metadata (PGDATA is 0700 and owned by 999);
-//! - every read error and a non-zero exit of a dump makes the run fail and its snapshot deleted
-//!   (rustic_core would only warn and skip);
-//! - streamed files get their real size recorded, by re-archiving the snapshot over itself (only
-//!   the tree changes), because restic restores a size-0 node as an empty file.
+//! - every read error and a non-zero exit of a dump makes the run fail before a snapshot file is
+//!   written (rustic_core would only warn and skip).
 
 use bytes::Bytes;
 use rustic_backend::BackendOptions;
 use rustic_core::repofile::{Metadata, Node, NodeType, SnapshotFile, SnapshotId};
 use rustic_core::{
-    BackupOptions, CheckOptions, ConfigOptions, Credentials, ErrorKind, IndexedFullStatus, KeyOptions, LocalDestination, LsOptions, OpenStatus, ReadSource, ReadSourceEntry, ReadSourceOpen, ReadSubsetOption,
+    CheckOptions, ConfigOptions, Credentials, ErrorKind, IndexedFullStatus, KeyOptions, LocalDestination, LsOptions, OpenStatus, ReadSource, ReadSourceEntry, ReadSourceOpen, ReadSubsetOption,
     Repository, RepositoryOptions, RestoreOptions, RusticError, RusticResult, SnapshotOptions,
 };
 use std::io::{BufReader, Read};
@@ -132,7 +131,8 @@ static INIT: Mutex<()> = Mutex::new(());
 /// with its password.
 static OPENED: Mutex<Vec<((String, String), rustic_core::repofile::MasterKey)>> = Mutex::new(Vec::new());
 
-/// Tag of a capture that does not count (see `Repo::backup_cancellable`).
+/// Tag of a capture that does not count: hafen before its own archiver wrote a capture first
+/// under this tag; where the server is append-only, such snapshots stay and are never picked.
 pub const INCOMPLETE: &str = "hafen-incomplete";
 
 /// Credentials of the targets opened in this process; blanked out of every error text
@@ -157,6 +157,11 @@ fn rerr(location: &str) -> impl Fn(Box<RusticError>) -> RepoError + '_ {
 }
 
 impl Repo {
+    /// The target's storage as rustic_backend reaches it.
+    fn backends(&self) -> Result<rustic_core::RepositoryBackends, RepoError> {
+        BackendOptions::default().repository(&self.target.backend).options(self.target.options.clone()).to_backends().map_err(rerr(&self.location))
+    }
+
     fn handle(&self) -> Result<Repository<()>, RepoError> {
         {
             let mut known = SECRETS.lock().unwrap_or_else(|e| e.into_inner());
@@ -166,11 +171,7 @@ impl Repo {
                 }
             }
         }
-        let be = BackendOptions::default()
-            .repository(&self.target.backend)
-            .options(self.target.options.clone())
-            .to_backends()
-            .map_err(rerr(&self.location))?;
+        let be = self.backends()?;
         let opts = match &self.cache {
             Some(dir) => RepositoryOptions::default().cache_dir(dir.clone()),
             None => RepositoryOptions::default().no_cache(true),
@@ -280,116 +281,43 @@ impl Repo {
         self.backup_cancellable(parts, label, tags, description, Arc::new(std::sync::atomic::AtomicBool::new(false)))
     }
 
-    /// `backup`, stopped when `cancel` becomes true (every read fails from then on, so the
-    /// snapshot is discarded): the bound on how long an app stays quiesced.
+    /// `backup`, stopped when `cancel` becomes true (every read fails from then on, so no
+    /// snapshot is written): the bound on how long an app stays quiesced.
     pub fn backup_cancellable(&self, parts: Vec<Part>, label: &str, tags: &[String], description: &str, cancel: Arc<std::sync::atomic::AtomicBool>) -> Result<SnapInfo, RepoError> {
         let loc = &self.location;
-        // The capture is first written as a snapshot tagged only `hafen-incomplete`; the snapshot
-        // that counts (with the stack's tags, and the streams' real sizes) is written after it,
-        // and the first one is deleted — where the server allows deleting: an append-only
-        // server keeps it, clearly marked, and hafen and `restic --tag stack:…` never pick it.
-        let opts = SnapshotOptions::default()
+        let mut opts = SnapshotOptions::default()
             .host(hostname())
             .label(label.to_string())
-            .description(format!("{description} (incomplete capture; superseded by the next snapshot)"))
-            .command(format!("hafen {}", env!("CARGO_PKG_VERSION")))
-            .add_tags(INCOMPLETE)
-            .map_err(rerr(loc))?;
+            .description(description.to_string())
+            .command(format!("hafen {}", env!("CARGO_PKG_VERSION")));
+        for t in tags {
+            opts = opts.add_tags(t).map_err(rerr(loc))?;
+        }
         let snap = opts.to_snapshot().map_err(rerr(loc))?;
-        let has_streams = parts.iter().any(|p| matches!(p, Part::Stream { .. }));
         let source = MultiSource::new(parts, cancel).map_err(|e| RepoError::Capture { label: label.into(), errors: vec![e] })?;
         let paths = source.paths();
-        let repo = self.open()?.to_indexed_ids().map_err(rerr(loc))?;
-        let result = repo.archive(&BackupOptions::default(), &source, snap, &paths);
-        let errors = source.finish();
-        let saved = match result {
+        let repo = self.open()?;
+        let be = self.backends()?.repository();
+        // Data and trees first; the snapshot file only once every source has said it succeeded
+        // (a dump's exit status arrives at the end of its stream).
+        let written = super::archive::write(&repo, be.clone(), &source, snap, &paths);
+        let mut errors = source.finish();
+        let snap = match written {
             Ok(s) => s,
-            Err(e) => {
-                let mut all = errors;
-                all.push(e.display_log());
-                return Err(RepoError::Capture { label: label.into(), errors: all });
+            Err(more) => {
+                for e in more {
+                    if !errors.iter().any(|x| x == &e || e.contains(x.as_str())) {
+                        errors.push(redact(e));
+                    }
+                }
+                return Err(RepoError::Capture { label: label.into(), errors });
             }
         };
         if !errors.is_empty() {
-            self.drop_incomplete(&repo, saved.id);
             return Err(RepoError::Capture { label: label.into(), errors });
         }
-        drop(repo);
-        let mut tagged = SnapshotOptions::default().description(description.to_string());
-        for t in tags {
-            tagged = tagged.add_tags(t).map_err(rerr(loc))?;
-        }
-        let want = tagged.to_snapshot().map_err(rerr(loc))?;
-        let fixed = if has_streams { self.record_stream_sizes(&saved, &want)? } else { None };
-        let fin = match fixed {
-            Some(f) => f,
-            None => {
-                // Same tree, the real tags and description: only a new snapshot file.
-                let repo = self.open()?;
-                let mut b = saved.clone();
-                b.tags = want.tags.clone();
-                b.description = want.description.clone();
-                b.original = Some(saved.id);
-                repo.save_snapshots(vec![b]).map_err(rerr(loc))?;
-                let mut all = repo.get_all_snapshots().map_err(rerr(loc))?;
-                all.sort_unstable();
-                all.into_iter().rev().find(|s| s.original == Some(saved.id) && s.tags == want.tags).ok_or_else(|| RepoError::Repo { location: loc.clone(), detail: "the snapshot just written is missing".into() })?
-            }
-        };
-        let repo = self.open()?;
-        self.drop_incomplete(&repo, saved.id);
-        Ok(info(&fin))
-    }
-
-    /// Deletes a superseded or failed capture's snapshot; an append-only server refuses, and
-    /// then it stays, tagged `hafen-incomplete`.
-    fn drop_incomplete<S: rustic_core::Open>(&self, repo: &Repository<S>, id: SnapshotId) {
-        if let Err(e) = repo.delete_snapshots(&[id]) {
-            tracing::info!(location = %self.location, snapshot = %id, "an incomplete capture stays in the repository (append-only?): {}", redact(e.display_log()));
-        }
-    }
-
-    /// Re-archives `snap` over itself so that streamed files carry their size; unchanged files
-    /// come from the parent, only the streams are read back.
-    /// `want` carries the tags and description of the result; None when no size was missing.
-    fn record_stream_sizes(&self, snap: &SnapshotFile, want: &SnapshotFile) -> Result<Option<SnapshotFile>, RepoError> {
-        let loc = &self.location;
-        let repo = Arc::new(self.open()?.to_indexed().map_err(rerr(loc))?);
-        let root = repo.node_from_snapshot_and_path(snap, "").map_err(rerr(loc))?;
-        let mut entries = Vec::new();
-        let mut fixed = 0;
-        for item in repo.ls(&root, &LsOptions::default()).map_err(rerr(loc))? {
-            let (path, mut node) = item.map_err(rerr(loc))?;
-            let open = if node.is_file() {
-                if node.meta.size == 0 && node.content.as_ref().is_some_and(|c| !c.is_empty()) {
-                    let mut size = 0u64;
-                    for id in node.content.iter().flatten() {
-                        size += u64::from(repo.get_index_entry(id).map_err(rerr(loc))?.data_length());
-                    }
-                    node.meta.size = size;
-                    fixed += 1;
-                }
-                Some(RepoFileOpen { repo: repo.clone(), node: node.clone() })
-            } else {
-                None
-            };
-            entries.push(ReadSourceEntry { path: Path::new("/").join(path), node, open });
-        }
-        if fixed == 0 {
-            return Ok(None);
-        }
-        let paths: Vec<PathBuf> = snap.paths.iter().map(PathBuf::from).collect();
-        let mut new = snap.clone();
-        new.id = SnapshotId::default();
-        new.original = None;
-        new.summary = None;
-        new.tags = want.tags.clone();
-        new.description = want.description.clone();
-        let mut opts = BackupOptions::default();
-        opts.parent_opts.parents = vec![snap.id.to_string()];
-        let src = Replay { entries: Mutex::new(Some(entries)) };
-        let new = repo.archive(&opts, &src, new, &paths).map_err(rerr(loc))?;
-        Ok(Some(new))
+        let saved = super::archive::save_snapshot(&repo, be.as_ref(), snap).map_err(|d| RepoError::Repo { location: loc.clone(), detail: redact(d) })?;
+        Ok(info(&saved))
     }
 
     /// The snapshots that count (captures superseded or failed on an append-only server, tagged
@@ -1044,40 +972,6 @@ impl<R: Read> Read for CountingReader<'_, R> {
     }
 }
 
-/// Streams one file back out of the repository (for `record_stream_sizes`).
-struct RepoFileOpen {
-    repo: Arc<Repository<IndexedFullStatus>>,
-    node: Node,
-}
-
-impl ReadSourceOpen for RepoFileOpen {
-    type Reader = BufReader<std::io::PipeReader>;
-    fn open(self) -> RusticResult<Self::Reader> {
-        let (r, mut w) = std::io::pipe().map_err(|e| RusticError::with_source(ErrorKind::InputOutput, "pipe", e))?;
-        std::thread::spawn(move || {
-            if let Err(e) = self.repo.dump(&self.node, &mut w) {
-                tracing::error!(error = %e.display_log(), "reading a stream back failed");
-            }
-        });
-        Ok(BufReader::with_capacity(1 << 20, r))
-    }
-}
-
-struct Replay {
-    entries: Mutex<Option<Vec<ReadSourceEntry<RepoFileOpen>>>>,
-}
-
-impl ReadSource for Replay {
-    type Open = RepoFileOpen;
-    type Iter = std::iter::Map<std::vec::IntoIter<ReadSourceEntry<RepoFileOpen>>, fn(ReadSourceEntry<RepoFileOpen>) -> RusticResult<ReadSourceEntry<RepoFileOpen>>>;
-    fn size(&self) -> RusticResult<Option<u64>> {
-        Ok(None)
-    }
-    fn entries(&self) -> Self::Iter {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).take().unwrap_or_default().into_iter().map(Ok)
-    }
-}
-
 #[cfg(test)]
 mod pick_tests {
     use super::*;
@@ -1109,6 +1003,7 @@ mod path_safety_tests {
     //! A crafted snapshot (rustic_core keeps node names as given) must not write outside the
     //! restore target: `..`, absolute names, names with `/`, and entries below a symlink.
     use super::*;
+    use rustic_core::BackupOptions;
     use std::ffi::OsStr;
 
     struct Crafted(Vec<(PathBuf, Node, Option<Vec<u8>>)>);
