@@ -34,6 +34,8 @@ const DATA_PACK: usize = 16 << 20;
 const TREE_PACK: usize = 4 << 20;
 /// Bytes read at once past a chunk's minimum size.
 const READ: u64 = 512 << 10;
+/// How many entries the walk may be ahead of the files being read (a few hundred bytes each).
+const LEAD: usize = 50_000;
 /// An index file is written after this many packs (restic's index files hold up to 50,000 blobs).
 const INDEX_PACKS: usize = 100;
 
@@ -358,7 +360,7 @@ struct TreeLoc {
 }
 
 /// The previous snapshot's trees, read as the walk needs them (whole tree packs at once: one
-/// request per pack on a remote target).
+/// request per pack on a remote target); only the trees on the current path are kept.
 struct ParentTrees<'a> {
     be: &'a dyn WriteBackend,
     crypt: &'a Crypt,
@@ -372,6 +374,10 @@ impl ParentTrees<'_> {
     fn load(&mut self, id: &TreeId) -> Result<Arc<(Tree, HashMap<String, usize>)>, String> {
         let loc = *self.locs.get(id).ok_or_else(|| format!("tree {id} of the previous snapshot is not in the index"))?;
         if !self.packs.contains_key(&loc.pack) {
+            // Trees of neighbouring directories share packs; a few packs (4 MiB each) are kept.
+            if self.packs.len() >= 8 {
+                self.packs.clear();
+            }
             let data = self.be.read_full(FileType::Pack, &loc.pack).map_err(|e| e.display_log())?;
             self.packs.insert(loc.pack, data);
         }
@@ -392,6 +398,8 @@ impl ParentTrees<'_> {
         if let Some(t) = self.dirs.get(dir) {
             return t.clone();
         }
+        // The walk is depth first: only the trees on the way to `dir` are needed again.
+        self.dirs.retain(|p, _| dir.starts_with(p));
         let found = match dir.parent() {
             None => self.root.and_then(|r| self.load(&r).map_err(|e| tracing::warn!("previous snapshot not usable: {e}")).ok()),
             Some(up) => {
@@ -531,14 +539,14 @@ where
     }
     // What the repository holds: every blob id, and where the trees are.
     let mut known = HashSet::new();
-    let mut trees = HashMap::new();
+    let mut trees_at = HashMap::new();
     for f in repo.stream_files::<IndexFile>().map_err(|e| one(e.display_log()))? {
         let (_, index) = f.map_err(|e| one(e.display_log()))?;
         for pack in index.packs {
             for b in pack.blobs {
                 if b.tpe == rustic_core::repofile::BlobType::Tree {
                     let l = &b.location;
-                    trees.insert(*b.id, TreeLoc { pack: *pack.id, offset: l.offset, length: l.length, uncompressed: l.uncompressed_length.map(|n| n.get()) });
+                    trees_at.insert(*b.id, TreeLoc { pack: *pack.id, offset: l.offset, length: l.length, uncompressed: l.uncompressed_length.map(|n| n.get()) });
                 }
                 known.insert(*b.id);
             }
@@ -557,8 +565,6 @@ where
     let writer = Writer { be: be.clone(), crypt: crypt.clone(), level, pending: Vec::new(), packs: 0, stored: 0 };
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
 
-    let mut items: Vec<Node> = Vec::new();
-    let mut paths_of: Vec<PathBuf> = Vec::new();
     let (mut files, mut unmodified, mut bytes) = (0u64, 0u64, 0u64);
     let (packs, stored) = std::thread::scope(|s| {
         let w = {
@@ -572,67 +578,108 @@ where
             s.spawn(move || shared.worker(jobs, done, packs));
         }
         drop((job_rx, done_tx));
-        let mut previous = ParentTrees { be: be.as_ref(), crypt: &crypt, locs: &trees, packs: HashMap::new(), dirs: HashMap::new(), root: parent.as_ref().map(|p| p.tree) };
-        for entry in source.entries() {
-            if shared.failed.load(Ordering::Relaxed) {
-                break;
+        let mut tree_packer = match Packer::new(true, level) {
+            Ok(p) => p,
+            Err(e) => {
+                fail(&shared.failed, &shared.errors, e);
+                drop((job_tx, pack_tx));
+                return w.join().unwrap_or((0, 0));
             }
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    fail(&shared.failed, &shared.errors, e.display_log());
-                    break;
-                }
-            };
-            let mut node = entry.node;
-            if node.is_file() {
-                files += 1;
-                if let Some(content) = previous.unchanged(&entry.path, &node, &shared.known) {
-                    bytes += node.meta.size;
-                    unmodified += 1;
-                    node.content = Some(content);
-                } else if let Some(open) = entry.open {
-                    let _ = job_tx.send(Job { idx: items.len(), open, size: node.meta.size, name: entry.path.display().to_string() });
-                } else {
-                    node.content = Some(Vec::new());
-                }
-            }
-            items.push(node);
-            paths_of.push(entry.path);
-        }
-        drop(previous);
-        drop(job_tx);
-        for d in done_rx {
-            let node = &mut items[d.idx];
-            bytes += d.size;
-            // A stream's size is known only now; a file's is what was read.
-            node.meta.size = d.size;
-            node.content = Some(d.content);
-        }
-        // The trees, bottom up, in the listing's depth-first order.
-        let mut tree_packer = Packer::new(true, level).map_err(|e| fail(&shared.failed, &shared.errors, e)).ok();
-        if let Some(tp) = tree_packer.as_mut().filter(|_| !shared.failed.load(Ordering::Relaxed)) {
+        };
+        let failed = || shared.failed.load(Ordering::Relaxed);
+        {
             let mut store = |tree: Tree| -> Result<TreeId, String> {
                 let (data, id) = tree.serialize().map_err(|e| e.to_string())?;
                 if shared.known.lock().unwrap_or_else(|e| e.into_inner()).insert(*id) {
-                    let stored = tp.add(&crypt, sha256(&data), &data)?;
+                    let stored = tree_packer.add(&crypt, sha256(&data), &data)?;
                     shared.counts.data_added.fetch_add(data.len() as u64, Ordering::Relaxed);
                     shared.counts.data_added_packed.fetch_add(stored, Ordering::Relaxed);
-                    if tp.full() {
-                        if let Some(p) = tp.take(&crypt) {
+                    if tree_packer.full() {
+                        if let Some(p) = tree_packer.take(&crypt) {
                             pack_tx.send(p).map_err(|_| "the pack writer stopped".to_string())?;
                         }
                     }
                 }
                 Ok(id)
             };
-            match build_trees(std::mem::take(&mut items), &paths_of, &mut store) {
-                Ok(root) => snap.tree = root,
-                Err(e) => fail(&shared.failed, &shared.errors, e),
+            let mut trees = Trees::new(&mut store);
+            // The listing from the walk on, in order; a file's node waits here until a worker
+            // has read it, then goes into its tree (a directory's tree is stored once complete).
+            let mut pending: std::collections::VecDeque<(PathBuf, Node, bool)> = std::collections::VecDeque::new();
+            let mut base = 0usize;
+            // Returns the bytes read.
+            let apply = |d: Done, pending: &mut std::collections::VecDeque<(PathBuf, Node, bool)>, base: usize| -> u64 {
+                let Some((_, node, ready)) = pending.get_mut(d.idx - base) else { return 0 };
+                // A stream's size is known only now; a file's is what was read.
+                node.meta.size = d.size;
+                node.content = Some(d.content);
+                *ready = true;
+                d.size
+            };
+            let drain = |pending: &mut std::collections::VecDeque<(PathBuf, Node, bool)>, base: &mut usize, trees: &mut Trees| {
+                while pending.front().is_some_and(|p| p.2) {
+                    let Some((path, node, _)) = pending.pop_front() else { break };
+                    *base += 1;
+                    if let Err(e) = trees.add(&path, node) {
+                        fail(&shared.failed, &shared.errors, e);
+                    }
+                }
+            };
+            let mut previous = ParentTrees { be: be.as_ref(), crypt: &crypt, locs: &trees_at, packs: HashMap::new(), dirs: HashMap::new(), root: parent.as_ref().map(|p| p.tree) };
+            for entry in source.entries() {
+                if failed() {
+                    break;
+                }
+                let entry = match entry {
+                    Ok(e) => e,
+                    Err(e) => {
+                        fail(&shared.failed, &shared.errors, e.display_log());
+                        break;
+                    }
+                };
+                let mut node = entry.node;
+                let mut ready = true;
+                if node.is_file() {
+                    files += 1;
+                    if let Some(content) = previous.unchanged(&entry.path, &node, &shared.known) {
+                        bytes += node.meta.size;
+                        unmodified += 1;
+                        node.content = Some(content);
+                    } else if let Some(open) = entry.open {
+                        let _ = job_tx.send(Job { idx: base + pending.len(), open, size: node.meta.size, name: entry.path.display().to_string() });
+                        ready = false;
+                    } else {
+                        node.content = Some(Vec::new());
+                    }
+                }
+                pending.push_back((entry.path, node, ready));
+                while let Ok(d) = done_rx.try_recv() {
+                    bytes += apply(d, &mut pending, base);
+                }
+                drain(&mut pending, &mut base, &mut trees);
+                // The walk stays at most LEAD entries ahead of the files being read.
+                while pending.len() > LEAD && !failed() {
+                    if let Ok(d) = done_rx.recv_timeout(std::time::Duration::from_millis(200)) {
+                        bytes += apply(d, &mut pending, base);
+                        drain(&mut pending, &mut base, &mut trees);
+                    }
+                }
             }
-            if let Some(p) = tp.take(&crypt) {
-                let _ = pack_tx.send(p);
+            drop(previous);
+            drop(job_tx);
+            for d in done_rx {
+                bytes += apply(d, &mut pending, base);
+                drain(&mut pending, &mut base, &mut trees);
             }
+            if !failed() {
+                match trees.finish() {
+                    Ok(root) => snap.tree = root,
+                    Err(e) => fail(&shared.failed, &shared.errors, e),
+                }
+            }
+        }
+        if let Some(p) = tree_packer.take(&crypt).filter(|_| !failed()) {
+            let _ = pack_tx.send(p);
         }
         drop(pack_tx);
         w.join().unwrap_or((0, 0))
@@ -660,19 +707,28 @@ where
     Ok(snap)
 }
 
-/// Assembles the trees of a depth-first listing in name order (`nodes[i]` at `paths[i]`, absolute) and stores
-/// each through `store`; directories the listing does not name (`/`, `/volumes`) get mode 0755,
-/// as rustic_core gives them. Returns the root tree's id.
-fn build_trees(nodes: Vec<Node>, paths: &[PathBuf], store: &mut dyn FnMut(Tree) -> Result<TreeId, String>) -> Result<TreeId, String> {
-    let mut stack = vec![Frame { path: PathBuf::from("/"), node: None, nodes: Vec::new() }];
-    let close = |stack: &mut Vec<Frame>, store: &mut dyn FnMut(Tree) -> Result<TreeId, String>| -> Result<Option<TreeId>, String> {
+/// The trees of a depth-first listing in name order (absolute paths), each stored through
+/// `store` as soon as its directory is complete; directories the listing does not name (`/`,
+/// `/volumes`) get mode 0755, as rustic_core gives them.
+struct Trees<'s> {
+    stack: Vec<Frame>,
+    store: &'s mut dyn FnMut(Tree) -> Result<TreeId, String>,
+}
+
+impl<'s> Trees<'s> {
+    fn new(store: &'s mut dyn FnMut(Tree) -> Result<TreeId, String>) -> Trees<'s> {
+        Trees { stack: vec![Frame { path: PathBuf::from("/"), node: None, nodes: Vec::new() }], store }
+    }
+
+    /// Stores the innermost open directory's tree; returns the root tree's id once it is closed.
+    fn close(&mut self) -> Result<Option<TreeId>, String> {
         // The listing is in name order already (as rustic_core and restic store trees).
-        let f = stack.pop().ok_or("the listing left its root")?;
+        let f = self.stack.pop().ok_or("the listing left its root")?;
         if let Some(w) = f.nodes.windows(2).find(|w| w[0].name == w[1].name) {
             return Err(format!("{} holds `{}` twice", f.path.display(), w[0].name));
         }
-        let id = store(Tree { nodes: f.nodes })?;
-        match (f.node, stack.last_mut()) {
+        let id = (self.store)(Tree { nodes: f.nodes })?;
+        match (f.node, self.stack.last_mut()) {
             (Some(mut n), Some(up)) => {
                 n.subtree = Some(id);
                 up.nodes.push(n);
@@ -680,28 +736,34 @@ fn build_trees(nodes: Vec<Node>, paths: &[PathBuf], store: &mut dyn FnMut(Tree) 
             }
             _ => Ok(Some(id)),
         }
-    };
-    for (node, path) in nodes.into_iter().zip(paths) {
+    }
+
+    fn add(&mut self, path: &Path, node: Node) -> Result<(), String> {
         let dir = path.parent().ok_or_else(|| format!("`{}` is not a path below the snapshot's root", path.display()))?;
-        while !dir.starts_with(&stack.last().ok_or("the listing left its root")?.path) {
-            close(&mut stack, store)?;
+        while !dir.starts_with(&self.stack.last().ok_or("the listing left its root")?.path) {
+            self.close()?;
         }
-        let top = stack.last().map(|f| f.path.clone()).unwrap_or_default();
+        let top = self.stack.last().map(|f| f.path.clone()).unwrap_or_default();
         for comp in dir.strip_prefix(&top).map_err(|e| e.to_string())?.components() {
             let name = comp.as_os_str();
-            let path = stack.last().map(|f| f.path.join(name)).unwrap_or_default();
+            let path = self.stack.last().map(|f| f.path.join(name)).unwrap_or_default();
             let meta = Metadata { mode: Some(0o755), ..Default::default() };
-            stack.push(Frame { path, node: Some(Node::new_node(name, NodeType::Dir, meta)), nodes: Vec::new() });
+            self.stack.push(Frame { path, node: Some(Node::new_node(name, NodeType::Dir, meta)), nodes: Vec::new() });
         }
         if node.is_dir() {
-            stack.push(Frame { path: path.clone(), node: Some(node), nodes: Vec::new() });
+            self.stack.push(Frame { path: path.to_path_buf(), node: Some(node), nodes: Vec::new() });
         } else {
-            stack.last_mut().ok_or("the listing left its root")?.nodes.push(node);
+            self.stack.last_mut().ok_or("the listing left its root")?.nodes.push(node);
         }
+        Ok(())
     }
-    loop {
-        if let Some(root) = close(&mut stack, store)? {
-            return Ok(root);
+
+    /// Closes every open directory; the root tree's id.
+    fn finish(mut self) -> Result<TreeId, String> {
+        loop {
+            if let Some(root) = self.close()? {
+                return Ok(root);
+            }
         }
     }
 }
@@ -860,7 +922,7 @@ mod tests {
 
     /// Directories the listing does not name are made (mode 0755); a name twice is refused.
     #[test]
-    fn build_trees_names_missing_directories_and_refuses_duplicates() {
+    fn trees_name_missing_directories_and_refuse_duplicates() {
         let file = |n: &str| Node::new_node(n.as_ref(), NodeType::File, Metadata::default());
         let mut stored = Vec::new();
         let mut store = |t: Tree| -> Result<TreeId, String> {
@@ -868,11 +930,18 @@ mod tests {
             stored.push(t);
             Ok(id)
         };
-        build_trees(vec![file("x"), file("y")], &[PathBuf::from("/a/b/x"), PathBuf::from("/c/y")], &mut store).unwrap();
+        let mut trees = Trees::new(&mut store);
+        trees.add(Path::new("/a/b/x"), file("x")).unwrap();
+        trees.add(Path::new("/c/y"), file("y")).unwrap();
+        trees.finish().unwrap();
         let names: Vec<Vec<String>> = stored.iter().map(|t| t.nodes.iter().map(|n| n.name.clone()).collect()).collect();
         assert_eq!(names, vec![vec!["x"], vec!["b"], vec!["y"], vec!["a", "c"]]);
         assert_eq!(stored[1].nodes[0].meta.mode, Some(0o755));
-        let err = build_trees(vec![file("x"), file("x")], &[PathBuf::from("/a/x"), PathBuf::from("/a/x")], &mut |t| Ok(t.serialize().unwrap().1)).unwrap_err();
+        let mut store = |t: Tree| Ok(t.serialize().unwrap().1);
+        let mut trees = Trees::new(&mut store);
+        trees.add(Path::new("/a/x"), file("x")).unwrap();
+        trees.add(Path::new("/a/x"), file("x")).unwrap();
+        let err = trees.finish().unwrap_err();
         assert!(err.contains("`x` twice"), "{err}");
     }
 }
