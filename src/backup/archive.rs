@@ -1,6 +1,6 @@
 //! hafen's own writer of snapshots in restic's repository format (v2): content-defined chunks
-//! (Rabin fingerprints with the repository's polynomial, the same cut points as rustic_core and
-//! restic), SHA-256 blob ids, zstd, AES-256-CTR with Poly1305-AES, pack files, index files, trees
+//! (Rabin fingerprints with the repository's polynomial and restic's sizes, the same cut points as
+//! rustic_core), SHA-256 blob ids, zstd, AES-256-CTR with Poly1305-AES, pack files, index files, trees
 //! and the snapshot file, as restic's design document describes them. rustic_core still creates,
 //! opens, reads, checks, restores and prunes repositories; this module only writes new data.
 //!
@@ -8,7 +8,8 @@
 //! (about 90 µs each, 2 s for 20,000 files), a zstd context for every blob and reads 4 KiB per
 //! call; a first backup took 1.12–1.15× restic's time. Here the tables are built once and copied,
 //! each worker keeps its zstd context, files below the minimum chunk size are read whole without
-//! a fingerprint, and packs are written by their own thread while the workers go on.
+//! a fingerprint, and packs are hashed and stored by their own thread while the workers go on
+//! (filling one shared pack at a time, so a restore reads long runs of a pack).
 //!
 //! A run is all or nothing: any read error (a file, the walk, a dump that exits non-zero) makes
 //! `write` fail and no snapshot file is written. Packs already stored are indexed (so the next run
@@ -28,8 +29,8 @@ use rustic_core::repofile::{ConfigFile, IndexFile, MasterKey, Metadata, Node, No
 use rustic_core::{DataId, FileType, Id, OpenStatus, ReadSource, ReadSourceOpen, Repository, TreeId, WriteBackend};
 use sha2::Digest;
 
-/// Target size of a data pack (restic's default).
-const DATA_PACK: usize = 16 << 20;
+/// Target size of a data pack (rustic_core's default).
+const DATA_PACK: usize = 32 << 20;
 /// Target size of a tree pack.
 const TREE_PACK: usize = 4 << 20;
 /// Bytes read at once past a chunk's minimum size.
@@ -195,52 +196,70 @@ struct IxFile<'a> {
     packs: &'a [IxPack],
 }
 
-/// Blobs collected into one pack file.
+/// Compresses (repository v2) and encrypts blobs; one per thread, its zstd context kept.
+struct Sealer {
+    zstd: Option<zstd::bulk::Compressor<'static>>,
+    zbuf: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Sealer {
+    fn new(level: Option<i32>) -> Result<Sealer, String> {
+        let zstd = level.map(|l| zstd::bulk::Compressor::new(l).map_err(|e| format!("zstd: {e}"))).transpose()?;
+        Ok(Sealer { zstd, zbuf: Vec::new(), out: Vec::new() })
+    }
+
+    /// The stored form of `data` and its uncompressed length (None when stored uncompressed).
+    fn seal(&mut self, crypt: &Crypt, data: &[u8]) -> Result<(&[u8], Option<u32>), String> {
+        self.out.clear();
+        match &mut self.zstd {
+            Some(z) => {
+                self.zbuf.clear();
+                self.zbuf.reserve(zstd::zstd_safe::compress_bound(data.len()));
+                z.compress_to_buffer(data, &mut self.zbuf).map_err(|e| format!("zstd: {e}"))?;
+                crypt.seal_into(&self.zbuf, &mut self.out);
+                Ok((&self.out, Some(u32::try_from(data.len()).map_err(|_| "a blob larger than 4 GiB".to_string())?)))
+            }
+            None => {
+                crypt.seal_into(data, &mut self.out);
+                Ok((&self.out, None))
+            }
+        }
+    }
+}
+
+/// Blobs collected into one pack file. The workers share one data packer, so a pack holds the
+/// blobs in the order they were read, as with rustic_core and restic (restores read packs in
+/// long runs).
 struct Packer {
     tree: bool,
     target: usize,
     buf: Vec<u8>,
     blobs: Vec<IxBlob>,
-    zbuf: Vec<u8>,
-    zstd: Option<zstd::bulk::Compressor<'static>>,
 }
 
+/// A pack ready to be stored; the writer thread computes its id.
 struct FullPack {
-    id: Id,
     data: Vec<u8>,
     blobs: Vec<IxBlob>,
     tree: bool,
 }
 
 impl Packer {
-    fn new(tree: bool, level: Option<i32>) -> Result<Packer, String> {
-        let zstd = level.map(|l| zstd::bulk::Compressor::new(l).map_err(|e| format!("zstd: {e}"))).transpose()?;
-        Ok(Packer { tree, target: if tree { TREE_PACK } else { DATA_PACK }, buf: Vec::new(), blobs: Vec::new(), zbuf: Vec::new(), zstd })
+    fn new(tree: bool) -> Packer {
+        Packer { tree, target: if tree { TREE_PACK } else { DATA_PACK }, buf: Vec::new(), blobs: Vec::new() }
     }
 
-    /// Adds one blob; returns its stored (encrypted) length.
-    fn add(&mut self, crypt: &Crypt, raw: [u8; 32], data: &[u8]) -> Result<u64, String> {
+    /// Adds one sealed blob; returns its stored length.
+    fn push(&mut self, raw: [u8; 32], sealed: &[u8], uncompressed_length: Option<u32>) -> u64 {
         if self.buf.capacity() == 0 {
             self.buf.reserve(self.target + (9 << 20));
         }
-        let offset = self.buf.len();
-        let uncompressed_length = match &mut self.zstd {
-            Some(z) => {
-                self.zbuf.clear();
-                self.zbuf.reserve(zstd::zstd_safe::compress_bound(data.len()));
-                z.compress_to_buffer(data, &mut self.zbuf).map_err(|e| format!("zstd: {e}"))?;
-                crypt.seal_into(&self.zbuf, &mut self.buf);
-                Some(u32::try_from(data.len()).map_err(|_| "a blob larger than 4 GiB".to_string())?)
-            }
-            None => {
-                crypt.seal_into(data, &mut self.buf);
-                None
-            }
-        };
-        let length = (self.buf.len() - offset) as u32;
+        let offset = self.buf.len() as u32;
+        self.buf.extend_from_slice(sealed);
         let tpe = if self.tree { "tree" } else { "data" };
-        self.blobs.push(IxBlob { id: Id::new(raw), raw, tpe, offset: offset as u32, length, uncompressed_length });
-        Ok(u64::from(length))
+        self.blobs.push(IxBlob { id: Id::new(raw), raw, tpe, offset, length: sealed.len() as u32, uncompressed_length });
+        sealed.len() as u64
     }
 
     fn full(&self) -> bool {
@@ -272,7 +291,7 @@ impl Packer {
         crypt.seal_into(&header, &mut data);
         let hlen = (data.len() - before) as u32;
         data.extend_from_slice(&hlen.to_le_bytes());
-        Some(FullPack { id: Id::new(sha256(&data)), data, blobs: std::mem::take(&mut self.blobs), tree: self.tree })
+        Some(FullPack { data, blobs: std::mem::take(&mut self.blobs), tree: self.tree })
     }
 }
 
@@ -310,11 +329,12 @@ impl Writer {
                 continue;
             }
             let len = p.data.len() as u64;
-            match self.be.write_bytes(FileType::Pack, &p.id, p.tree, p.data.into()) {
+            let id = Id::new(sha256(&p.data));
+            match self.be.write_bytes(FileType::Pack, &id, p.tree, p.data.into()) {
                 Ok(()) => {
                     self.packs += 1;
                     self.stored += len;
-                    self.pending.push(IxPack { id: p.id, blobs: p.blobs });
+                    self.pending.push(IxPack { id, blobs: p.blobs });
                     if self.pending.len() >= INDEX_PACKS {
                         if let Err(e) = self.flush() {
                             fail(failed, errors, e);
@@ -460,6 +480,7 @@ struct Shared {
     chunker: Chunker,
     level: Option<i32>,
     known: Mutex<HashSet<Id>>,
+    packer: Mutex<Packer>,
     failed: AtomicBool,
     errors: Mutex<Vec<String>>,
     counts: Counts,
@@ -467,27 +488,24 @@ struct Shared {
 
 impl Shared {
     fn worker<O: ReadSourceOpen>(&self, jobs: crossbeam_channel::Receiver<Job<O>>, done: crossbeam_channel::Sender<Done>, packs: crossbeam_channel::Sender<FullPack>) {
-        let mut packer = match Packer::new(false, self.level) {
-            Ok(p) => p,
+        let mut sealer = match Sealer::new(self.level) {
+            Ok(s) => s,
             Err(e) => return fail(&self.failed, &self.errors, e),
         };
         for job in jobs {
             if self.failed.load(Ordering::Relaxed) {
                 continue;
             }
-            match self.file(job.open, job.size, &mut packer, &packs) {
+            match self.file(job.open, job.size, &mut sealer, &packs) {
                 Ok((content, size)) => {
                     let _ = done.send(Done { idx: job.idx, content, size });
                 }
                 Err(e) => fail(&self.failed, &self.errors, format!("{}: {e}", job.name)),
             }
         }
-        if let Some(p) = packer.take(&self.crypt) {
-            let _ = packs.send(p);
-        }
     }
 
-    fn file<O: ReadSourceOpen>(&self, open: O, hint: u64, packer: &mut Packer, packs: &crossbeam_channel::Sender<FullPack>) -> Result<(Vec<DataId>, u64), String> {
+    fn file<O: ReadSourceOpen>(&self, open: O, hint: u64, sealer: &mut Sealer, packs: &crossbeam_channel::Sender<FullPack>) -> Result<(Vec<DataId>, u64), String> {
         let mut r = open.open().map_err(|e| e.display_log())?;
         let mut content = Vec::new();
         let size = self.chunker.chunks(&mut r, hint, |chunk| {
@@ -498,13 +516,16 @@ impl Shared {
             if !self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(id) {
                 return Ok(());
             }
-            let stored = packer.add(&self.crypt, raw, chunk)?;
+            let (sealed, ulen) = sealer.seal(&self.crypt, chunk)?;
+            let (stored, full) = {
+                let mut p = self.packer.lock().unwrap_or_else(|e| e.into_inner());
+                let n = p.push(raw, sealed, ulen);
+                (n, if p.full() { p.take(&self.crypt) } else { None })
+            };
             self.counts.data_added.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             self.counts.data_added_packed.fetch_add(stored, Ordering::Relaxed);
-            if packer.full() {
-                if let Some(p) = packer.take(&self.crypt) {
-                    packs.send(p).map_err(|_| "the pack writer stopped".to_string())?;
-                }
+            if let Some(p) = full {
+                packs.send(p).map_err(|_| "the pack writer stopped".to_string())?;
             }
             Ok(())
         })?;
@@ -560,7 +581,7 @@ where
         .max_by_key(|s| s.time.timestamp());
     snap.parent = parent.as_ref().map(|p| p.id);
 
-    let shared = Arc::new(Shared { crypt: crypt.clone(), chunker, level, known: Mutex::new(known), failed: AtomicBool::new(false), errors: Mutex::new(Vec::new()), counts: Counts::default() });
+    let shared = Arc::new(Shared { crypt: crypt.clone(), chunker, level, known: Mutex::new(known), packer: Mutex::new(Packer::new(false)), failed: AtomicBool::new(false), errors: Mutex::new(Vec::new()), counts: Counts::default() });
     let (pack_tx, pack_rx) = crossbeam_channel::bounded::<FullPack>(2);
     let writer = Writer { be: be.clone(), crypt: crypt.clone(), level, pending: Vec::new(), packs: 0, stored: 0 };
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
@@ -578,8 +599,9 @@ where
             s.spawn(move || shared.worker(jobs, done, packs));
         }
         drop((job_rx, done_tx));
-        let mut tree_packer = match Packer::new(true, level) {
-            Ok(p) => p,
+        let mut tree_packer = Packer::new(true);
+        let mut tree_sealer = match Sealer::new(level) {
+            Ok(s) => s,
             Err(e) => {
                 fail(&shared.failed, &shared.errors, e);
                 drop((job_tx, pack_tx));
@@ -591,7 +613,8 @@ where
             let mut store = |tree: Tree| -> Result<TreeId, String> {
                 let (data, id) = tree.serialize().map_err(|e| e.to_string())?;
                 if shared.known.lock().unwrap_or_else(|e| e.into_inner()).insert(*id) {
-                    let stored = tree_packer.add(&crypt, sha256(&data), &data)?;
+                    let (sealed, ulen) = tree_sealer.seal(&crypt, &data)?;
+                    let stored = tree_packer.push(sha256(&data), sealed, ulen);
                     shared.counts.data_added.fetch_add(data.len() as u64, Ordering::Relaxed);
                     shared.counts.data_added_packed.fetch_add(stored, Ordering::Relaxed);
                     if tree_packer.full() {
@@ -678,7 +701,9 @@ where
                 }
             }
         }
-        if let Some(p) = tree_packer.take(&crypt).filter(|_| !failed()) {
+        // Every worker has stopped (their results are all in): the last packs.
+        let last = shared.packer.lock().unwrap_or_else(|e| e.into_inner()).take(&crypt);
+        for p in [last, tree_packer.take(&crypt)].into_iter().flatten().filter(|_| !failed()) {
             let _ = pack_tx.send(p);
         }
         drop(pack_tx);
