@@ -544,7 +544,15 @@ struct Frame {
 /// snapshot, not yet saved (see `save_snapshot`): the caller first checks its sources' verdicts.
 /// `snap` carries time, host, label, tags and description. The previous snapshot with the same
 /// host, label and paths is the parent: unchanged files are not read again.
-pub fn write<S: ReadSource>(repo: &Repository<OpenStatus>, be: Arc<dyn WriteBackend>, source: &S, mut snap: SnapshotFile, paths: &[PathBuf]) -> Result<SnapshotFile, Vec<String>>
+pub fn write<S: ReadSource>(repo: &Repository<OpenStatus>, be: Arc<dyn WriteBackend>, source: &S, snap: SnapshotFile, paths: &[PathBuf]) -> Result<SnapshotFile, Vec<String>>
+where
+    S::Open: Send,
+{
+    write_with_lead(repo, be, source, snap, paths, LEAD)
+}
+
+/// `write`, the walk at most `lead` entries ahead of the files being read.
+fn write_with_lead<S: ReadSource>(repo: &Repository<OpenStatus>, be: Arc<dyn WriteBackend>, source: &S, mut snap: SnapshotFile, paths: &[PathBuf], lead: usize) -> Result<SnapshotFile, Vec<String>>
 where
     S::Open: Send,
 {
@@ -680,8 +688,8 @@ where
                     bytes += apply(d, &mut pending, base);
                 }
                 drain(&mut pending, &mut base, &mut trees);
-                // The walk stays at most LEAD entries ahead of the files being read.
-                while pending.len() > LEAD && !failed() {
+                // The walk stays at most `lead` entries ahead of the files being read.
+                while pending.len() > lead && !failed() {
                     if let Ok(d) = done_rx.recv_timeout(std::time::Duration::from_millis(200)) {
                         bytes += apply(d, &mut pending, base);
                         drain(&mut pending, &mut base, &mut trees);
@@ -890,6 +898,28 @@ mod tests {
 
         let check = repo.check(CheckOptions::default().read_data(true)).unwrap();
         check.is_ok().unwrap();
+    }
+
+    /// With the walk held close behind the readers (two entries ahead instead of 50,000), the
+    /// snapshot is the same as rustic_core's: no entry lost, reordered or waited for forever.
+    #[test]
+    fn a_walk_held_back_gives_the_same_snapshot() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        for dir in ["a", "b/c", "d"] {
+            std::fs::create_dir_all(data.join(dir)).unwrap();
+            for i in 0..12u64 {
+                let len = if i % 5 == 0 { (600 << 10) + i as usize } else { 100 + i as usize * 37 };
+                std::fs::write(data.join(dir).join(format!("f{i:02}")), noise(i + dir.len() as u64, len)).unwrap();
+            }
+        }
+        let rdir = d.path().join("repo");
+        let (repo, be) = repo(&rdir);
+        let local = || LocalSource::new(LocalSourceSaveOptions::default(), &Default::default(), &LocalSourceFilterOptions::default(), &[&data]).unwrap();
+        let theirs = self::repo(&rdir).0.to_indexed_ids().unwrap().archive(&BackupOptions::default(), &local(), SnapshotOptions::default().to_snapshot().unwrap(), &[data.clone()]).unwrap();
+        let ours = write_with_lead(&repo, be, &local(), SnapshotOptions::default().label("held".to_string()).to_snapshot().unwrap(), &[data.clone()], 2).unwrap();
+        assert_eq!(ours.summary.as_ref().unwrap().total_files_processed, 36);
+        assert_eq!(ours.tree, theirs.tree);
     }
 
     struct Failing {
