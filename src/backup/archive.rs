@@ -559,8 +559,8 @@ where
     let one = |e: String| vec![e];
     let started = rustic_core::jiff::Zoned::now();
     let config = repo.config();
-    let level = config.zstd().map_err(|e| one(e.display_log()))?;
-    let crypt = Arc::new(Crypt::new(&repo.key()).map_err(one)?);
+    let (crypt, level) = sealing(repo).map_err(one)?;
+    let crypt = Arc::new(crypt);
     let chunker = Chunker::new(config).map_err(one)?;
 
     for p in paths {
@@ -801,10 +801,14 @@ impl<'s> Trees<'s> {
     }
 }
 
+/// The repository's data key and zstd level (None: format v1, stored uncompressed).
+fn sealing(repo: &Repository<OpenStatus>) -> Result<(Crypt, Option<i32>), String> {
+    Ok((Crypt::new(&repo.key())?, repo.config().zstd().map_err(|e| e.display_log())?))
+}
+
 /// Stores the snapshot file written by `write`; returns it with its id.
 pub fn save_snapshot(repo: &Repository<OpenStatus>, be: &dyn WriteBackend, mut snap: SnapshotFile) -> Result<SnapshotFile, String> {
-    let crypt = Crypt::new(&repo.key())?;
-    let level = repo.config().zstd().map_err(|e| e.display_log())?;
+    let (crypt, level) = sealing(repo)?;
     snap.id = SnapshotId::default();
     let json = serde_json::to_vec(&snap).map_err(|e| e.to_string())?;
     let id = save_file(be, &crypt, level, FileType::Snapshot, &json)?;

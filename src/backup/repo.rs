@@ -20,7 +20,7 @@ use rustic_core::{
     CheckOptions, ConfigOptions, Credentials, ErrorKind, IndexedFullStatus, KeyOptions, LocalDestination, LsOptions, OpenStatus, ReadSource, ReadSourceEntry, ReadSourceOpen, ReadSubsetOption,
     Repository, RepositoryOptions, RestoreOptions, RusticError, RusticResult, SnapshotOptions,
 };
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -802,23 +802,15 @@ impl ReadSourceOpen for Opener {
         let Opener(open, errs, cancel) = self;
         match open {
             AnyOpen::File(path) => match std::fs::File::open(&path) {
-                // rustic_core's chunker reads 4 KiB at a time past a chunk's minimum size: a
-                // buffer saves a system call per 4 KiB of a large file (small files are read whole).
-                Ok(f) => {
-                    let name = path.display().to_string();
-                    if f.metadata().is_ok_and(|m| m.len() > 512 << 10) {
-                        Ok(Box::new(WatchedReader { cancel, inner: BufReader::with_capacity(256 << 10, f), name, errs }))
-                    } else {
-                        Ok(Box::new(WatchedReader { cancel, inner: f, name, errs }))
-                    }
-                }
+                // No buffer: `backup::archive` reads a file whole or 512 KiB at a time.
+                Ok(f) => Ok(Box::new(WatchedReader { cancel, inner: f, name: path.display().to_string(), errs })),
                 Err(e) => {
                     let msg = format!("{}: {e}", path.display());
                     push(&errs, msg.clone());
                     Err(RusticError::with_source(ErrorKind::InputOutput, "cannot open a file to back up", e).attach_context("path", msg))
                 }
             },
-            AnyOpen::Stream(s) => Ok(Box::new(BufReader::with_capacity(1 << 20, s))),
+            AnyOpen::Stream(s) => Ok(Box::new(s)),
         }
     }
 }
