@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-2048}
 cargo build --release --locked -q
 H=./target/release/hafen
+# The base image is built from Debian's packages (debootstrap); restic is the peer.
+[ -x /usr/sbin/debootstrap ] && command -v restic >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap restic >/dev/null; }
 $H image build radicale >/dev/null
-command -v restic >/dev/null || { apt-get update -qq && apt-get install -y -qq restic >/dev/null; }
 
 W=$(mktemp -d /var/tmp/hafen-bench-backup-XXXXXX)
 cleanup() {
