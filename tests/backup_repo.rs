@@ -6,8 +6,8 @@
 //! target disk fails clearly and leaves earlier snapshots intact.
 
 use bytes::Bytes;
-use hafen::backup::repo::{Location, Part, Repo, RepoError};
-use hafen::secrets::Secret;
+use hafen_backup::repo::{Location, Part, Repo, RepoError};
+use hafen_daemon::secrets::Secret;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -177,13 +177,13 @@ fn an_export_opens_with_only_age_zstd_and_tar() {
     let (data, done) = stream(dump_bytes(), Ok(()), &rt);
     let parts = vec![Part::Dir { src: vol.clone(), dst: "/volumes/data".into() }, Part::Stream { dst: "/dumps/tryton.sql".into(), data, done }];
     let snap = repo.backup(parts, "tryton", &["stack:tryton".into()], "test").unwrap();
-    let id = hafen::backup::keys::generate_identity();
+    let id = hafen_backup::keys::generate_identity();
     let idfile = d.path().join("recovery.txt");
     std::fs::write(&idfile, id.expose_secret()).unwrap();
     let out = d.path().join("archiv").join("tryton.tar.zst.age");
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let seen = std::sync::atomic::AtomicU64::new(0);
-    let r = hafen::backup::export::export(&repo, "tryton", "latest", std::slice::from_ref(&id.recipient), &out, &|done, _| seen.store(done, std::sync::atomic::Ordering::Relaxed)).unwrap();
+    let r = hafen_backup::export::export(&repo, "tryton", "latest", std::slice::from_ref(&id.recipient), &out, &|done, _| seen.store(done, std::sync::atomic::Ordering::Relaxed)).unwrap();
     assert_eq!(r.snapshot.id, snap.id);
     assert!(seen.load(std::sync::atomic::Ordering::Relaxed) > 1_000_000, "progress was not reported");
     assert_eq!(std::fs::metadata(&out).unwrap().mode() & 0o777, 0o600);
@@ -192,8 +192,8 @@ fn an_export_opens_with_only_age_zstd_and_tar() {
     let sha = sh(&format!("sha256sum {}", out.display()));
     assert!(String::from_utf8_lossy(&sha.stdout).starts_with(&r.sha256), "the printed SHA-256 is not the file's");
     // An export never overwrites.
-    let again = hafen::backup::export::export(&repo, "tryton", "latest", std::slice::from_ref(&id.recipient), &out, &|_, _| {});
-    assert!(matches!(again, Err(hafen::backup::export::ExportError::Exists(_))));
+    let again = hafen_backup::export::export(&repo, "tryton", "latest", std::slice::from_ref(&id.recipient), &out, &|_, _| {});
+    assert!(matches!(again, Err(hafen_backup::export::ExportError::Exists(_))));
     // Only the stock tools.
     let x = d.path().join("x");
     std::fs::create_dir_all(&x).unwrap();
@@ -209,13 +209,13 @@ fn an_export_opens_with_only_age_zstd_and_tar() {
     let m = std::fs::metadata(root.join("volumes/data/a.txt")).unwrap();
     assert_eq!((m.uid(), m.gid()), (999, 999), "owners kept");
     // The wrong identity cannot read it.
-    let stranger = hafen::backup::keys::generate_identity();
+    let stranger = hafen_backup::keys::generate_identity();
     std::fs::write(d.path().join("other.txt"), stranger.expose_secret()).unwrap();
     let o = Command::new("age").arg("-d").arg("-i").arg(d.path().join("other.txt")).arg(&out).output().unwrap();
     assert!(!o.status.success());
     // A snapshot that is not there: clear error, no file.
-    let none = hafen::backup::export::export(&repo, "nextcloud", "latest", std::slice::from_ref(&id.recipient), &d.path().join("n.age"), &|_, _| {});
-    assert!(matches!(none, Err(hafen::backup::export::ExportError::Repo(RepoError::NoSnapshot(_)))), "{none:?}");
+    let none = hafen_backup::export::export(&repo, "nextcloud", "latest", std::slice::from_ref(&id.recipient), &d.path().join("n.age"), &|_, _| {});
+    assert!(matches!(none, Err(hafen_backup::export::ExportError::Repo(RepoError::NoSnapshot(_)))), "{none:?}");
     assert!(!d.path().join("n.age").exists() && !d.path().join("n.age.partial").exists());
 }
 

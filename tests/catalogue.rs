@@ -2,12 +2,13 @@
 //! specs pinned in tests/golden/<id>.json (regenerate with HAFEN_BLESS=1 after a deliberate
 //! change and review the diff); bad definitions are refused with every error and its line.
 
-use hafen::catalogue::{self, load::parse_stack, render, Catalogue};
+use hafen_daemon::catalogue::{self, load::parse_stack, render, Catalogue};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // The `hafen` package lives in src/cli; the repository is two levels up.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
 }
 
 #[test]
@@ -20,17 +21,17 @@ fn every_stack_in_the_catalogue_validates() {
 }
 
 /// Renders with defaults (plus the required settings a golden file needs) and a fixed run dir.
-fn render_golden(stack: &hafen::catalogue::StackDef) -> String {
+fn render_golden(stack: &hafen_daemon::catalogue::StackDef) -> String {
     let mut given = BTreeMap::new();
     for (k, d) in &stack.settings {
         if d.default.is_none() {
             let v = match d.kind {
-                hafen::catalogue::model::SettingType::Hostname => "cloud.example.org",
-                hafen::catalogue::model::SettingType::Email => "it@example.org",
-                hafen::catalogue::model::SettingType::Port => "8080",
-                hafen::catalogue::model::SettingType::Int => "1",
-                hafen::catalogue::model::SettingType::Bool => "false",
-                hafen::catalogue::model::SettingType::String => "example",
+                hafen_daemon::catalogue::model::SettingType::Hostname => "cloud.example.org",
+                hafen_daemon::catalogue::model::SettingType::Email => "it@example.org",
+                hafen_daemon::catalogue::model::SettingType::Port => "8080",
+                hafen_daemon::catalogue::model::SettingType::Int => "1",
+                hafen_daemon::catalogue::model::SettingType::Bool => "false",
+                hafen_daemon::catalogue::model::SettingType::String => "example",
             };
             given.insert(k.clone(), v.to_string());
         }
@@ -41,7 +42,7 @@ fn render_golden(stack: &hafen::catalogue::StackDef) -> String {
         let r = match &s.image {
             // Recipe images are named by recipe only here, so the golden file does not change
             // with every edit of a recipe (the hash is tested in images::tests).
-            hafen::catalogue::model::ImageSource::Build { recipe } => format!("hafen/{recipe}:<recipe-hash>"),
+            hafen_daemon::catalogue::model::ImageSource::Build { recipe } => format!("hafen/{recipe}:<recipe-hash>"),
             other => other.display(),
         };
         images.insert(name.clone(), r);
@@ -51,7 +52,7 @@ fn render_golden(stack: &hafen::catalogue::StackDef) -> String {
         .iter()
         .map(|s| {
             let mut v = serde_json::to_value(s).unwrap();
-            v["labels"] = serde_json::to_value(s.labels().into_iter().filter(|(k, _)| !k.ends_with("spec-hash")).collect::<BTreeMap<_, _>>()).unwrap();
+            v["labels"] = serde_json::to_value(hafen_core::spec::spec_labels(s).into_iter().filter(|(k, _)| !k.ends_with("spec-hash")).collect::<BTreeMap<_, _>>()).unwrap();
             v["container_name"] = s.name().into();
             v["network"] = s.network().into();
             v

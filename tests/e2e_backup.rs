@@ -43,7 +43,7 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
 
     // The emergency path: recovery identity + the key file in the target + stock restic.
     let wrapped = std::fs::read(target.join("hafen-repo-key.age")).expect("key file in the target");
-    let key = hafen::backup::keys::decrypt(&identity, &wrapped, "repo key").expect("the recovery identity opens the repository key");
+    let key = hafen_backup::keys::decrypt(&identity, &wrapped, "repo key").expect("the recovery identity opens the repository key");
     let pwfile = d.dir.path().join("repo.pw");
     std::fs::write(&pwfile, &key).unwrap();
     let restored = d.dir.path().join("restored");
@@ -89,7 +89,7 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     assert_eq!(std::fs::read_to_string(mine.join("tryton.sql")).unwrap(), dump);
     let o = restore(&["latest", "--stack", id, "--to", &mine_s]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("is not empty"), "{}", String::from_utf8_lossy(&o.stderr));
-    let stranger = hafen::backup::keys::generate_identity();
+    let stranger = hafen_backup::keys::generate_identity();
     std::fs::write(&idfile, stranger.expose_secret()).unwrap();
     let o = restore(&["--list"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cannot decrypt"), "{}", String::from_utf8_lossy(&o.stderr));

@@ -118,7 +118,7 @@ fn kill_9_during_a_backup_counts_no_snapshot_and_the_next_run_succeeds() {
     // Stock restic agrees the repository is sound, reading every pack.
     let kit_text = std::fs::read_to_string(&kit).unwrap();
     let identity = kit_text.lines().map(str::trim).find(|l| l.starts_with("AGE-SECRET-KEY-1")).unwrap();
-    let key = hafen::backup::keys::decrypt(identity, &std::fs::read(target.join("hafen-repo-key.age")).unwrap(), "key").unwrap();
+    let key = hafen_backup::keys::decrypt(identity, &std::fs::read(target.join("hafen-repo-key.age")).unwrap(), "key").unwrap();
     let pw = d.dir.path().join("pw");
     std::fs::write(&pw, key).unwrap();
     let o = Command::new("restic").arg("-r").arg(&target).arg("--password-file").arg(&pw).args(["check", "--read-data"]).env("RESTIC_CACHE_DIR", d.dir.path().join("rc")).output().unwrap();

@@ -92,7 +92,7 @@ fn a_missed_nightly_run_runs_once_after_start() {
     d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
     assert!(d.sigterm().success());
     // The box was off for two nights.
-    let store = hafen::store::Store::open(&d.state_dir().join("state.db")).unwrap();
+    let store = hafen_store::Store::open(&d.state_dir().join("state.db")).unwrap();
     store.set_job("nightly-backup", &(chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339(), None).unwrap();
     drop(store);
     d.start();

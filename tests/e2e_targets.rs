@@ -122,7 +122,7 @@ fn tryton_backs_up_to_sftp_s3_and_append_only_rest_and_comes_back() {
     let s3_loc = format!("s3:{}/{}/box1", s3.get("ENDPOINT"), s3.get("BUCKET"));
     let rest_loc = format!("rest:{}", rest.get("URL"));
     for loc in [&s3_loc, &rest_loc] {
-        let key = hafen::backup::keys::decrypt(&identity, &block(loc), loc).expect("the kit's key block opens with the identity");
+        let key = hafen_backup::keys::decrypt(&identity, &block(loc), loc).expect("the kit's key block opens with the identity");
         let pwfile = d.dir.path().join("pw");
         std::fs::write(&pwfile, key).unwrap();
         let o = Command::new("restic")

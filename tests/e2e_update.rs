@@ -68,7 +68,7 @@ fn build(tag: &str, dockerfile: &str) {
 }
 
 fn recipe_tag(recipe: &str) -> String {
-    hafen::images::tag_for(&root().join("images"), recipe).unwrap()
+    hafen_daemon::images::tag_for(&root().join("images"), recipe).unwrap()
 }
 
 /// The app image: `ok` decides whether its probe file exists (3.0 is the broken one).
@@ -631,7 +631,7 @@ fn images_built_from_debian_packages_are_rebuilt_when_debian_has_updates() {
     // The image as built some time ago: one package is behind what Debian has now (its
     // recorded version set back, as an outdated image would have it).
     d.ok(&["image", "build", "tiny"]);
-    let tag = hafen::images::tag_for(&images, "tiny").unwrap();
+    let tag = hafen_daemon::images::tag_for(&images, "tiny").unwrap();
     build(&tag, &format!("FROM {tag}\nUSER 0\nRUN sed -i '/^Package: base-files$/,/^$/ s/^Version: .*/Version: 0.0-outdated/' /var/lib/dpkg/status\nUSER 1000:1000\n"));
     d.start();
     d.ok(&["keys", "init"]);

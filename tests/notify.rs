@@ -6,9 +6,9 @@
 
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
-use hafen::config::{EmailConfig, NotifyConfig, SmtpSecurity, WebhookConfig};
-use hafen::notify::{self, Notice, NoticeKind, Queued, Severity, Step};
-use hafen::store::{OutboxEntry, Store};
+use hafen_daemon::config::{EmailConfig, NotifyConfig, SmtpSecurity, WebhookConfig};
+use hafen_daemon::notify::{self, Notice, NoticeKind, Queued, Severity, Step};
+use hafen_store::{OutboxEntry, Store};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

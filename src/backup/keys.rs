@@ -212,17 +212,17 @@ impl Keyring {
     /// The repository key of `target`, unwrapped with the box identity; created (random,
     /// 256 bits as 64 hex digits) when the target has none yet. Refuses to create one while no
     /// recovery recipient exists, so no repository is ever readable only by this box.
-    pub fn repo_key(&self, target: &str) -> Result<crate::secrets::Secret, KeyError> {
+    pub fn repo_key(&self, target: &str) -> Result<hafen_core::secret::Secret, KeyError> {
         if let Some(wrapped) = self.wrapped_repo_key(target)? {
             let plain = decrypt(&self.box_identity()?, &wrapped, &format!("the key of target `{target}`"))?;
-            return Ok(crate::secrets::Secret::from_string(String::from_utf8_lossy(&plain).trim().to_string()));
+            return Ok(hafen_core::secret::Secret::from_string(String::from_utf8_lossy(&plain).trim().to_string()));
         }
         if !self.has_recovery()? {
             return Err(KeyError::NoRecovery);
         }
         let key = hex::encode(rand::random::<[u8; 32]>());
         self.store_repo_key(target, key.as_bytes())?;
-        Ok(crate::secrets::Secret::from_string(key))
+        Ok(hafen_core::secret::Secret::from_string(key))
     }
 
     fn store_repo_key(&self, target: &str, key: &[u8]) -> Result<(), KeyError> {

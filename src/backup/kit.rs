@@ -416,8 +416,8 @@ mod tests {
         String::from_utf8(out.stdout).expect("tool output is UTF-8")
     }
 
-    fn kit(targets: Vec<KitTarget>) -> (Kit, crate::backup::keys::NewIdentity) {
-        let id = crate::backup::keys::generate_identity();
+    fn kit(targets: Vec<KitTarget>) -> (Kit, crate::keys::NewIdentity) {
+        let id = crate::keys::generate_identity();
         let kit = Kit {
             identity: id.expose_secret().to_string(),
             recipient: id.recipient.clone(),

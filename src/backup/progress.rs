@@ -2,10 +2,17 @@
 //! with bytes, throughput and time left (indicatif) on stderr when it is a terminal, and a plain
 //! line every ten seconds otherwise (logs, `ssh` without a tty, a piped emergency session).
 
-use super::repo::Progress;
 use rustic_core::{Progress as RusticBar, ProgressBars, ProgressType, RusticProgress};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// How long work is shown: bars with throughput and time left on a terminal, a plain line every
+/// few seconds otherwise.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress {
+    Terminal,
+    Lines,
+}
 
 /// rustic_core's progress factory.
 #[derive(Debug, Clone, Copy)]

@@ -94,7 +94,7 @@ impl std::fmt::Debug for Location {
 pub struct Repo {
     location: String,
     target: Location,
-    password: crate::secrets::Secret,
+    password: hafen_core::secret::Secret,
     progress: Option<Progress>,
     /// The master key once the password opened it: later opens skip the (deliberately slow)
     /// scrypt derivation.
@@ -106,13 +106,7 @@ pub struct Repo {
     restore_batch: u64,
 }
 
-/// How long work is shown: bars with throughput and time left on a terminal, a plain line every
-/// few seconds otherwise.
-#[derive(Clone, Copy, Debug)]
-pub enum Progress {
-    Terminal,
-    Lines,
-}
+pub use crate::progress::Progress;
 
 /// The most file data one restore pass holds (see `Repo::restore`).
 const RESTORE_BATCH: u64 = 256 << 20;
@@ -178,7 +172,7 @@ impl Repo {
         };
         match self.progress {
             None => Repository::new(&opts, &be),
-            Some(p) => Repository::new_with_progress(&opts, &be, super::progress::Bars(p)),
+            Some(p) => Repository::new_with_progress(&opts, &be, crate::progress::Bars(p)),
         }
         .map_err(rerr(&self.location))
     }
@@ -216,7 +210,7 @@ impl Repo {
     }
 
     /// Opens the repository at `target`, creating it (format v2, zstd) when it has no config.
-    pub fn open_or_init(target: Location, password: crate::secrets::Secret) -> Result<Repo, RepoError> {
+    pub fn open_or_init(target: Location, password: hafen_core::secret::Secret) -> Result<Repo, RepoError> {
         let r = Repo { location: target.display.clone(), target, password, progress: None, key: Default::default(), cache: None, restore_batch: RESTORE_BATCH };
         let loc = r.location.clone();
         if Path::new(&r.target.backend).is_absolute() {
@@ -269,7 +263,7 @@ impl Repo {
     }
 
     /// Opens an existing repository (restore on a new host).
-    pub fn open_existing(target: Location, password: crate::secrets::Secret) -> Result<Repo, RepoError> {
+    pub fn open_existing(target: Location, password: hafen_core::secret::Secret) -> Result<Repo, RepoError> {
         let r = Repo { location: target.display.clone(), target, password, progress: None, key: Default::default(), cache: None, restore_batch: RESTORE_BATCH };
         r.open()?;
         Ok(r)
@@ -1016,7 +1010,7 @@ mod path_safety_tests {
     }
 
     fn dir(name: &str) -> Node {
-        Node::new_node(OsStr::new(name), NodeType::Dir, Metadata { mode: Some(crate::backup::walk::go_mode(libc::S_IFDIR | 0o755)), ..Default::default() })
+        Node::new_node(OsStr::new(name), NodeType::Dir, Metadata { mode: Some(crate::walk::go_mode(libc::S_IFDIR | 0o755)), ..Default::default() })
     }
 
     /// Writes one snapshot with exactly these entries (paths decide the tree, nodes the names).
@@ -1031,7 +1025,7 @@ mod path_safety_tests {
     #[test]
     fn crafted_snapshots_never_write_outside_the_target() {
         let d = tempfile::tempdir().unwrap();
-        let repo = Repo::open_or_init(Location::local(&d.path().join("repo")), crate::secrets::Secret::from_string("k".repeat(64))).unwrap();
+        let repo = Repo::open_or_init(Location::local(&d.path().join("repo")), hafen_core::secret::Secret::from_string("k".repeat(64))).unwrap();
         let outside = d.path().join("outside");
         std::fs::create_dir_all(&outside).unwrap();
         let abs = outside.join("abs").display().to_string();

@@ -1,9 +1,9 @@
 //! `hafen update check|plan|apply|rollback|pin|unpin|list`: clients of the daemon's update API.
 
-use super::{client, print_json, spinning, Cli};
-use crate::api::UpdateRequest;
-use crate::update::apply::{ApplyReport, PlanView, StackCheck};
-use crate::store::UpdateRecord;
+use crate::commands::{client, print_json, spinning, Cli};
+use hafen_api::UpdateRequest;
+use hafen_daemon::update::{ApplyReport, PlanView, StackCheck};
+use hafen_store::UpdateRecord;
 use clap::Subcommand;
 use rust_i18n::t;
 

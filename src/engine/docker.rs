@@ -188,7 +188,7 @@ pub fn container_body(spec: &ServiceSpec) -> ContainerCreateBody {
         ..Default::default()
     };
     let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let labels: HashMap<String, String> = spec.labels().into_iter().collect();
+    let labels: HashMap<String, String> = spec_labels(spec).into_iter().collect();
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         cmd: spec.command.clone(),
@@ -636,7 +636,7 @@ impl Engine for DockerEngine {
         let creds = login.map(|(u, p)| bollard::auth::DockerCredentials {
             username: Some(u),
             password: Some(p),
-            serveraddress: crate::update::registry::ImageRef::parse(reference).map(|r| r.host),
+            serveraddress: hafen_core::image_ref::ImageRef::parse(reference).map(|r| r.host),
             ..Default::default()
         });
         let mut s = self.docker.create_image(Some(opts), None, creds);
@@ -730,9 +730,9 @@ impl Engine for DockerEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalogue::load::parse_stack;
-    use crate::catalogue::model::CAP_ALLOW_LIST;
-    use crate::catalogue::render::{render, resolve_settings};
+    use hafen_core::catalogue::load::parse_stack;
+    use hafen_core::catalogue::model::CAP_ALLOW_LIST;
+    use hafen_core::catalogue::render::{render, resolve_settings};
     use proptest::prelude::*;
     use serde_json::{json, Value};
 
@@ -799,7 +799,7 @@ mod tests {
             let images = stack.services.keys().map(|k| (k.clone(), "registry.example/app:1".to_string())).collect();
             let specs = render(&stack, &settings, &images, std::path::Path::new(RUN)).unwrap();
             for spec in &specs {
-                prop_assert!(crate::engine::policy::check(spec, RUN).is_ok(), "{:?}", crate::engine::policy::check(spec, RUN));
+                prop_assert!(hafen_core::policy::check(spec, RUN).is_ok(), "{:?}", hafen_core::policy::check(spec, RUN));
                 let body = container_body(spec);
                 let hc = body.host_config.unwrap();
                 prop_assert_eq!(hc.privileged, Some(false));
@@ -846,7 +846,7 @@ mod tests {
         let mut spec = render(&stack, &BTreeMap::new(), &images, std::path::Path::new(RUN)).unwrap().remove(0);
         spec.mounts.push(MountSpec::File { source: "/var/run/docker.sock".into(), target: "/var/run/docker.sock".into() });
         spec.cap_add.push("SYS_ADMIN".into());
-        let why = crate::engine::policy::check(&spec, RUN).unwrap_err();
+        let why = hafen_core::policy::check(&spec, RUN).unwrap_err();
         assert_eq!(why.len(), 3, "{why:?}");
     }
 }

@@ -91,7 +91,7 @@ impl Engine for FakeEngine {
             service: spec.service.clone(),
             name: spec.name(),
             id: format!("id-{}", spec.name()),
-            spec_hash: Some(spec.hash()),
+            spec_hash: Some(spec_hash(spec)),
             running: true,
             status: "running".into(),
             restart_count: 0,

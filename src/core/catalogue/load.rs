@@ -1,0 +1,874 @@
+//! Decodes and validates stack files (`stacks/<id>/stack.yaml`) into `StackDef`, reporting all
+//! problems at once. Owns the rules of format v1, including the hardening rules a definition must
+//! pass before hafen would ever create a container from it (enforced again in `engine::policy`).
+
+use rust_i18n::t;
+use super::decode::{child, entries, items, parse_duration, parse_size, parse_yaml, scalar, Issue, Issues, Obj};
+use super::model::*;
+use serde_norway::Value;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Fields of Compose that hafen refuses, with the reason given to the admin.
+const REFUSED: &[(&str, &str)] = &[
+    ("privileged", "privileged containers can take over the host; hafen never creates them"),
+    ("network_mode", "host or shared networking breaks the stack's isolation; each stack gets its own network"),
+    ("network", "host or shared networking breaks the stack's isolation; each stack gets its own network"),
+    ("networks", "hafen gives each stack its own network; other networks cannot be joined"),
+    ("pid", "sharing the host's process namespace is not allowed"),
+    ("ipc", "sharing the host's IPC namespace is not allowed"),
+    ("uts", "sharing the host's UTS namespace is not allowed"),
+    ("userns_mode", "leaving user-namespace remapping is not allowed"),
+    ("devices", "host devices cannot be passed into containers"),
+    ("security_opt", "security options (seccomp, AppArmor, no-new-privileges) are set by hafen's policy"),
+    ("sysctls", "kernel parameters cannot be changed from a stack"),
+    ("cgroup_parent", "containers run in hafen's cgroup policy"),
+    ("volumes_from", "mounting another container's volumes is not allowed"),
+    ("cap_drop", "hafen drops all capabilities; use cap_add with the allowed list"),
+];
+
+/// Validates stack text. `dir_id` is the name of the directory it came from, which must equal `id`.
+pub fn parse_stack(file: &str, src: &str, dir_id: Option<&str>) -> Result<StackDef, Vec<Issue>> {
+    let value = parse_yaml(file, src)?;
+    let mut issues = Issues::new(file, src);
+    let def = decode_stack(&value, dir_id, &mut issues);
+    match def {
+        Some(mut d) if issues.is_empty() => {
+            d.file_hash = hex::encode(Sha256::digest(src.as_bytes()));
+            d.file = file.to_string();
+            Ok(d)
+        }
+        _ => {
+            if issues.is_empty() {
+                issues.push("", "the file is empty; a stack needs at least `version`, `id` and `services`");
+            }
+            Err(issues.into_sorted())
+        }
+    }
+}
+
+fn is_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 40
+        && s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn decode_stack(v: &Value, dir_id: Option<&str>, is: &mut Issues) -> Option<StackDef> {
+    let mut o = Obj::new(v, "", is)?;
+    match o.req::<u32>("version", is) {
+        Some(1) | None => {}
+        Some(n) => is.push("version", format!("format version {n} is not supported by this hafen; it reads version 1")),
+    }
+    let id: String = o.req("id", is).unwrap_or_default();
+    if !id.is_empty() && !is_ident(&id) {
+        is.push("id", format!("`{id}` is not a valid id: use lowercase letters, digits, - and _, starting with a letter"));
+    }
+    if let (Some(d), false) = (dir_id, id.is_empty()) {
+        if d != id {
+            is.push("id", format!("id `{id}` differs from its directory name `{d}`; rename one of them"));
+        }
+    }
+    let name: String = o.opt("name", is).unwrap_or_else(|| id.clone());
+    let description: String = o.opt("description", is).unwrap_or_default();
+    let sphere: Option<String> = o.opt("sphere", is);
+    if let Some(s) = &sphere {
+        if !["office", "accounting", "casefiles", "infrastructure"].contains(&s.as_str()) {
+            is.push("sphere", format!("unknown sphere `{s}`; use office, accounting, casefiles or infrastructure"));
+        }
+    }
+
+    let mut settings = BTreeMap::new();
+    if let Some(sv) = o.raw("settings") {
+        for (k, v, p) in entries(sv, "settings", is) {
+            if !is_ident(&k) {
+                is.push(&p, format!("setting name `{k}` is not valid: use lowercase letters, digits and _"));
+            }
+            if let Some(s) = decode_setting(v, &p, is) {
+                settings.insert(k, s);
+            }
+        }
+    }
+    let mut secrets = BTreeMap::new();
+    if let Some(sv) = o.raw("secrets") {
+        for (k, v, p) in entries(sv, "secrets", is) {
+            if !is_ident(&k) {
+                is.push(&p, format!("secret name `{k}` is not valid: use lowercase letters, digits and _"));
+            }
+            let mut length = 32usize;
+            if let Some(mut so) = Obj::new(v, &p, is) {
+                if let Some(l) = so.opt::<usize>("length", is) {
+                    if !(16..=128).contains(&l) {
+                        is.push(&so.path_of("length"), format!("length {l} is out of range; use 16 to 128 characters"));
+                    }
+                    length = l;
+                }
+                so.finish(is);
+            }
+            secrets.insert(k, SecretDef { length });
+        }
+    }
+    let mut volumes = BTreeMap::new();
+    if let Some(vv) = o.raw("volumes") {
+        for (k, v, p) in entries(vv, "volumes", is) {
+            if !is_ident(&k) {
+                is.push(&p, format!("volume name `{k}` is not valid: use lowercase letters, digits, - and _"));
+            }
+            let Some(mut vo) = Obj::new(v, &p, is) else {
+                is.push(&p, "a volume needs at least `kind` (db, data, config or cache)");
+                continue;
+            };
+            let kind = match vo.req::<String>("kind", is).as_deref() {
+                Some("db") => VolumeKind::Db,
+                Some("data") => VolumeKind::Data,
+                Some("config") => VolumeKind::Config,
+                Some("cache") => VolumeKind::Cache,
+                Some(other) => {
+                    is.push(&vo.path_of("kind"), format!("unknown volume kind `{other}`; use db, data, config or cache"));
+                    VolumeKind::Data
+                }
+                None => VolumeKind::Data,
+            };
+            let backup = vo.opt::<bool>("backup", is).unwrap_or(matches!(kind, VolumeKind::Data | VolumeKind::Config));
+            vo.finish(is);
+            volumes.insert(k, VolumeDef { kind, backup });
+        }
+    }
+
+    let mut services = BTreeMap::new();
+    match o.raw("services") {
+        Some(sv) => {
+            for (k, v, p) in entries(sv, "services", is) {
+                if !is_ident(&k) {
+                    is.push(&p, format!("service name `{k}` is not valid: use lowercase letters, digits, - and _"));
+                }
+                if let Some(s) = decode_service(v, &p, &settings, &secrets, &volumes, is) {
+                    services.insert(k, s);
+                }
+            }
+            if services.is_empty() && is.is_empty() {
+                is.push("services", "a stack needs at least one service");
+            }
+        }
+        None => is.push("", "missing required field `services`"),
+    }
+    // Cross references: depends_on names services; order without cycles.
+    for (name, s) in &services {
+        for (i, d) in s.depends_on.iter().enumerate() {
+            if !services.contains_key(d) {
+                is.push(&format!("services.{name}.depends_on[{i}]"), format!("depends on unknown service `{d}`"));
+            }
+        }
+    }
+    let order = topo_order(&services).unwrap_or_else(|cycle| {
+        is.push("services", format!("depends_on forms a cycle: {}", cycle.join(" → ")));
+        Vec::new()
+    });
+
+    let backup = o.raw("backup").map(|b| decode_backup(b, &services, is)).unwrap_or_default();
+    let upgrade = o.raw("upgrade").map(|u| decode_upgrade(u, &services, is)).unwrap_or_default();
+    for d in &upgrade.databases {
+        if !backup.dumps.iter().any(|x| &x.service == d && x.restore.is_some()) {
+            is.push("upgrade.databases", format!("`{d}` needs a backup dump with a `restore` command: its data moves to a new major version by dump and load"));
+        }
+    }
+    o.finish(is);
+    Some(StackDef {
+        id,
+        name,
+        description,
+        sphere,
+        settings,
+        secrets,
+        volumes,
+        services,
+        order,
+        backup,
+        upgrade,
+        file_hash: String::new(),
+        file: String::new(),
+    })
+}
+
+fn decode_setting(v: &Value, p: &str, is: &mut Issues) -> Option<SettingDef> {
+    let mut o = Obj::new(v, p, is)?;
+    let kind = match o.req::<String>("type", is).as_deref() {
+        Some("string") => SettingType::String,
+        Some("int") => SettingType::Int,
+        Some("port") => SettingType::Port,
+        Some("bool") => SettingType::Bool,
+        Some("hostname") => SettingType::Hostname,
+        Some("email") => SettingType::Email,
+        Some(other) => {
+            is.push(&o.path_of("type"), format!("unknown setting type `{other}`; use string, int, port, bool, hostname or email"));
+            SettingType::String
+        }
+        None => SettingType::String,
+    };
+    let default = o.raw("default").and_then(scalar);
+    if let Some(d) = &default {
+        if let Err(e) = check_setting_value(kind, d) {
+            is.push(&o.path_of("default"), e);
+        }
+    }
+    let description: String = o.opt("description", is).unwrap_or_default();
+    o.finish(is);
+    Some(SettingDef { kind, default, description })
+}
+
+/// Checks a setting value against its type; the message says what is expected.
+pub fn check_setting_value(kind: SettingType, v: &str) -> Result<(), String> {
+    let ok = match kind {
+        SettingType::String => !v.contains('\0') && !v.contains('\n'),
+        SettingType::Int => v.parse::<i64>().is_ok(),
+        SettingType::Port => v.parse::<u16>().is_ok_and(|p| p > 0),
+        SettingType::Bool => v == "true" || v == "false",
+        SettingType::Hostname => {
+            !v.is_empty()
+                && v.len() <= 253
+                && v.split('.').all(|l| {
+                    !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-')
+                        && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+        }
+        SettingType::Email => {
+            let mut parts = v.splitn(2, '@');
+            let (l, d) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            !l.is_empty() && d.contains('.') && !v.contains(char::is_whitespace) && check_setting_value(SettingType::Hostname, d).is_ok()
+        }
+    };
+    if ok {
+        Ok(())
+    } else {
+        let want = match kind {
+            SettingType::String => t!("v.want_string"),
+            SettingType::Int => t!("v.want_int"),
+            SettingType::Port => t!("v.want_port"),
+            SettingType::Bool => t!("v.want_bool"),
+            SettingType::Hostname => t!("v.want_hostname"),
+            SettingType::Email => t!("v.want_email"),
+        };
+        Err(t!("v.setting_value", v = v, want = want).to_string())
+    }
+}
+
+/// Names referenced as `${name}` in a template; `$$` is a literal `$`.
+pub fn template_refs(s: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        let after = &rest[i + 1..];
+        if let Some(a) = after.strip_prefix('$') {
+            rest = a;
+            continue;
+        }
+        let Some(body) = after.strip_prefix('{') else {
+            return Err(format!("`{s}`: a `$` must start `${{setting}}`; write `$$` for a literal dollar sign"));
+        };
+        let Some(end) = body.find('}') else {
+            return Err(format!("`{s}`: `${{` is not closed"));
+        };
+        out.push(body[..end].to_string());
+        rest = &body[end + 1..];
+    }
+    Ok(out)
+}
+
+fn check_template(s: &str, p: &str, settings: &BTreeMap<String, SettingDef>, is: &mut Issues) {
+    match template_refs(s) {
+        Ok(refs) => {
+            for r in refs {
+                if !settings.contains_key(&r) {
+                    let hint = if r.starts_with("secret") {
+                        " (secrets are never put into the environment; mount them with `secrets:` and use a *_FILE variable)"
+                    } else {
+                        ""
+                    };
+                    is.push(p, format!("`${{{r}}}` names no setting of this stack{hint}"));
+                }
+            }
+        }
+        Err(e) => is.push(p, e),
+    }
+}
+
+fn string_list(v: &Value, p: &str, is: &mut Issues) -> Vec<String> {
+    match v {
+        Value::String(s) => s.split_whitespace().map(str::to_string).collect(),
+        _ => items(v, p, is)
+            .into_iter()
+            .filter_map(|(v, ip)| {
+                let s = scalar(v);
+                if s.is_none() {
+                    is.push(&ip, "expected text");
+                }
+                s
+            })
+            .collect(),
+    }
+}
+
+fn decode_service(
+    v: &Value,
+    p: &str,
+    settings: &BTreeMap<String, SettingDef>,
+    secrets: &BTreeMap<String, SecretDef>,
+    volumes: &BTreeMap<String, VolumeDef>,
+    is: &mut Issues,
+) -> Option<ServiceDef> {
+    let mut o = Obj::new(v, p, is)?;
+    for (field, why) in REFUSED {
+        if o.raw(field).is_some() {
+            is.push(&o.path_of(field), format!("refused: {why}"));
+        }
+    }
+    let image = match (o.raw("image"), o.opt::<String>("build", is)) {
+        (Some(_), Some(_)) => {
+            is.push(p, "give either `image` or `build`, not both");
+            None
+        }
+        (Some(_), None) => {
+            let s: Option<String> = o.opt("image", is);
+            s.and_then(|s| match parse_image_ref(&s) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    is.push(&child(p, "image"), e);
+                    None
+                }
+            })
+        }
+        (None, Some(r)) => {
+            if !is_ident(&r) {
+                is.push(&child(p, "build"), format!("`{r}` is not a recipe name; recipes live in images/<name>/"));
+            }
+            Some(ImageSource::Build { recipe: r })
+        }
+        (None, None) => {
+            is.push(p, "missing `image` (a registry reference) or `build` (a recipe from images/)");
+            None
+        }
+    };
+    let command = o.raw("command").map(|c| string_list(c, &child(p, "command"), is));
+    let entrypoint = o.raw("entrypoint").map(|c| string_list(c, &child(p, "entrypoint"), is));
+    for (list, field) in [(&command, "command"), (&entrypoint, "entrypoint")] {
+        for (i, a) in list.iter().flatten().enumerate() {
+            check_template(a, &format!("{p}.{field}[{i}]"), settings, is);
+        }
+    }
+    let mut environment = BTreeMap::new();
+    if let Some(ev) = o.raw("environment") {
+        let ep = child(p, "environment");
+        let pairs: Vec<(String, Option<String>, String)> = match ev {
+            Value::Sequence(_) => items(ev, &ep, is)
+                .into_iter()
+                .map(|(v, ip)| {
+                    let s = scalar(v).unwrap_or_default();
+                    match s.split_once('=') {
+                        Some((k, val)) => (k.to_string(), Some(val.to_string()), ip),
+                        None => (s, None, ip),
+                    }
+                })
+                .collect(),
+            _ => entries(ev, &ep, is).into_iter().map(|(k, v, kp)| (k, scalar(v), kp)).collect(),
+        };
+        for (k, val, kp) in pairs {
+            if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                is.push(&kp, format!("`{k}` is not a valid environment variable name"));
+            }
+            let Some(val) = val else {
+                is.push(&kp, format!("`{k}` has no value; hafen does not pass the host's environment into containers"));
+                continue;
+            };
+            check_template(&val, &kp, settings, is);
+            let upper = k.to_ascii_uppercase();
+            let public = upper.contains("PUBLIC_KEY");
+            if (upper.contains("PASSWORD") || upper.contains("SECRET") || (upper.ends_with("_KEY") && !public) || upper.contains("TOKEN"))
+                && !upper.ends_with("_FILE")
+                && !val.is_empty()
+            {
+                is.push(&kp, format!("`{k}` looks like a secret written into the environment; declare it under `secrets:`, mount it and pass `{k}_FILE` instead"));
+            }
+            environment.insert(k, val);
+        }
+    }
+    let mut vmounts = Vec::new();
+    if let Some(vv) = o.raw("volumes") {
+        for (v, ip) in items(vv, &child(p, "volumes"), is) {
+            let Some(s) = scalar(v) else {
+                is.push(&ip, "use the short form `name:/path[:ro]`");
+                continue;
+            };
+            let parts: Vec<&str> = s.split(':').collect();
+            let (src, target, ro) = match parts.as_slice() {
+                [src, t] => (*src, *t, false),
+                [src, t, "ro"] => (*src, *t, true),
+                [src, t, "rw"] => (*src, *t, false),
+                _ => {
+                    is.push(&ip, format!("`{s}` is not `name:/path[:ro]`"));
+                    continue;
+                }
+            };
+            if src.starts_with('/') || src.starts_with('.') || src.starts_with('~') {
+                let why = if src.contains("docker.sock") {
+                    "the Docker socket gives full control of the host; no container gets it"
+                } else {
+                    "host paths cannot be mounted; declare a named volume under `volumes:`"
+                };
+                is.push(&ip, format!("refused `{src}`: {why}"));
+                continue;
+            }
+            if !volumes.contains_key(src) {
+                is.push(&ip, format!("volume `{src}` is not declared under the stack's `volumes:`"));
+            }
+            if !target.starts_with('/') || target.contains("..") {
+                is.push(&ip, format!("mount target `{target}` must be an absolute path without `..`"));
+            }
+            vmounts.push(VolumeMount { volume: src.to_string(), target: target.to_string(), read_only: ro });
+        }
+    }
+    let tmpfs = o.raw("tmpfs").map(|t| string_list(t, &child(p, "tmpfs"), is)).unwrap_or_default();
+    for (i, t) in tmpfs.iter().enumerate() {
+        if !t.starts_with('/') {
+            is.push(&format!("{p}.tmpfs[{i}]"), format!("tmpfs target `{t}` must be an absolute path"));
+        }
+    }
+    let mut smounts = Vec::new();
+    if let Some(sv) = o.raw("secrets") {
+        for (v, ip) in items(sv, &child(p, "secrets"), is) {
+            let (name, target) = match v {
+                Value::Mapping(_) => {
+                    let Some(mut so) = Obj::new(v, &ip, is) else { continue };
+                    let n: String = so.req("source", is).unwrap_or_default();
+                    let t: Option<String> = so.opt("target", is);
+                    so.finish(is);
+                    let t = t.unwrap_or_else(|| format!("/run/secrets/{n}"));
+                    (n, t)
+                }
+                _ => {
+                    let n = scalar(v).unwrap_or_default();
+                    let t = format!("/run/secrets/{n}");
+                    (n, t)
+                }
+            };
+            if !secrets.contains_key(&name) {
+                is.push(&ip, format!("secret `{name}` is not declared under the stack's `secrets:`"));
+            }
+            if !target.starts_with('/') || target.contains("..") {
+                is.push(&ip, format!("secret target `{target}` must be an absolute path without `..`"));
+            }
+            if target.contains("docker.sock") {
+                is.push(&ip, format!("refused target `{target}`: nothing is ever mounted where a container looks for the Docker socket"));
+            }
+            smounts.push(SecretMount { secret: name, target });
+        }
+    }
+    let mut ports = Vec::new();
+    if let Some(pv) = o.raw("ports") {
+        for (v, ip) in items(pv, &child(p, "ports"), is) {
+            let Some(s) = scalar(v) else {
+                is.push(&ip, "use the short form `[IP:]HOST:CONTAINER[/tcp|udp]`");
+                continue;
+            };
+            match parse_port(&s) {
+                Ok(pd) => {
+                    check_template(&pd.host_port, &ip, settings, is);
+                    if template_refs(&pd.host_port).map(|r| r.is_empty()).unwrap_or(false) && pd.host_port.parse::<u16>().is_err() {
+                        is.push(&ip, format!("host port `{}` is not a number", pd.host_port));
+                    }
+                    ports.push(pd);
+                }
+                Err(e) => is.push(&ip, e),
+            }
+        }
+    }
+    let depends_on = o.raw("depends_on").map(|d| string_list(d, &child(p, "depends_on"), is)).unwrap_or_default();
+    let user = o.raw("user").and_then(scalar);
+    if let Some(u) = &user {
+        if u == "0" || u == "root" || u.starts_with("0:") || u.starts_with("root:") {
+            is.push(&child(p, "user"), "running as root is refused; name the image's unprivileged user (uid:gid)");
+        }
+    }
+    let working_dir: Option<String> = o.opt("working_dir", is);
+    let read_only = o.opt::<bool>("read_only", is).unwrap_or(false);
+    let cap_add = o.raw("cap_add").map(|c| string_list(c, &child(p, "cap_add"), is)).unwrap_or_default();
+    for (i, c) in cap_add.iter().enumerate() {
+        let c = c.trim_start_matches("CAP_");
+        if !CAP_ALLOW_LIST.contains(&c) {
+            is.push(&format!("{p}.cap_add[{i}]"), format!("capability `{c}` is refused; allowed are {}", CAP_ALLOW_LIST.join(", ")));
+        }
+    }
+    let cap_add: Vec<String> = cap_add.iter().map(|c| c.trim_start_matches("CAP_").to_string()).collect();
+    let mem_limit = match o.raw("mem_limit").and_then(scalar) {
+        Some(s) => match parse_size(&s) {
+            Ok(n) if n >= 16 << 20 => n,
+            Ok(_) => {
+                is.push(&child(p, "mem_limit"), format!("`{s}` is below the minimum of 16m"));
+                DEFAULT_MEM_LIMIT
+            }
+            Err(e) => {
+                is.push(&child(p, "mem_limit"), e);
+                DEFAULT_MEM_LIMIT
+            }
+        },
+        None => DEFAULT_MEM_LIMIT,
+    };
+    let pids_limit = match o.opt::<i64>("pids_limit", is) {
+        Some(n) if (16..=32768).contains(&n) => n,
+        Some(n) => {
+            is.push(&child(p, "pids_limit"), format!("{n} is out of range; use 16 to 32768"));
+            DEFAULT_PIDS_LIMIT
+        }
+        None => DEFAULT_PIDS_LIMIT,
+    };
+    let probe = o.raw("probe").and_then(|pv| decode_probe(pv, &child(p, "probe"), is));
+    let healthcheck = o.raw("healthcheck").and_then(|hv| decode_healthcheck(hv, &child(p, "healthcheck"), is));
+    o.finish(is);
+    Some(ServiceDef {
+        image: image?,
+        command,
+        entrypoint,
+        environment,
+        volumes: vmounts,
+        tmpfs,
+        secrets: smounts,
+        ports,
+        depends_on,
+        user,
+        working_dir,
+        read_only,
+        cap_add,
+        mem_limit,
+        pids_limit,
+        probe,
+        healthcheck,
+    })
+}
+
+/// Parses `name[:tag][@sha256:<64 hex>]`.
+pub fn parse_image_ref(s: &str) -> Result<ImageSource, String> {
+    let (rest, digest) = match s.split_once('@') {
+        Some((r, d)) => {
+            let hexpart = d.strip_prefix("sha256:").unwrap_or("");
+            if hexpart.len() != 64 || !hexpart.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
+                return Err(format!("digest `{d}` is not `sha256:` followed by 64 lowercase hex digits"));
+            }
+            (r, Some(d.to_string()))
+        }
+        None => (s, None),
+    };
+    let (name, tag) = match rest.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, Some(t.to_string())),
+        _ => (rest, None),
+    };
+    let valid_name = !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/:".contains(c));
+    if !valid_name {
+        return Err(format!("`{s}` is not an image reference like `docker.io/library/postgres:16`"));
+    }
+    if let Some(t) = &tag {
+        if t.is_empty() || t.len() > 128 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
+            return Err(format!("tag `{t}` of `{s}` is not valid"));
+        }
+    }
+    if tag.is_none() && digest.is_none() {
+        return Err(format!("`{s}` has neither a tag nor a digest; name the version (`:1.2`) so updates stay deliberate"));
+    }
+    Ok(ImageSource::Registry { name: name.to_string(), tag, digest })
+}
+
+/// Parses `[IP:]HOST:CONTAINER[/proto]`; without an IP, hafen binds to 127.0.0.1.
+pub fn parse_port(s: &str) -> Result<PortDef, String> {
+    let (body, protocol) = match s.rsplit_once('/') {
+        Some((b, pr)) if pr == "tcp" || pr == "udp" => (b, pr.to_string()),
+        Some((_, pr)) => return Err(format!("`{s}`: protocol `{pr}` must be tcp or udp")),
+        None => (s, "tcp".to_string()),
+    };
+    // Templates may contain ':' only inside ${…}; split on the last two colons outside braces.
+    let mut cuts = Vec::new();
+    let mut depth = 0;
+    for (i, c) in body.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ':' if depth == 0 => cuts.push(i),
+            _ => {}
+        }
+    }
+    let (ip, host, cont) = match cuts.as_slice() {
+        [a] => ("127.0.0.1", &body[..*a], &body[a + 1..]),
+        [a, b] => (&body[..*a], &body[a + 1..*b], &body[b + 1..]),
+        _ => return Err(format!("`{s}` is not `[IP:]HOST:CONTAINER`; hafen never publishes a port without naming the host port")),
+    };
+    if ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(format!("`{s}`: `{ip}` is not an IP address"));
+    }
+    let container_port = cont.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("`{s}`: container port `{cont}` is not a port number"))?;
+    Ok(PortDef { host_ip: ip.to_string(), host_port: host.to_string(), container_port, protocol })
+}
+
+fn dur(o: &mut Obj, key: &str, default: Duration, is: &mut Issues) -> Duration {
+    match o.raw(key).and_then(scalar) {
+        Some(s) => parse_duration(&s).unwrap_or_else(|e| {
+            is.push(&o.path_of(key), e);
+            default
+        }),
+        None => default,
+    }
+}
+
+fn decode_probe(v: &Value, p: &str, is: &mut Issues) -> Option<ProbeDef> {
+    let mut o = Obj::new(v, p, is)?;
+    let mut kinds = Vec::new();
+    if let Some(hv) = o.raw("http") {
+        if let Some(mut h) = Obj::new(hv, &child(p, "http"), is) {
+            let port: u16 = h.req("port", is).unwrap_or(80);
+            let path: String = h.opt("path", is).unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') {
+                is.push(&h.path_of("path"), format!("`{path}` must start with /"));
+            }
+            let expect_status: u16 = h.opt("expect_status", is).unwrap_or(200);
+            let expect_body: Option<String> = h.opt("expect_body", is);
+            h.finish(is);
+            kinds.push(ProbeKind::Http { port, path, expect_status, expect_body });
+        }
+    }
+    if let Some(tv) = o.raw("tcp") {
+        if let Some(mut t) = Obj::new(tv, &child(p, "tcp"), is) {
+            let port: u16 = t.req("port", is).unwrap_or(0);
+            t.finish(is);
+            kinds.push(ProbeKind::Tcp { port });
+        }
+    }
+    if let Some(ev) = o.raw("exec") {
+        let command = string_list(ev, &child(p, "exec"), is);
+        if command.is_empty() {
+            is.push(&child(p, "exec"), "an exec probe needs a command");
+        }
+        kinds.push(ProbeKind::Exec { command });
+    }
+    let interval = dur(&mut o, "interval", Duration::from_secs(30), is);
+    let timeout = dur(&mut o, "timeout", Duration::from_secs(5), is);
+    let start_period = dur(&mut o, "start_period", Duration::from_secs(60), is);
+    let retries = o.opt::<u32>("retries", is).unwrap_or(3);
+    if timeout > interval {
+        is.push(&o.path_of("timeout"), "timeout is longer than interval; probes would overlap");
+    }
+    o.finish(is);
+    if kinds.len() != 1 {
+        is.push(p, "a probe needs exactly one of `http`, `tcp` or `exec`");
+        return None;
+    }
+    Some(ProbeDef { kind: kinds.pop()?, interval, timeout, start_period, retries })
+}
+
+fn decode_healthcheck(v: &Value, p: &str, is: &mut Issues) -> Option<HealthcheckDef> {
+    let mut o = Obj::new(v, p, is)?;
+    let test = o.raw("test").map(|t| string_list(t, &child(p, "test"), is)).unwrap_or_default();
+    if !matches!(test.first().map(String::as_str), Some("CMD") | Some("CMD-SHELL")) {
+        is.push(&child(p, "test"), "test must start with CMD or CMD-SHELL, as in Compose");
+    }
+    let interval = dur(&mut o, "interval", Duration::from_secs(30), is);
+    let timeout = dur(&mut o, "timeout", Duration::from_secs(5), is);
+    let start_period = dur(&mut o, "start_period", Duration::from_secs(60), is);
+    let retries = o.opt::<u32>("retries", is).unwrap_or(3);
+    o.finish(is);
+    Some(HealthcheckDef { test, interval, timeout, start_period, retries })
+}
+
+fn hook_list(v: &Value, p: &str, services: &BTreeMap<String, ServiceDef>, is: &mut Issues) -> Vec<HookDef> {
+    let mut out = Vec::new();
+    for (hv, ip) in items(v, p, is) {
+        let Some(mut o) = Obj::new(hv, &ip, is) else { continue };
+        let service: String = o.req("service", is).unwrap_or_default();
+        if !service.is_empty() && !services.contains_key(&service) {
+            is.push(&o.path_of("service"), format!("names unknown service `{service}`"));
+        }
+        let command = o.raw("command").map(|c| string_list(c, &o.path_of("command"), is)).unwrap_or_default();
+        if command.is_empty() {
+            is.push(&ip, "a hook needs a `command`");
+        }
+        o.finish(is);
+        out.push(HookDef { service, command });
+    }
+    out
+}
+
+fn decode_backup(v: &Value, services: &BTreeMap<String, ServiceDef>, is: &mut Issues) -> BackupDef {
+    let Some(mut o) = Obj::new(v, "backup", is) else { return BackupDef::default() };
+    let pre = o.raw("pre").map(|h| hook_list(h, "backup.pre", services, is)).unwrap_or_default();
+    let post = o.raw("post").map(|h| hook_list(h, "backup.post", services, is)).unwrap_or_default();
+    let mut dumps = Vec::new();
+    let mut files = BTreeSet::new();
+    if let Some(dv) = o.raw("dumps") {
+        for (d, ip) in items(dv, "backup.dumps", is) {
+            let Some(mut d) = Obj::new(d, &ip, is) else { continue };
+            let service: String = d.req("service", is).unwrap_or_default();
+            if !service.is_empty() && !services.contains_key(&service) {
+                is.push(&d.path_of("service"), format!("names unknown service `{service}`"));
+            }
+            let command = d.raw("command").map(|c| string_list(c, &d.path_of("command"), is)).unwrap_or_default();
+            if command.is_empty() {
+                is.push(&ip, "a dump needs a `command` that writes the dump to stdout");
+            }
+            let file: String = d.req("file", is).unwrap_or_default();
+            if file.contains('/') || file.starts_with('.') {
+                is.push(&d.path_of("file"), format!("`{file}` must be a plain file name"));
+            } else if !file.is_empty() && !files.insert(file.clone()) {
+                is.push(&d.path_of("file"), format!("`{file}` is used by two dumps"));
+            }
+            let restore = d.raw("restore").map(|c| string_list(c, &d.path_of("restore"), is));
+            if restore.as_ref().is_some_and(|r| r.is_empty()) {
+                is.push(&d.path_of("restore"), "a restore command reads the dump on stdin; it cannot be empty");
+            }
+            d.finish(is);
+            dumps.push(DumpDef { service, command, file, restore });
+        }
+    }
+    let max_quiesce = o.raw("max_quiesce").and_then(scalar).and_then(|s| match parse_duration(&s) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            is.push("backup.max_quiesce", e);
+            None
+        }
+    });
+    o.finish(is);
+    BackupDef { pre, dumps, post, max_quiesce }
+}
+
+fn decode_upgrade(v: &Value, services: &BTreeMap<String, ServiceDef>, is: &mut Issues) -> UpgradeDef {
+    let Some(mut o) = Obj::new(v, "upgrade", is) else { return UpgradeDef::default() };
+    let channel = match o.opt::<String>("channel", is).as_deref() {
+        None | Some("minor") => Channel::Minor,
+        Some("patch") => Channel::Patch,
+        Some("major") => Channel::Major,
+        Some(other) => {
+            is.push("upgrade.channel", format!("unknown channel `{other}`; use patch, minor or major"));
+            Channel::Minor
+        }
+    };
+    let allow_major_skip = o.opt::<bool>("allow_major_skip", is).unwrap_or(false);
+    let required_versions = o.raw("required_versions").map(|r| string_list(r, "upgrade.required_versions", is)).unwrap_or_default();
+    let mut migrations = Vec::new();
+    if let Some(mv) = o.raw("migrations") {
+        for (m, ip) in items(mv, "upgrade.migrations", is) {
+            let Some(mut m) = Obj::new(m, &ip, is) else { continue };
+            let to: String = m.req("to", is).unwrap_or_default();
+            let service: String = m.req("service", is).unwrap_or_default();
+            if !service.is_empty() && !services.contains_key(&service) {
+                is.push(&m.path_of("service"), format!("names unknown service `{service}`"));
+            }
+            let command = m.raw("command").map(|c| string_list(c, &m.path_of("command"), is)).unwrap_or_default();
+            if command.is_empty() {
+                is.push(&ip, "a migration needs a `command`");
+            }
+            m.finish(is);
+            migrations.push(MigrationDef { to, service, command });
+        }
+    }
+    let registry_image = |svc: &str| match services.get(svc).map(|s| &s.image) {
+        Some(ImageSource::Registry { tag: Some(t), digest: None, .. }) => Ok(t.clone()),
+        Some(_) => Err(format!("service `{svc}` must use a registry image with a tag (`image: name:tag`) to be updated by its tag")),
+        None => Err(format!("names unknown service `{svc}`")),
+    };
+    let track: Option<String> = o.opt("track", is);
+    if let Some(t) = &track {
+        match registry_image(t) {
+            Ok(tag) if crate::version::Version::parse(&tag).is_none() => is.push("upgrade.track", format!("the tag `{tag}` of service `{t}` is not a version (like 7.0 or 31.0.2)")),
+            Ok(_) => {}
+            Err(e) => is.push("upgrade.track", e),
+        }
+    }
+    let mut with = Vec::new();
+    if let Some(wv) = o.raw("with") {
+        match wv {
+            Value::Mapping(m) => {
+                for (k, v) in m {
+                    let Some(prefix) = scalar(k) else { continue };
+                    let p = format!("upgrade.with.{prefix}");
+                    if crate::version::Version::parse(&prefix).is_none() {
+                        is.push(&p, format!("`{prefix}` is not a version prefix (like 7.0)"));
+                    }
+                    let mut tags = BTreeMap::new();
+                    match v {
+                        Value::Mapping(sm) => {
+                            for (sk, sv) in sm {
+                                let (Some(svc), Some(tag)) = (scalar(sk), scalar(sv)) else { continue };
+                                if let Err(e) = registry_image(&svc) {
+                                    is.push(&p, e);
+                                }
+                                if track.as_deref() == Some(svc.as_str()) {
+                                    is.push(&p, format!("`{svc}` is the tracked service; its tag is the version itself"));
+                                }
+                                tags.insert(svc, tag);
+                            }
+                        }
+                        _ => is.push(&p, "give a map of service → tag"),
+                    }
+                    with.push((prefix, tags));
+                }
+            }
+            _ => is.push("upgrade.with", "give a map of version prefix → (service → tag)"),
+        }
+        if track.is_none() {
+            is.push("upgrade.with", "`with` needs `track` (the service whose tag is the version)");
+        }
+    }
+    let databases = o.raw("databases").map(|r| string_list(r, "upgrade.databases", is)).unwrap_or_default();
+    for d in &databases {
+        if !services.contains_key(d) {
+            is.push("upgrade.databases", format!("names unknown service `{d}`"));
+        }
+    }
+    let mut health_deadline = UpgradeDef::default().health_deadline;
+    if let Some(s) = o.raw("health_deadline").and_then(scalar) {
+        match parse_duration(&s) {
+            Ok(d) if d >= Duration::from_secs(5) => health_deadline = d,
+            Ok(_) => is.push("upgrade.health_deadline", format!("`{s}` is too short; give at least 5s")),
+            Err(e) => is.push("upgrade.health_deadline", e),
+        }
+    }
+    o.finish(is);
+    UpgradeDef { channel, allow_major_skip, required_versions, migrations, track, with, databases, health_deadline }
+}
+
+/// Dependency order (dependencies first), or the cycle found.
+pub fn topo_order(services: &BTreeMap<String, ServiceDef>) -> Result<Vec<String>, Vec<String>> {
+    fn visit(
+        n: &str,
+        s: &BTreeMap<String, ServiceDef>,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+        out: &mut Vec<String>,
+    ) -> Result<(), Vec<String>> {
+        match state.get(n) {
+            Some(2) => return Ok(()),
+            Some(1) => {
+                let start = path.iter().position(|p| p == n).unwrap_or(0);
+                let mut c = path[start..].to_vec();
+                c.push(n.to_string());
+                return Err(c);
+            }
+            _ => {}
+        }
+        state.insert(n.to_string(), 1);
+        path.push(n.to_string());
+        if let Some(def) = s.get(n) {
+            for d in &def.depends_on {
+                if s.contains_key(d) {
+                    visit(d, s, state, path, out)?;
+                }
+            }
+        }
+        path.pop();
+        state.insert(n.to_string(), 2);
+        out.push(n.to_string());
+        Ok(())
+    }
+    let mut state = BTreeMap::new();
+    let mut out = Vec::new();
+    for n in services.keys() {
+        visit(n, services, &mut state, &mut Vec::new(), &mut out)?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,834 @@
+//! The update transaction on the daemon, hop by hop: a fresh backup of the stack (abort if it
+//! fails) → pull the new images (abort if the registry fails; nothing has changed yet) → stop
+//! the stack → switch the image pins → move the data when a database changes major version
+//! (the backup's dump into a fresh database of the new version) → run the migrations → start →
+//! wait for the probes within the stack's deadline → commit. Any failure from the stop on rolls
+//! back: the old pins, the pre-update snapshot's data, the probes, one notification. The step is
+//! written to the store before it is taken; a daemon killed mid-update rolls back at start
+//! (`resume`). Also owns `check` (what the registries offer), `plan`, `rollback` of the last
+//! committed hop, and the scheduled tick that applies automatic updates in their window.
+
+use super::registry::{ImageRef, Registry};
+use hafen_core::version::{candidates, decide, hop_change, plan_path, Decision, HopChange, Policy, Version};
+use hafen_api::{BackupRunRequest, RestoreRequest};
+use crate::app::{lock, App, AppError};
+use crate::catalogue::model::{ImageSource, MigrationDef};
+use crate::catalogue::StackDef;
+use hafen_core::events::Event;
+use crate::reconcile::{self, Action, Actual};
+use hafen_store::{ImagePin, UpdateRecord};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// What `hafen update check` shows for one stack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StackCheck {
+    pub stack: String,
+    pub current: String,
+    /// Newer versions the channel allows (oldest first), up to the pin.
+    pub available: Vec<String>,
+    /// The hops hafen would take to the newest of them.
+    pub path: Vec<String>,
+    /// The running tag points to a new digest (a rebuild, usually security fixes).
+    pub rebuild: bool,
+    pub pinned: Option<String>,
+    /// What the policy says to do now.
+    pub decision: serde_json::Value,
+    pub error: Option<String>,
+    /// For images built from Debian's packages: what a fresh rebuild would change.
+    #[serde(default)]
+    pub changes: Vec<String>,
+}
+
+/// One hop of a plan, as shown before anything is done.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HopView {
+    pub from: String,
+    pub to: String,
+    /// service → [from, to]
+    pub images: BTreeMap<String, (String, String)>,
+    pub database_moves: Vec<String>,
+    pub migrations: Vec<String>,
+    pub steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanView {
+    pub stack: String,
+    pub current: String,
+    pub target: String,
+    pub hops: Vec<HopView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyReport {
+    pub stack: String,
+    pub hops: Vec<UpdateRecord>,
+    /// The version the stack runs now.
+    pub version: String,
+    pub error: Option<String>,
+}
+
+/// A step failed: its name, the reason and the last lines of what it printed.
+struct StepError {
+    step: String,
+    error: String,
+    log: String,
+}
+
+fn fail(step: &str, error: impl ToString) -> StepError {
+    StepError { step: step.into(), error: error.to_string(), log: String::new() }
+}
+
+const ACTOR_TICK: &str = "updater";
+
+/// The version name of a rebuild of the same version (Debian security fixes).
+pub const REBUILD: &str = "rebuild";
+
+/// The stack's services built from recipes (service → recipe).
+fn built_services(stack: &StackDef) -> Vec<(String, String)> {
+    stack
+        .services
+        .iter()
+        .filter_map(|(n, s)| match &s.image {
+            ImageSource::Build { recipe } => Some((n.clone(), recipe.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+impl App {
+    fn tracked<'a>(&self, stack: &'a StackDef) -> Result<&'a str, AppError> {
+        stack
+            .upgrade
+            .track
+            .as_deref()
+            .ok_or_else(|| AppError::Refused(format!("{} names no `upgrade.track` service: it is not updated from a registry (its images are rebuilt from Debian's packages instead)", stack.id)))
+    }
+
+    /// The image each registry service runs now, by tag (the pin an update moved, else the
+    /// definition's).
+    fn current_refs(&self, stack: &StackDef) -> Result<BTreeMap<String, String>, AppError> {
+        let pins = self.store.pins(&stack.id)?;
+        let mut out = BTreeMap::new();
+        for (name, svc) in &stack.services {
+            if let ImageSource::Registry { name: img, tag: Some(tag), digest: None } = &svc.image {
+                let written = format!("{img}:{tag}");
+                let r = pins.get(name).map(|p| p.reference.clone()).filter(|r| r.starts_with(&format!("{img}:"))).unwrap_or(written);
+                out.insert(name.clone(), r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn deployed_def(&self, id: &str) -> Result<StackDef, AppError> {
+        let stack = self.catalogue().stacks.get(id).cloned().ok_or_else(|| AppError::Refused(format!("no valid stack definition `{id}`; see `hafen stack list`")))?;
+        if self.store.stack(id)?.is_none() {
+            return Err(AppError::Refused(format!("stack `{id}` is not deployed; deploy it before updating it")));
+        }
+        Ok(stack)
+    }
+
+    fn policy_of(&self, id: &str) -> Result<Policy, AppError> {
+        let p = self.cfg.updates.policy(id);
+        let stack = self.deployed_def(id)?;
+        let pin = self.store.version_pin(id)?.and_then(|v| Version::parse(&v));
+        Ok(Policy { mode: p.mode, channel: stack.upgrade.channel, window: p.window.clone(), pin, security_automatic: p.security_automatic })
+    }
+
+    /// Current version, tags of the tracked image, and whether the running tag moved to a new
+    /// digest.
+    async fn registry_view(&self, stack: &StackDef) -> Result<(Version, Vec<String>, bool), AppError> {
+        let track = self.tracked(stack)?;
+        let refs = self.current_refs(stack)?;
+        let cur_ref = refs.get(track).cloned().unwrap_or_default();
+        let r = ImageRef::parse(&cur_ref).ok_or_else(|| AppError::Refused(format!("`{cur_ref}` is not an image reference")))?;
+        let cur_tag = r.tag.clone().unwrap_or_default();
+        let current = Version::parse(&cur_tag).ok_or_else(|| AppError::Refused(format!("the running tag `{cur_tag}` of {} is not a version", stack.id)))?;
+        let reg = Registry::new(&self.cfg.registries);
+        let tags = reg.tags(&r).await.map_err(|e| AppError::Refused(e.to_string()))?;
+        let pinned_digest = self.store.pins(&stack.id)?.get(track).and_then(|p| p.digest.clone());
+        let rebuild = match (pinned_digest, tags.contains(&cur_tag)) {
+            (Some(d), true) => {
+                let now = reg.digest(&r, &cur_tag).await.map_err(|e| AppError::Refused(e.to_string()))?;
+                !d.ends_with(&now)
+            }
+            _ => false,
+        };
+        Ok((current, tags, rebuild))
+    }
+
+    /// `hafen update check`: what each deployed, registry-tracked stack could move to.
+    pub async fn update_check(&self, only: Option<&str>) -> Result<Vec<StackCheck>, AppError> {
+        let ids: Vec<String> = match only {
+            Some(id) => vec![id.to_string()],
+            None => self.store.stacks()?.into_iter().filter(|s| s.enabled).map(|s| s.id).filter(|id| self.catalogue().stacks.get(id).is_some_and(|d| d.upgrade.track.is_some() || !built_services(d).is_empty())).collect(),
+        };
+        let mut out = Vec::new();
+        for id in ids {
+            let stack = self.deployed_def(&id)?;
+            let policy = self.policy_of(&id)?;
+            let pinned = policy.pin.as_ref().map(|v| v.tag.clone());
+            if stack.upgrade.track.is_none() {
+                // Built from Debian's packages: what the last throwaway rebuild found.
+                let changes = self.pending_rebuilds(&stack)?.into_iter().flat_map(|(svc, p)| p.changes.iter().map(|c| format!("{svc}: {c}")).collect::<Vec<_>>()).collect::<Vec<_>>();
+                let rebuild = !changes.is_empty();
+                let zero = Version::parse("0").expect("version");
+                let d = decide(&zero, &[], rebuild, &policy, &stack.upgrade, chrono::Utc::now());
+                out.push(StackCheck { stack: id, current: "built".into(), available: vec![], path: vec![], rebuild, pinned, decision: serde_json::to_value(d).unwrap_or_default(), error: None, changes });
+                continue;
+            }
+            let current_tag = self.current_refs(&stack)?.get(self.tracked(&stack)?).and_then(|r| ImageRef::parse(r)).and_then(|r| r.tag).unwrap_or_default();
+            match self.registry_view(&stack).await {
+                Ok((current, tags, rebuild)) => {
+                    let mut avail = candidates(&current, &tags, policy.channel);
+                    if let Some(p) = &policy.pin {
+                        avail.retain(|v| v <= p);
+                    }
+                    let (path, error) = match avail.last() {
+                        None => (vec![], None),
+                        Some(t) => match plan_path(&current, t, &avail, &stack.upgrade) {
+                            Ok(p) => (p.into_iter().map(|v| v.tag).collect(), None),
+                            Err(e) => (vec![], Some(e.to_string())),
+                        },
+                    };
+                    let d = decide(&current, &tags, rebuild, &policy, &stack.upgrade, chrono::Utc::now());
+                    out.push(StackCheck { stack: id, current: current.tag, available: avail.into_iter().map(|v| v.tag).collect(), path, rebuild, pinned, decision: serde_json::to_value(d).unwrap_or_default(), error, changes: vec![] });
+                }
+                Err(e) => out.push(StackCheck { stack: id, current: current_tag, available: vec![], path: vec![], rebuild: false, pinned, decision: serde_json::Value::Null, error: Some(e.to_string()), changes: vec![] }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The hops to `target` (default: the newest the channel and pin allow) and what each does.
+    pub async fn update_plan(&self, id: &str, target: Option<&str>) -> Result<PlanView, AppError> {
+        let stack = self.deployed_def(id)?;
+        if stack.upgrade.track.is_none() {
+            if let Some(t) = target {
+                return Err(AppError::Refused(format!("{id} is built from Debian's packages and has no versions to choose (`--to {t}`); it takes rebuilds only")));
+            }
+            let pending = self.pending_rebuilds(&stack)?;
+            if pending.is_empty() {
+                return Ok(PlanView { stack: id.into(), current: "built".into(), target: "built".into(), hops: vec![] });
+            }
+            let images = pending.iter().map(|(svc, p)| (svc.clone(), (p.current.clone(), p.fresh.clone()))).collect();
+            let change = HopChange { version: REBUILD.into(), images, database_moves: vec![], migrations: vec![] };
+            let from = Version::parse("0").expect("version");
+            let mut hop = hop_view(&from, &change);
+            hop.from = "built".into();
+            hop.steps[1] = "pull (the rebuilt images are here already)".into();
+            return Ok(PlanView { stack: id.into(), current: "built".into(), target: REBUILD.into(), hops: vec![hop] });
+        }
+        let policy = self.policy_of(id)?;
+        let (current, tags, rebuild) = self.registry_view(&stack).await?;
+        let mut avail = candidates(&current, &tags, if target.is_some() { crate::catalogue::model::Channel::Major } else { policy.channel });
+        let target = match target {
+            Some(t) => {
+                let v = Version::parse(t).ok_or_else(|| AppError::Refused(format!("`{t}` is not a version (like 7.0 or 31.0.2)")))?;
+                if v != current && !tags.contains(&v.tag) {
+                    return Err(AppError::Refused(format!("{id}: the registry has no tag `{t}`; `hafen update check {id}` lists what it has")));
+                }
+                if let Some(p) = &policy.pin {
+                    if &v > p {
+                        return Err(AppError::Refused(format!("{id} is pinned to {p}; `hafen update unpin {id}` first to go to {t}")));
+                    }
+                }
+                v
+            }
+            None => {
+                if let Some(p) = &policy.pin {
+                    avail.retain(|v| v <= p);
+                }
+                match avail.last() {
+                    Some(v) => v.clone(),
+                    None if rebuild => current.clone(),
+                    None => return Ok(PlanView { stack: id.into(), current: current.tag.clone(), target: current.tag.clone(), hops: vec![] }),
+                }
+            }
+        };
+        let path = if target == current { vec![current.clone()] } else { plan_path(&current, &target, &avail, &stack.upgrade).map_err(|e| AppError::Refused(format!("{id}: {e}")))? };
+        let mut refs = self.current_refs(&stack)?;
+        let mut from = current.clone();
+        let mut hops = Vec::new();
+        for to in path {
+            let change = hop_change(&stack.upgrade, &refs, &from, &to);
+            for (svc, (_, new)) in &change.images {
+                refs.insert(svc.clone(), new.clone());
+            }
+            hops.push(hop_view(&from, &change));
+            from = to;
+        }
+        Ok(PlanView { stack: id.into(), current: current.tag, target: target.tag, hops })
+    }
+
+    /// `hafen update apply`: runs the plan hop by hop; stops at the first hop that fails (it is
+    /// rolled back; earlier hops stay).
+    pub async fn update_apply(&self, id: &str, target: Option<&str>, actor: &str) -> Result<ApplyReport, AppError> {
+        let plan = self.update_plan(id, target).await?;
+        if plan.hops.is_empty() {
+            return Ok(ApplyReport { stack: id.into(), hops: vec![], version: plan.current, error: None });
+        }
+        if self.store.update_open_for(id)? || !lock(&self.updating).insert(id.to_string()) {
+            return Err(AppError::Refused(format!("an update of {id} is already running; `hafen update list {id}` shows it")));
+        }
+        let mut report = ApplyReport { stack: id.into(), hops: vec![], version: plan.current.clone(), error: None };
+        for hop in &plan.hops {
+            let r = self.run_hop(id, hop, actor).await;
+            match r {
+                Ok(rec) => {
+                    let ok = rec.state == "committed";
+                    if ok {
+                        report.version = rec.to_version.clone();
+                    } else {
+                        report.error = rec.error.clone();
+                    }
+                    report.hops.push(rec);
+                    if !ok {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    report.error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        lock(&self.updating).remove(id);
+        Ok(report)
+    }
+
+    /// Test hook (`HAFEN_TEST_PAUSE_UPDATE=<step>`): stop the world before that step, so a test
+    /// can kill the daemon exactly there.
+    async fn update_pause(&self, step: &str) {
+        if self.pause_update.as_deref() == Some(step) {
+            tracing::warn!(step, "test hook: update paused before step {step}");
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        }
+    }
+
+    async fn update_step(&self, id: i64, stack: &str, step: &str, detail: String, actor: &str) {
+        self.update_pause(step).await;
+        if let Err(e) = self.store.update_step(id, step, "running") {
+            tracing::error!(error = %e, "could not record the update step");
+        }
+        self.emit(actor, Event::UpdateStep { stack: stack.into(), id, step: step.into(), detail });
+    }
+
+    async fn run_hop(&self, id: &str, hop: &HopView, actor: &str) -> Result<UpdateRecord, AppError> {
+        let stack = self.deployed_def(id)?;
+        let target = self.cfg.backup_targets.first().map(|t| t.name.clone()).ok_or_else(|| {
+            AppError::Refused(format!("updates make a backup first and no backup target is configured; add one under `backup_targets:` before updating {id}"))
+        })?;
+        let old_pins = self.store.pins(id)?;
+        let new_refs: BTreeMap<String, String> = hop.images.iter().map(|(s, (_, n))| (s.clone(), n.clone())).collect();
+        // 1. A fresh backup; nothing is recorded as begun before it exists.
+        self.update_pause("backup").await;
+        let b = self.backup_run(&BackupRunRequest { stack: id.into(), target: Some(target.clone()), host: false }, actor).await;
+        let snapshot = match b {
+            Ok(r) if r.error.is_none() && r.snapshot.is_some() => r.snapshot.map(|s| s.id).unwrap_or_default(),
+            Ok(r) => return Err(self.abort_early(id, hop, "backup", r.error.unwrap_or_else(|| "no snapshot".into()), actor)),
+            Err(e) => return Err(self.abort_early(id, hop, "backup", e.to_string(), actor)),
+        };
+        let uid = self.store.update_begin(&hafen_store::NewHop { stack: id, from: &hop.from, to: &hop.to, target: &target, old_pins: &old_pins, new_refs: &new_refs, actor })?;
+        self.store.update_snapshot(uid, &snapshot)?;
+        self.emit(actor, Event::UpdateStarted { stack: id.into(), from: hop.from.clone(), to: hop.to.clone(), id: uid });
+        // 2. Pull (nothing has changed yet: a failure aborts).
+        self.update_step(uid, id, "pull", new_refs.values().cloned().collect::<Vec<_>>().join(", "), actor).await;
+        let mut new_pins = old_pins.clone();
+        for (svc, r) in &new_refs {
+            let pulled = async {
+                if hop.to == REBUILD {
+                    let image_id = self.engine.image_id(r).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("the rebuilt image {r} is gone; run `hafen update check --rebuild` again"))?;
+                    return Ok(ImagePin { stack: id.into(), service: svc.clone(), reference: r.clone(), image_id, digest: None, pinned_at: hafen_store::now() });
+                }
+                let rr = ImageRef::parse(r).ok_or_else(|| format!("`{r}` is not an image reference"))?;
+                // The registry first: a vanished tag or an unreachable registry is named as such.
+                Registry::new(&self.cfg.registries).digest(&rr, rr.tag.as_deref().unwrap_or("latest")).await.map_err(|e| e.to_string())?;
+                self.engine.pull_image(r, self.registry_login(r)).await.map_err(|e| e.to_string())?;
+                let digest = self.engine.image_digest(r).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("{r} has no registry digest after the pull"))?;
+                let image_id = self.engine.image_id(r).await.map_err(|e| e.to_string())?.unwrap_or_default();
+                Ok::<ImagePin, String>(ImagePin { stack: id.into(), service: svc.clone(), reference: r.clone(), image_id, digest: Some(digest), pinned_at: hafen_store::now() })
+            }
+            .await;
+            match pulled {
+                Ok(p) => {
+                    new_pins.insert(svc.clone(), p);
+                }
+                Err(e) => {
+                    self.store.update_end(uid, "aborted", Some(&e), None)?;
+                    self.emit(actor, Event::UpdateAborted { stack: id.into(), to: hop.to.clone(), id: uid, step: "pull".into(), error: e });
+                    return Ok(self.store.update_record(uid)?.expect("update row"));
+                }
+            }
+        }
+        // 3.– From here on the stack changes: rolled back on any failure.
+        let _g = self.op_lock.lock().await;
+        let down = Instant::now();
+        let change = HopChange {
+            version: hop.to.clone(),
+            images: hop.images.clone(),
+            database_moves: hop.database_moves.clone(),
+            migrations: stack.upgrade.migrations.iter().filter(|m| hop.migrations.contains(&migration_label(m))).cloned().collect(),
+        };
+        let r = self.forward(uid, &stack, &change, &new_pins, &snapshot, &target, actor).await;
+        let rec = match r {
+            Ok(()) => {
+                self.update_pause("commit").await;
+                if hop.to == REBUILD {
+                    self.commit_rebuild(uid, id, &hop.images, &old_pins).await;
+                }
+                let secs = down.elapsed().as_secs_f64();
+                self.store.update_end(uid, "committed", None, Some(secs))?;
+                self.emit(actor, Event::UpdateCommitted { stack: id.into(), from: hop.from.clone(), to: hop.to.clone(), id: uid, downtime: secs });
+                for key in [format!("update_rolled_back:{id}"), format!("update_failed:{id}"), format!("update_available:{id}")] {
+                    self.resolve(&key);
+                }
+                self.store.update_record(uid)?.expect("update row")
+            }
+            Err(e) => {
+                self.store.update_error(uid, &format!("{}: {}", e.step, e.error))?;
+                self.roll_back(uid, &e.step, &e.error, &e.log, down, actor).await?
+            }
+        };
+        Ok(rec)
+    }
+
+    /// The backup failed: nothing was begun, nothing changed.
+    fn abort_early(&self, id: &str, hop: &HopView, step: &str, error: String, actor: &str) -> AppError {
+        self.emit(actor, Event::UpdateAborted { stack: id.into(), to: hop.to.clone(), id: 0, step: step.into(), error: error.clone() });
+        AppError::Refused(format!("update of {id} to {} stopped before anything changed: the {step} failed: {error}", hop.to))
+    }
+
+    /// Steps 3–7 of a hop (the caller holds `op_lock`).
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(&self, uid: i64, stack: &StackDef, change: &HopChange, new_pins: &BTreeMap<String, ImagePin>, snapshot: &str, target: &str, actor: &str) -> Result<(), StepError> {
+        let id = stack.id.as_str();
+        self.update_step(uid, id, "stop", "stopping every service".into(), actor).await;
+        self.stop_services(id, actor).await.map_err(|e| fail("stop", e))?;
+        self.update_step(uid, id, "switch", "image pins moved to the new version".into(), actor).await;
+        self.store.replace_pins(id, new_pins).map_err(|e| fail("switch", e))?;
+        let settings = self.settings_for(stack, &BTreeMap::new()).map_err(|e| fail("switch", e))?;
+        if !change.database_moves.is_empty() {
+            // The database's new major version starts empty and loads the pre-update dump; the
+            // migrations run before the application starts.
+            self.update_step(uid, id, "data", format!("{} move by dump and load from snapshot {}", change.database_moves.join(", "), short_id(snapshot)), actor).await;
+            let req = RestoreRequest { stack: id.into(), snapshot: Some(snapshot.into()), at: None, target: Some(target.into()) };
+            let rep = self.restore_locked(&req, actor, None, &change.migrations).await.map_err(|e| fail("data", e))?;
+            if let Some(e) = rep.error {
+                let log = rep.steps.iter().filter(|s| !s.ok).map(|s| format!("{}: {}", s.step, s.detail)).collect::<Vec<_>>().join("\n");
+                let step = if rep.steps.iter().any(|s| !s.ok && s.step.starts_with("migrate")) { "migrate" } else { "data" };
+                return Err(StepError { step: step.into(), error: e, log });
+            }
+        } else {
+            if !change.migrations.is_empty() {
+                self.update_step(uid, id, "migrate", change.migrations.iter().map(migration_label).collect::<Vec<_>>().join("; "), actor).await;
+                // What the migrations need runs first (their dependencies), then each one.
+                let needs = dependencies(stack, &change.migrations.iter().map(|m| m.service.clone()).collect::<Vec<_>>());
+                if !needs.is_empty() {
+                    self.start_only(stack, &settings, &needs, actor).await.map_err(|e| fail("migrate", e))?;
+                    self.wait_healthy(stack, &needs, stack.upgrade.health_deadline).await.map_err(|e| fail("migrate", e))?;
+                }
+                for m in &change.migrations {
+                    self.run_migration(stack, &settings, m).await.map_err(|e| {
+                        let (error, log) = e.split_once('\n').map(|(a, b)| (a.to_string(), b.to_string())).unwrap_or((e.clone(), String::new()));
+                        StepError { step: "migrate".into(), error, log }
+                    })?;
+                }
+            }
+            self.update_step(uid, id, "start", "starting every service".into(), actor).await;
+            let (plan, _) = self.desired(stack, &settings, true, false).await.map_err(|e| fail("start", e))?;
+            let (_, r) = self.apply(&plan, actor, false).await;
+            r.map_err(|e| fail("start", e))?;
+        }
+        self.update_step(uid, id, "health", format!("waiting up to {}s for the probes", stack.upgrade.health_deadline.as_secs()), actor).await;
+        if let Err(e) = self.wait_healthy(stack, &[], stack.upgrade.health_deadline).await {
+            let mut log = String::new();
+            for svc in stack.services.keys() {
+                if let Ok(l) = self.engine.logs(&hafen_engine::container_name(id, svc), 15).await {
+                    if !l.trim().is_empty() {
+                        log.push_str(&format!("[{svc}]\n{}\n", l.trim_end()));
+                    }
+                }
+            }
+            return Err(StepError { step: "health".into(), error: e, log });
+        }
+        Ok(())
+    }
+
+    /// Removes the stack's containers (volumes and network stay).
+    async fn stop_services(&self, id: &str, actor: &str) -> Result<(), AppError> {
+        let actual = Actual::read(&*self.engine, id).await?;
+        let mut stop = reconcile::plan_remove(id, &actual, false);
+        stop.actions.retain(|a| matches!(a, Action::RemoveService { .. }));
+        let (_, r) = self.apply(&stop, actor, false).await;
+        r
+    }
+
+    /// Creates and starts only `services` of the stack.
+    async fn start_only(&self, stack: &StackDef, settings: &BTreeMap<String, String>, services: &[String], actor: &str) -> Result<(), AppError> {
+        let (mut plan, _) = self.desired(stack, settings, true, false).await?;
+        plan.actions.retain(|a| match a {
+            Action::CreateService { spec } | Action::RecreateService { spec, .. } => services.contains(&spec.service),
+            Action::StartService { service, .. } => services.contains(service),
+            _ => true,
+        });
+        let (_, r) = self.apply(&plan, actor, false).await;
+        r
+    }
+
+    /// Runs one migration: in its service's container when that runs already (a database
+    /// started first for the migrations of the services on it), else in a one-off container of
+    /// the service's new image (mounts, secrets and hardening as the service; no ports). Err:
+    /// the reason, a line break, the output's last lines.
+    pub(crate) async fn run_migration(&self, stack: &StackDef, settings: &BTreeMap<String, String>, m: &MigrationDef) -> Result<String, String> {
+        let limit = stack.upgrade.health_deadline.max(std::time::Duration::from_secs(3600));
+        let running = self.engine.list_services(Some(&stack.id)).await.map_err(|e| e.to_string())?.into_iter().any(|s| s.service == m.service && s.running);
+        if running {
+            let out = self.engine.exec(&hafen_engine::container_name(&stack.id, &m.service), &m.command, limit).await.map_err(|e| e.to_string())?;
+            return if out.exit_code == 0 {
+                Ok(format!("`{}` in the running {} finished", m.command.join(" "), m.service))
+            } else {
+                Err(format!("the migration `{}` in {} exited with {}\n{}", m.command.join(" "), m.service, out.exit_code, last_lines(&format!("{}{}", out.stdout, out.stderr), 20)))
+            };
+        }
+        let (plan, _) = self.desired(stack, settings, true, false).await.map_err(|e| e.to_string())?;
+        let spec = plan
+            .actions
+            .iter()
+            .find_map(|a| match a {
+                Action::CreateService { spec } | Action::RecreateService { spec, .. } if spec.service == m.service => Some(spec.clone()),
+                _ => None,
+            });
+        // The service's container is gone (the stack was stopped by removing its containers);
+        // a container still there would be a leftover: the migration needs a fresh one.
+        let Some(mut spec) = spec else { return Err(format!("`{}` still has a container; the migration runs only on a stopped stack", m.service)) };
+        spec.service = format!("{}-migrate", m.service);
+        spec.command = Some(m.command.clone());
+        let out = self.engine.run_once(&spec, limit).await.map_err(|e| e.to_string())?;
+        let tail = last_lines(&format!("{}{}", out.stdout, out.stderr), 20);
+        if out.exit_code == 0 {
+            Ok(format!("`{}` in {} finished", m.command.join(" "), m.service))
+        } else {
+            Err(format!("the migration `{}` in {} exited with {}\n{tail}", m.command.join(" "), m.service, out.exit_code))
+        }
+    }
+
+    /// Back to the pins before the hop and the data of the pre-update snapshot (the caller
+    /// holds `op_lock`).
+    async fn roll_back(&self, uid: i64, step: &str, error: &str, log: &str, down: Instant, actor: &str) -> Result<UpdateRecord, AppError> {
+        let rec = self.store.update_record(uid)?.ok_or_else(|| AppError::Refused(format!("no update {uid}")))?;
+        let id = rec.stack.clone();
+        self.store.update_step(uid, "rollback", "rolling_back")?;
+        let result: Result<(), String> = async {
+            self.store.replace_pins(&id, &rec.old_pins).map_err(|e| e.to_string())?;
+            self.update_pause("rollback").await;
+            let snapshot = rec.snapshot.clone().ok_or("the update has no pre-update snapshot")?;
+            let req = RestoreRequest { stack: id.clone(), snapshot: Some(snapshot), at: None, target: Some(rec.target.clone()) };
+            let rep = self.restore_locked(&req, actor, None, &[]).await.map_err(|e| e.to_string())?;
+            match rep.error {
+                None => Ok(()),
+                Some(e) => Err(e),
+            }
+        }
+        .await;
+        let secs = down.elapsed().as_secs_f64();
+        let s = |v: &str| v.to_string();
+        let snap = rec.snapshot.as_deref().map(short_id).unwrap_or_default();
+        match result {
+            Ok(()) => {
+                self.store.update_end(uid, "rolled_back", None, Some(secs))?;
+                self.emit(actor, Event::UpdateRolledBack { stack: id.clone(), from: rec.from_version.clone(), to: rec.to_version.clone(), id: uid, step: step.into(), error: error.into(), downtime: secs });
+                self.raise(
+                    &format!("update_rolled_back:{id}"),
+                    "update_rolled_back",
+                    crate::notify::Severity::Warning,
+                    Some(&id),
+                    &[("stack", s(&id)), ("from", rec.from_version.clone()), ("to", rec.to_version.clone()), ("step", s(step)), ("error", s(error)), ("log", if log.is_empty() { "-".into() } else { last_lines(log, 20) })],
+                    vec![
+                        crate::watch::step("update_backup", &[("snapshot", snap.clone())]),
+                        crate::watch::step("update_rolled_back", &[("from", rec.from_version.clone())]),
+                        crate::watch::step("data_restored", &[("snapshot", snap)]),
+                    ],
+                );
+            }
+            Err(e) => {
+                let msg = format!("{step}: {error}; rollback: {e}");
+                self.store.update_end(uid, "failed", Some(&msg), None)?;
+                self.emit(actor, Event::UpdateFailed { stack: id.clone(), to: rec.to_version.clone(), id: uid, error: msg.clone() });
+                self.raise(&format!("update_failed:{id}"), "update_failed", crate::notify::Severity::Critical, Some(&id), &[("stack", s(&id)), ("to", rec.to_version.clone()), ("error", msg)], vec![]);
+            }
+        }
+        Ok(self.store.update_record(uid)?.expect("update row"))
+    }
+
+    /// `hafen update rollback`: takes back the stack's last committed hop (its images and the
+    /// data of its pre-update snapshot; what changed since is lost, so it asks first on the CLI).
+    pub async fn update_rollback(&self, id: &str, actor: &str) -> Result<UpdateRecord, AppError> {
+        self.deployed_def(id)?;
+        if self.store.update_open_for(id)? || lock(&self.updating).contains(id) {
+            return Err(AppError::Refused(format!("an update of {id} is running; wait for it to end")));
+        }
+        // The newest hop still in effect (one taken back is `rolled_back` now).
+        let Some(last) = self.store.updates(Some(id), 200)?.into_iter().find(|u| u.state == "committed") else {
+            return Err(AppError::Refused(format!("{id} has no committed update to take back; `hafen update list {id}` shows its updates")));
+        };
+        let _g = self.op_lock.lock().await;
+        let down = Instant::now();
+        self.stop_services(id, actor).await?;
+        self.roll_back(last.id, "rollback requested", &format!("asked by {actor}"), "", down, actor).await
+    }
+
+    /// At start: transactions a killed daemon left open. Before the stop nothing changed (the
+    /// old version still runs): aborted. After it: rolled back to the old version and its data.
+    pub async fn update_resume(&self) {
+        let open = match self.store.open_updates() {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read open updates");
+                return;
+            }
+        };
+        for rec in open {
+            let msg = format!("hafen stopped during the step `{}`", rec.step);
+            if rec.state == "running" && rec.step == "pull" {
+                let _ = self.store.update_end(rec.id, "aborted", Some(&msg), None);
+                self.emit("hafen", Event::UpdateAborted { stack: rec.stack.clone(), to: rec.to_version.clone(), id: rec.id, step: rec.step.clone(), error: msg });
+                continue;
+            }
+            tracing::warn!(stack = %rec.stack, id = rec.id, step = %rec.step, "an update was interrupted; rolling it back");
+            let _g = self.op_lock.lock().await;
+            let down = Instant::now();
+            let _ = self.stop_services(&rec.stack, "hafen").await;
+            if let Err(e) = self.roll_back(rec.id, &rec.step, &msg, "", down, "hafen").await {
+                tracing::error!(error = %e, stack = %rec.stack, "rollback of an interrupted update failed");
+            }
+        }
+    }
+
+    /// Worker `updater`: on its schedule, asks the registries; notifies (once per new path) or
+    /// applies in the window, as each stack's policy says.
+    pub async fn update_tick(&self) {
+        const JOB: &str = "update-check";
+        const REBUILD_JOB: &str = "rebuild-check";
+        if let Some(now) = self.job_due(REBUILD_JOB, &self.cfg.updates.rebuild_schedule) {
+            let err = self.rebuild_check(None).await.err().map(|e| e.to_string());
+            let _ = self.store.set_job(REBUILD_JOB, &now.to_rfc3339(), err.as_deref());
+            if let Some(e) = err {
+                tracing::error!(error = %e, "the throwaway rebuilds failed");
+            }
+        }
+        let Some(now) = self.job_due(JOB, &self.cfg.updates.check_schedule) else { return };
+        let mut errors = Vec::new();
+        match self.update_check(None).await {
+            Ok(checks) => {
+                for c in checks {
+                    if let Some(e) = &c.error {
+                        errors.push(format!("{}: {e}", c.stack));
+                        continue;
+                    }
+                    let d: Option<Decision> = serde_json::from_value(c.decision.clone()).ok();
+                    match d {
+                        Some(Decision::Notify { path }) | Some(Decision::WaitForWindow { path, .. }) if !path.is_empty() => {
+                            let shown = path.join(" → ");
+                            let key = format!("update_available:{}", c.stack);
+                            let known = self.store.alert(&key).ok().flatten().is_some_and(|a| a.args.get("path") == Some(&shown));
+                            if !known {
+                                self.emit(ACTOR_TICK, Event::UpdateAvailable { stack: c.stack.clone(), current: c.current.clone(), path: path.clone() });
+                                self.resolve(&key);
+                                let s = |v: &str| v.to_string();
+                                self.raise(&key, "update_available", crate::notify::Severity::Warning, Some(&c.stack), &[("stack", s(&c.stack)), ("current", c.current.clone()), ("path", shown)], vec![]);
+                            }
+                        }
+                        Some(Decision::Apply { path, .. }) => {
+                            // A hop that failed is not tried again by itself (until one to the
+                            // same version went through).
+                            let wanted: Vec<String> = if path.is_empty() { vec![REBUILD.into()] } else { path.clone() };
+                            let failed_before = self.store.updates(Some(&c.stack), 50).unwrap_or_default().iter().find(|u| wanted.contains(&u.to_version)).is_some_and(|u| u.state == "rolled_back" || u.state == "failed");
+                            if failed_before {
+                                continue;
+                            }
+                            let target = path.last().cloned();
+                            match self.update_apply(&c.stack, target.as_deref(), ACTOR_TICK).await {
+                                Ok(r) => {
+                                    if let Some(e) = r.error {
+                                        errors.push(format!("{}: {e}", c.stack));
+                                    }
+                                }
+                                Err(e) => errors.push(format!("{}: {e}", c.stack)),
+                            }
+                        }
+                        Some(Decision::Blocked { reason }) => errors.push(format!("{}: {reason}", c.stack)),
+                        _ => {}
+                    }
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+        let err = (!errors.is_empty()).then(|| errors.join("; "));
+        let _ = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref());
+        self.worker("updater", &self.cfg.updates.check_schedule, if err.is_some() { "warning" } else { "ok" }, err.unwrap_or_else(|| "registries asked; every stack as its policy says".into()));
+    }
+
+    /// `hafen update check --rebuild`: a throwaway rebuild of every recipe a deployed stack (or
+    /// `only`) runs, on a fresh Debian base, compared by installed packages with the running
+    /// image. Remembers the ones that differ.
+    pub async fn rebuild_check(&self, only: Option<&str>) -> Result<Vec<crate::images::rebuild::Probe>, AppError> {
+        let ids: Vec<String> = match only {
+            Some(id) => vec![id.to_string()],
+            None => self.store.stacks()?.into_iter().filter(|s| s.enabled).map(|s| s.id).collect(),
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        let progress = |line: &str| tracing::info!(target: "hafen::images", "{line}");
+        for id in ids {
+            let stack = self.deployed_def(&id)?;
+            let pins = self.store.pins(&id)?;
+            for (svc, recipe) in built_services(&stack) {
+                let current = match pins.get(&svc).map(|p| p.reference.clone()).filter(|r| r.starts_with(&format!("hafen/{recipe}:"))) {
+                    Some(r) => r,
+                    None => crate::images::tag_for(&self.cfg.images_dir, &recipe)?,
+                };
+                if !seen.insert(current.clone()) {
+                    continue;
+                }
+                let p = crate::images::rebuild::probe(&*self.engine, &self.cfg.images_dir, &recipe, &current, &self.cfg.debian_mirror, &self.cfg.build_dir(), &progress).await?;
+                let mut cache = lock(&self.rebuilds);
+                if let Some(old) = cache.remove(&current) {
+                    // The throwaway rebuild before this one is not needed any more.
+                    if old.fresh != p.fresh {
+                        let e = self.engine.clone();
+                        tokio::spawn(async move { e.untag_image(&old.fresh).await });
+                    }
+                }
+                if !p.changes.is_empty() {
+                    cache.insert(current.clone(), p.clone());
+                }
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stack's built services whose image has a pending rebuild (service → probe).
+    fn pending_rebuilds(&self, stack: &StackDef) -> Result<Vec<(String, crate::images::rebuild::Probe)>, AppError> {
+        let pins = self.store.pins(&stack.id)?;
+        let cache = lock(&self.rebuilds).clone();
+        let mut out = Vec::new();
+        for (svc, recipe) in built_services(stack) {
+            let current = match pins.get(&svc).map(|p| p.reference.clone()).filter(|r| r.starts_with(&format!("hafen/{recipe}:"))) {
+                Some(r) => r,
+                None => crate::images::tag_for(&self.cfg.images_dir, &recipe)?,
+            };
+            if let Some(p) = cache.get(&current) {
+                out.push((svc, p.clone()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A committed rebuild: the recipe's tag now names the rebuilt image (a later deploy keeps
+    /// it), the previous image keeps a tag of its own for `update rollback`.
+    async fn commit_rebuild(&self, uid: i64, id: &str, images: &BTreeMap<String, (String, String)>, old_pins: &BTreeMap<String, ImagePin>) {
+        let mut rollback_pins = old_pins.clone();
+        for (svc, (old, new)) in images {
+            // `hafen/<recipe>:<hash>[-r<time>|-prev<n>]` → `hafen/<recipe>:<hash>`
+            let base = match old.rsplit_once(':') {
+                Some((repo, tag)) => format!("{repo}:{}", tag.split('-').next().unwrap_or(tag)),
+                None => old.clone(),
+            };
+            let prev = format!("{base}-prev{uid}");
+            if let Some(p) = rollback_pins.get_mut(svc) {
+                let source = if p.image_id.is_empty() { old.clone() } else { p.image_id.clone() };
+                if self.engine.tag_image(&source, &prev).await.is_ok() {
+                    p.reference = prev.clone();
+                }
+            }
+            if let Err(e) = self.engine.tag_image(new, &base).await {
+                tracing::error!(error = %e, "could not tag the rebuilt image as {base}");
+            }
+            lock(&self.rebuilds).remove(old);
+        }
+        if let Err(e) = self.store.update_old_pins(uid, &rollback_pins) {
+            tracing::error!(error = %e, stack = id, "could not record the previous images of the rebuild");
+        }
+    }
+
+    /// The configured login for the registry of `reference`, if any (an unreadable password
+    /// file is logged; the pull then fails with the registry's own refusal).
+    pub(crate) fn registry_login(&self, reference: &str) -> Option<(String, String)> {
+        let host = ImageRef::parse(reference)?.host;
+        super::registry::login_for(&self.cfg.registries, &host).unwrap_or_else(|e| {
+            tracing::error!(registry = %host, "{e}");
+            None
+        })
+    }
+
+    /// Version pins (`hafen update pin|unpin`).
+    pub fn update_pin(&self, id: &str, version: Option<&str>, actor: &str) -> Result<(), AppError> {
+        self.deployed_def(id)?;
+        if let Some(v) = version {
+            Version::parse(v).ok_or_else(|| AppError::Refused(format!("`{v}` is not a version (like 7.0 or 31.0.2)")))?;
+        }
+        self.store.set_version_pin(id, version)?;
+        self.emit(actor, Event::UpdatePinned { stack: id.into(), version: version.map(String::from) });
+        Ok(())
+    }
+
+    pub fn update_list(&self, id: Option<&str>) -> Result<Vec<UpdateRecord>, AppError> {
+        Ok(self.store.updates(id, 50)?)
+    }
+}
+
+fn migration_label(m: &MigrationDef) -> String {
+    format!("{}: {}", m.service, m.command.join(" "))
+}
+
+fn hop_view(from: &Version, c: &HopChange) -> HopView {
+    let mut steps = vec!["backup".to_string(), "pull".into(), "stop".into(), "switch".into()];
+    if !c.database_moves.is_empty() {
+        steps.push(format!("data ({} by dump and load)", c.database_moves.join(", ")));
+        if !c.migrations.is_empty() {
+            steps.push("migrate".into());
+        }
+    } else {
+        if !c.migrations.is_empty() {
+            steps.push("migrate".into());
+        }
+        steps.push("start".into());
+    }
+    steps.extend(["health".to_string(), "commit".into()]);
+    HopView {
+        from: from.tag.clone(),
+        to: c.version.clone(),
+        images: c.images.clone(),
+        database_moves: c.database_moves.clone(),
+        migrations: c.migrations.iter().map(migration_label).collect(),
+        steps,
+    }
+}
+
+/// Every service the given ones depend on, transitively, in start order (a migration service
+/// that another one depends on is among them: its migrations run in its running container).
+fn dependencies(stack: &StackDef, of: &[String]) -> Vec<String> {
+    let mut need = std::collections::BTreeSet::new();
+    let mut todo: Vec<String> = of.to_vec();
+    while let Some(s) = todo.pop() {
+        for d in stack.services.get(&s).map(|x| x.depends_on.clone()).unwrap_or_default() {
+            if need.insert(d.clone()) {
+                todo.push(d);
+            }
+        }
+    }
+    stack.order.iter().filter(|s| need.contains(*s)).cloned().collect()
+}
+
+fn short_id(s: &str) -> String {
+    s.chars().take(8).collect()
+}
+
+fn last_lines(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
