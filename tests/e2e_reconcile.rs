@@ -160,6 +160,16 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("no stack `nosuchstack`") && err.contains(id), "{err}");
 
+    // One code for every client, in the reader's language: the daemon speaks English here, the
+    // API answers with the code and its arguments, and a German CLI shows German.
+    let (status, e) = d.api("POST", "/v1/stacks/nosuchstack/deploy", "{}");
+    assert_eq!(status, 404, "{e}");
+    assert_eq!((e["kind"].as_str(), e["code"].as_str(), e["args"]["id"].as_str()), (Some("not_found"), Some("app_not_found"), Some("nosuchstack")), "{e}");
+    assert!(e["error"].as_str().unwrap().starts_with("no stack `nosuchstack`"), "the daemon's own rendering (English): {e}");
+    let o = d.cli_in("de", &["stack", "deploy", "nosuchstack"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("Kein Stack `nosuchstack`") && err.contains("vorhanden") && !err.contains("no stack"), "{err}");
+
     let o = d.cli(&["stack", "deploy", id, "--set", "novalue"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("KEY=VALUE"));
 

@@ -19,8 +19,11 @@ pub enum ClientError {
     Protocol(String),
 }
 
+/// The API's error in the reader's language, from its code and arguments (the daemon may run in
+/// another language); the daemon's own text only for a code this CLI does not know.
 fn render_api(e: &ApiError) -> String {
-    let mut s = e.error.clone();
+    let lang = rust_i18n::locale();
+    let mut s = hafen_core::i18n::render_error(&lang, &e.message()).unwrap_or_else(|| e.error.clone());
     for d in &e.details {
         s.push_str("\n  - ");
         s.push_str(d);

@@ -22,6 +22,8 @@ use std::time::Instant;
 pub enum AppError {
     #[error("{}", rust_i18n::t!("err.app_not_found", id = .id, dir = .dir, available = .available))]
     NotFound { id: String, dir: String, available: String },
+    #[error("{}", rust_i18n::t!("err.app_not_deployed", id = .id, deployed = .deployed))]
+    NotDeployed { id: String, deployed: String },
     #[error("{}", rust_i18n::t!("err.app_definition", id = .id))]
     Definition { id: String, issues: Vec<String> },
     #[error("{}", rust_i18n::t!("err.app_settings", id = .id))]
@@ -43,18 +45,24 @@ pub enum AppError {
 }
 
 impl AppError {
-    pub fn to_api(&self) -> (u16, ApiError) {
-        let (code, kind, details) = match self {
-            AppError::NotFound { .. } => (404, "not_found", vec![]),
-            AppError::Definition { issues, .. } => (422, "invalid", issues.clone()),
-            AppError::Settings { errors, .. } => (422, "invalid", errors.clone()),
-            AppError::Refused(_) => (409, "conflict", vec![]),
-            AppError::Engine(EngineError::Unreachable { .. }) => (503, "engine", vec![]),
-            AppError::Engine(_) | AppError::Image(_) | AppError::Apply(_) => (502, "engine", vec![]),
-            AppError::Backup(_) => (500, "backup", vec![]),
-            AppError::Store(_) | AppError::Io { .. } => (500, "internal", vec![]),
-        };
-        (code, ApiError { kind: kind.into(), code: String::new(), args: Default::default(), error: self.to_string(), details })
+    /// The error as code + arguments (`hafen_api::Message`): what every client renders in its
+    /// reader's language. Errors that arrive here as text (`Refused`, `Apply`, `Backup`, `Io`)
+    /// carry that text, in the daemon's language, as their `detail`.
+    pub fn message(&self) -> Message {
+        use Message as M;
+        match self {
+            AppError::NotFound { id, dir, available } => M::new("app_not_found").arg("id", id).arg("dir", dir).arg("available", available),
+            AppError::NotDeployed { id, deployed } => M::new("app_not_deployed").arg("id", id).arg("deployed", deployed),
+            AppError::Definition { id, .. } => M::new("app_definition").arg("id", id),
+            AppError::Settings { id, .. } => M::new("app_settings").arg("id", id),
+            AppError::Refused(detail) => M::new("app_refused").arg("detail", detail),
+            AppError::Engine(e) => e.message(),
+            AppError::Image(e) => e.message(),
+            AppError::Store(e) => e.message(),
+            AppError::Io { what, detail } => M::new("app_io").arg("what", what).arg("detail", detail),
+            AppError::Apply(detail) => M::new("app_apply").arg("detail", detail),
+            AppError::Backup(detail) => M::new("app_backup").arg("detail", detail),
+        }
     }
 }
 
@@ -509,7 +517,7 @@ impl App {
         let actual = Actual::read(&*self.engine, id).await?;
         let known = self.store.stack(id)?;
         if known.is_none() && actual.services.is_empty() && actual.volumes.is_empty() && !actual.network {
-            return Err(AppError::NotFound { id: id.into(), dir: "the engine and the state store".into(), available: self.deployed_ids()?.join(", ") });
+            return Err(AppError::NotDeployed { id: id.into(), deployed: self.deployed_ids()?.join(", ") });
         }
         let plan = reconcile::plan_remove(id, &actual, req.purge);
         let kept: Vec<String> = if req.purge { vec![] } else { actual.volumes.iter().map(|v| v.name.clone()).collect() };
@@ -824,7 +832,7 @@ impl App {
     pub async fn logs(&self, id: &str, service: Option<&str>, tail: usize) -> Result<LogsResponse, AppError> {
         let services = self.engine.list_services(Some(id)).await?;
         if services.is_empty() {
-            return Err(AppError::NotFound { id: id.into(), dir: "the engine".into(), available: self.deployed_ids()?.join(", ") });
+            return Err(AppError::NotDeployed { id: id.into(), deployed: self.deployed_ids()?.join(", ") });
         }
         let mut logs = BTreeMap::new();
         for s in services.iter().filter(|s| service.is_none_or(|x| x == s.service)) {

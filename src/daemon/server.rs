@@ -37,10 +37,27 @@ impl Peer {
 
 struct Failure(AppError);
 
+/// The API edge chooses the HTTP status and the kind; the error itself travels as code +
+/// arguments (and the daemon's rendering, for clients that do not know the code).
+pub fn to_api(e: &AppError) -> (StatusCode, ApiError) {
+    let (status, kind, details) = match e {
+        AppError::NotFound { .. } | AppError::NotDeployed { .. } => (StatusCode::NOT_FOUND, "not_found", vec![]),
+        AppError::Definition { issues, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", issues.clone()),
+        AppError::Settings { errors, .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", errors.clone()),
+        AppError::Refused(_) => (StatusCode::CONFLICT, "conflict", vec![]),
+        AppError::Engine(hafen_engine::EngineError::Unreachable { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "engine", vec![]),
+        AppError::Engine(_) | AppError::Image(_) | AppError::Apply(_) => (StatusCode::BAD_GATEWAY, "engine", vec![]),
+        AppError::Backup(_) => (StatusCode::INTERNAL_SERVER_ERROR, "backup", vec![]),
+        AppError::Store(_) | AppError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal", vec![]),
+    };
+    let m = e.message();
+    (status, ApiError { kind: kind.into(), code: m.code, args: m.args, error: e.to_string(), details })
+}
+
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let (code, body) = self.0.to_api();
-        (StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), Json(body)).into_response()
+        let (status, body) = to_api(&self.0);
+        (status, Json(body)).into_response()
     }
 }
 

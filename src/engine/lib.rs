@@ -93,6 +93,21 @@ pub enum EngineError {
     Call { op: &'static str, name: String, detail: String },
 }
 
+impl EngineError {
+    /// The error as code + arguments (`hafen_api::Message`), rendered by each reader's front end.
+    pub fn message(&self) -> hafen_api::Message {
+        use hafen_api::Message as M;
+        match self {
+            EngineError::Unreachable { endpoint, detail } => M::new("engine_unreachable").arg("endpoint", endpoint).arg("detail", detail),
+            EngineError::Foreign { what, name } => M::new("engine_foreign").arg("what", what).arg("name", name),
+            EngineError::Policy { name, reasons } => M::new("engine_policy").arg("name", name).arg("reasons", reasons),
+            EngineError::ImageUnavailable { image, detail } => M::new("engine_image").arg("image", image).arg("detail", detail),
+            EngineError::Build { tag, detail } => M::new("engine_build").arg("tag", tag).arg("detail", detail),
+            EngineError::Call { op, name, detail } => M::new("engine_call").arg("op", op).arg("name", name).arg("detail", detail),
+        }
+    }
+}
+
 /// The port. Implementations must only ever list or change objects carrying `LABEL_MANAGED`.
 #[async_trait]
 pub trait Engine: Send + Sync + 'static {

@@ -159,6 +159,19 @@ pub struct EventRecord {
     pub detail: serde_json::Value,
 }
 
+impl StoreError {
+    /// The error as code + arguments (`hafen_api::Message`), rendered by each reader's front end.
+    pub fn message(&self) -> hafen_api::Message {
+        use hafen_api::Message as M;
+        match self {
+            StoreError::Corrupt { path, detail } => M::new("store_corrupt").arg("path", path).arg("detail", detail),
+            StoreError::TooNew { path, found, known } => M::new("store_toonew").arg("path", path).arg("found", found).arg("known", known),
+            StoreError::Open { path, detail } => M::new("store_open").arg("path", path).arg("detail", detail),
+            StoreError::Query(e) => M::new("store_query").arg("_0", e),
+        }
+    }
+}
+
 pub struct Store {
     conn: Mutex<Connection>,
     pub path: PathBuf,

@@ -190,7 +190,24 @@ impl Daemon {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(bin()).arg("--config").arg(&self.config).args(args).env("HAFEN_LANG", "en").stdin(Stdio::null()).output().unwrap()
+        self.cli_in("en", args)
+    }
+
+    /// A CLI command with the reader's language (`HAFEN_LANG`), whatever the daemon speaks.
+    pub fn cli_in(&self, lang: &str, args: &[&str]) -> Output {
+        Command::new(bin()).arg("--config").arg(&self.config).args(args).env("HAFEN_LANG", lang).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// A raw HTTP/1.0 request on the API socket, as any client would make it: (status, JSON body).
+    pub fn api(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(self.socket()).unwrap();
+        write!(s, "{method} {path} HTTP/1.0\r\nHost: hafen\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let (head, json) = out.split_once("\r\n\r\n").expect("an HTTP answer");
+        let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("a status line");
+        (status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
     }
 
     /// Runs a CLI command that must succeed; returns stdout.

@@ -25,6 +25,20 @@ pub enum ImageError {
     Engine(#[from] EngineError),
 }
 
+impl ImageError {
+    /// The error as code + arguments (`hafen_api::Message`), rendered by each reader's front end.
+    pub fn message(&self) -> hafen_api::Message {
+        use hafen_api::Message as M;
+        match self {
+            ImageError::NoRecipe { recipe, path, dir } => M::new("image_norecipe").arg("recipe", recipe).arg("path", path).arg("dir", dir),
+            ImageError::Read { recipe, detail } => M::new("image_read").arg("recipe", recipe).arg("detail", detail),
+            ImageError::NoDebootstrap { suite } => M::new("image_nodebootstrap").arg("suite", suite),
+            ImageError::Bootstrap { suite, mirror, detail } => M::new("image_bootstrap").arg("suite", suite).arg("detail", detail).arg("mirror", mirror),
+            ImageError::Engine(e) => e.message(),
+        }
+    }
+}
+
 pub const BASE_REPO: &str = "hafen/debian";
 
 /// Hash over the recipe's files (relative path and content), in sorted order.

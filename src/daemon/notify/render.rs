@@ -3,6 +3,7 @@
 //! bad. Texts live in `locales/notify.yml`; an unknown code still renders, with its code and
 //! arguments. Pure: no I/O, no clock.
 
+pub use hafen_core::i18n::fill;
 use super::{Notice, NoticeKind, Severity, Step};
 use std::collections::BTreeMap;
 
@@ -135,8 +136,7 @@ pub fn utc_time(rfc3339: &str) -> String {
 /// The text for `key` in `lang` (English when `lang` lacks it), or `None` when no language
 /// has it.
 fn lookup(lang: &str, key: &str) -> Option<String> {
-    // `t!` answers a missing key with `<lang>.<key>`; this is the lookup it makes, without that.
-    crate::_rust_i18n_try_translate(lang, key).map(|c| c.into_owned())
+    hafen_core::i18n::lookup(lang, key)
 }
 
 /// A text that must exist (hafen's own frame), filled in; the key itself if it is missing.
@@ -147,55 +147,6 @@ fn text(lang: &str, key: &str, args: &BTreeMap<String, String>) -> String {
 fn generic_args(code: &str, args: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let list = args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
     BTreeMap::from([("code".to_string(), code.to_string()), ("args".to_string(), list)])
-}
-
-/// Replaces each `%{name}` in one pass (a value is never read as a template). A line starting
-/// with `?` is optional: kept, without the `?`, only when all its arguments are given and not
-/// empty. A missing argument elsewhere becomes `?`.
-pub fn fill(template: &str, args: &BTreeMap<String, String>) -> String {
-    let mut lines = Vec::new();
-    for line in template.split('\n') {
-        match line.strip_prefix('?') {
-            Some(optional) if placeholders(optional).iter().all(|p| arg(args, p).is_some_and(|v| !v.is_empty())) => {
-                lines.push(fill_line(optional, args))
-            }
-            Some(_) => {}
-            None => lines.push(fill_line(line, args)),
-        }
-    }
-    lines.join("\n")
-}
-
-fn arg<'a>(args: &'a BTreeMap<String, String>, name: &str) -> Option<&'a str> {
-    let v = args.get(name)?.as_str();
-    // `percent` is followed by `%` in the texts.
-    Some(if name == "percent" { v.trim().trim_end_matches('%').trim_end() } else { v })
-}
-
-fn placeholders(s: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some(start) = rest.find("%{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else { break };
-        out.push(&after[..end]);
-        rest = &after[end + 1..];
-    }
-    out
-}
-
-fn fill_line(line: &str, args: &BTreeMap<String, String>) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while let Some(start) = rest.find("%{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else { break };
-        out.push_str(&rest[..start]);
-        out.push_str(arg(args, &after[..end]).unwrap_or("?"));
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
