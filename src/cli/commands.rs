@@ -5,6 +5,7 @@
 
 
 use crate::client::Client;
+use crate::output::{print_json, progress_spinner, spinning};
 use hafen_api::*;
 use hafen_daemon::catalogue::{self, render};
 use hafen_daemon::config::Config;
@@ -366,9 +367,6 @@ fn parse_sets(sets: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
         .collect()
 }
 
-pub(crate) fn print_json<T: serde::Serialize>(v: &T) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-}
 
 async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match &cli.cmd {
@@ -408,7 +406,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Notify(NotifyCmd::Test(j)) => notify_test(&cli, j.json).await,
         Cmd::Keys(k) => keys(&cli, k),
         Cmd::Backup(b) => backup(&cli, b).await,
-        Cmd::Update(u) => crate::update::run(&cli, u).await,
+        Cmd::Update(u) => crate::update::run(client(&cli)?, u).await,
         Cmd::Restore(r) if r.repo.is_none() => restore_stack(&cli, r).await,
         Cmd::Restore(r) => restore(&cli, r).await,
         Cmd::Image(ImageCmd::Build { recipes }) => {
@@ -473,27 +471,7 @@ fn print_stacks(stacks: &[StackSummary]) {
 
 /// A spinner with elapsed time on a terminal; one plain line otherwise.
 /// Runs `f` with a spinner showing `msg` when `show` (a terminal user waiting for the daemon).
-pub(crate) async fn spinning<T>(show: bool, msg: &str, f: impl std::future::Future<Output = T>) -> T {
-    let spinner = show.then(|| progress_spinner(msg));
-    let r = f.await;
-    if let Some(s) = spinner {
-        s.finish_and_clear();
-    }
-    r
-}
 
-fn progress_spinner(msg: &str) -> indicatif::ProgressBar {
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
-        pb.set_message(msg.to_string());
-        pb.enable_steady_tick(Duration::from_millis(200));
-        pb
-    } else {
-        eprintln!("{msg}");
-        indicatif::ProgressBar::hidden()
-    }
-}
 
 fn print_plan(plan: &hafen_daemon::reconcile::Plan, images: &[String]) {
     if !images.is_empty() {

@@ -6,6 +6,7 @@ rust_i18n::i18n!("../../locales", fallback = "en");
 
 mod client;
 mod commands;
+mod output;
 mod update;
 
 use clap::Parser;

@@ -1,6 +1,7 @@
 //! `hafen update check|plan|apply|rollback|pin|unpin|list`: clients of the daemon's update API.
 
-use crate::commands::{client, print_json, spinning, Cli};
+use crate::client::Client;
+use crate::output::{print_json, spinning};
 use hafen_api::UpdateRequest;
 use hafen_daemon::update::{ApplyReport, PlanView, StackCheck};
 use hafen_store::UpdateRecord;
@@ -69,8 +70,7 @@ fn print_record(u: &UpdateRecord) {
     }
 }
 
-pub async fn run(cli: &Cli, cmd: &UpdateCmd) -> anyhow::Result<i32> {
-    let c = client(cli)?;
+pub async fn run(c: Client, cmd: &UpdateCmd) -> anyhow::Result<i32> {
     match cmd {
         UpdateCmd::Check { stack, rebuild, json } => {
             let mut path = match stack {

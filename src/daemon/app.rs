@@ -102,11 +102,11 @@ pub struct App {
     /// The event bus: the sequence number of each recorded event (`hafen events --follow`).
     pub bus: tokio::sync::broadcast::Sender<i64>,
     /// Restart decisions (backoff, crash loops), per `stack/service`.
-    pub(crate) healer: Mutex<crate::watch::Healer>,
+    pub(crate) healer: Mutex<hafen_core::heal::Healer>,
     /// Each deployed stack's combined health as last computed.
     pub(crate) stack_states: Mutex<BTreeMap<String, crate::probe::StackHealth>>,
     /// What `hafen worker list` shows.
-    pub(crate) workers: Mutex<BTreeMap<String, crate::watch::WorkerInfo>>,
+    pub(crate) workers: Mutex<BTreeMap<String, hafen_api::WorkerInfo>>,
     /// Wakes the reconciler early (an engine event, a restart due).
     pub kick_reconcile: tokio::sync::Notify,
     /// Wakes the notification sender (something was queued).
@@ -144,7 +144,7 @@ impl App {
             updating: Mutex::new(Default::default()),
             rebuilds: Mutex::new(BTreeMap::new()),
             bus: tokio::sync::broadcast::channel(256).0,
-            healer: Mutex::new(crate::watch::Healer::new(0, std::time::Duration::ZERO)),
+            healer: Mutex::new(hafen_core::heal::Healer::new(0, std::time::Duration::ZERO)),
             stack_states: Mutex::new(BTreeMap::new()),
             workers: Mutex::new(BTreeMap::new()),
             kick_reconcile: tokio::sync::Notify::new(),
@@ -160,7 +160,7 @@ impl App {
     /// The healer with the configured limits; services that were crash-looping when hafen
     /// stopped (an open `crash_loop` alert) stay given up.
     fn with_healer(self) -> App {
-        let mut h = crate::watch::Healer::new(self.cfg.health.restart_limit, self.cfg.health.restart_window);
+        let mut h = hafen_core::heal::Healer::new(self.cfg.health.restart_limit, self.cfg.health.restart_window);
         for a in self.store.alerts().unwrap_or_default() {
             if let Some(key) = a.key.strip_prefix("crash_loop:") {
                 h.mark_failed(key);
@@ -193,7 +193,7 @@ impl App {
                 Severity::Critical,
                 Some(stack),
                 &[("stack", s(stack)), ("target", s(target)), ("error", s(error))],
-                vec![crate::watch::step("retry_scheduled", &[("when", s(&self.cfg.backup_schedule))])],
+                vec![crate::notify::step("retry_scheduled", &[("when", s(&self.cfg.backup_schedule))])],
             ),
             Event::BackupFinished { stack, .. } => {
                 self.resolve(&format!("backup_failed:{stack}"));
@@ -214,7 +214,7 @@ impl App {
                 Severity::Critical,
                 None,
                 &[("endpoint", self.cfg.docker_socket.display().to_string()), ("detail", s(detail))],
-                vec![crate::watch::step("reconnecting", &[])],
+                vec![crate::notify::step("reconnecting", &[])],
             ),
             Event::EngineReachable { .. } => self.resolve("engine_unreachable"),
             Event::ServiceCrashLooped { stack, service, restarts, window_secs } => self.raise(
@@ -224,8 +224,8 @@ impl App {
                 Some(stack),
                 &[("stack", s(stack)), ("service", s(service)), ("restarts", restarts.to_string()), ("window", hafen_core::events::human_secs(*window_secs))],
                 vec![
-                    crate::watch::step("restarted", &[("service", s(service)), ("count", restarts.to_string())]),
-                    crate::watch::step("restarts_stopped", &[("service", s(service))]),
+                    crate::notify::step("restarted", &[("service", s(service)), ("count", restarts.to_string())]),
+                    crate::notify::step("restarts_stopped", &[("service", s(service))]),
                 ],
             ),
             Event::ServiceRestarted { stack, service, .. } => self.metrics.inc_restarts(stack, service),
@@ -395,7 +395,7 @@ impl App {
     /// that turned unhealthy are stopped here and started by the plan. Returns the plan, the
     /// restarts it makes (service, reason, attempt) and the crash loops found (service, restarts).
     async fn heal_plan(&self, stack: &StackDef, plan: Plan, actual: &Actual) -> (Plan, Vec<(String, String, u32)>, Vec<(String, u32)>) {
-        use crate::watch::{Decision, Want};
+        use hafen_core::heal::{Decision, Want};
         let now = Instant::now();
         let mut running: std::collections::BTreeSet<String> = actual.services.iter().filter(|s| s.running).map(|s| s.service.clone()).collect();
         let (mut healed, mut loops, mut actions, mut to_stop) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());

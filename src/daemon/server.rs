@@ -170,7 +170,7 @@ async fn events(State(app): State<Arc<App>>, Query(q): Query<EventsQuery>) -> R<
     }
 }
 
-async fn workers(State(app): State<Arc<App>>) -> Json<Vec<crate::watch::WorkerInfo>> {
+async fn workers(State(app): State<Arc<App>>) -> Json<Vec<hafen_api::WorkerInfo>> {
     Json(app.workers())
 }
 

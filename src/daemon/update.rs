@@ -547,9 +547,9 @@ impl App {
                     Some(&id),
                     &[("stack", s(&id)), ("from", rec.from_version.clone()), ("to", rec.to_version.clone()), ("step", s(step)), ("error", s(error)), ("log", if log.is_empty() { "-".into() } else { last_lines(log, 20) })],
                     vec![
-                        crate::watch::step("update_backup", &[("snapshot", snap.clone())]),
-                        crate::watch::step("update_rolled_back", &[("from", rec.from_version.clone())]),
-                        crate::watch::step("data_restored", &[("snapshot", snap)]),
+                        crate::notify::step("update_backup", &[("snapshot", snap.clone())]),
+                        crate::notify::step("update_rolled_back", &[("from", rec.from_version.clone())]),
+                        crate::notify::step("data_restored", &[("snapshot", snap)]),
                     ],
                 );
             }

@@ -7,6 +7,7 @@
 pub use hafen_api::WorkerInfo;
 pub use hafen_core::alerts::{backup_age_level, reminders_due, Level};
 pub use hafen_core::heal::{backoff, Decision, Healer, Want};
+use crate::notify::{args, step};
 use crate::app::App;
 use crate::probe::StackHealth;
 use crate::notify::{Notice, NoticeKind, Severity, Step};
@@ -19,14 +20,6 @@ use tokio_util::sync::CancellationToken;
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "hafen".into())
-}
-
-fn args(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
-}
-
-pub fn step(code: &str, pairs: &[(&str, String)]) -> Step {
-    Step { code: code.into(), args: args(pairs) }
 }
 
 impl App {

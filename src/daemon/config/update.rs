@@ -139,7 +139,7 @@ pub(super) fn parse_registries(v: &serde_norway::Value, is: &mut Issues) -> Vec<
         let plain = r.opt::<bool>("plain_http", is);
         r.finish(is);
         if let Some(host) = host {
-            let loopback = crate::registry::is_loopback_host(&host);
+            let loopback = hafen_core::image_ref::is_loopback_host(&host);
             if plain == Some(true) && !loopback {
                 is.push(&ip, format!("`plain_http` would send registry credentials and images unencrypted; allowed only for a registry on this machine, not `{host}`"));
             }

@@ -78,3 +78,13 @@ pub struct Notice {
     /// The box's host name, so one admin with several boxes knows which one speaks.
     pub host: String,
 }
+
+/// Named arguments of a step or an alert.
+pub fn args(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+/// A step (`step.<code>`) with its arguments.
+pub fn step(code: &str, pairs: &[(&str, String)]) -> Step {
+    Step { code: code.into(), args: args(pairs) }
+}
