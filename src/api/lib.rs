@@ -270,3 +270,14 @@ pub struct WorkerInfo {
     pub detail: String,
 }
 
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub ts: String,
+    pub kind: String,
+    pub stack: Option<String>,
+    pub actor: String,
+    pub message: String,
+    pub detail: serde_json::Value,
+}

@@ -5,7 +5,7 @@
 
 
 use crate::client::Client;
-use crate::output::{print_json, progress_spinner, spinning};
+use crate::output::{print_json, progress_spinner, spinning, word};
 use hafen_api::*;
 use hafen_daemon::catalogue::{self, render};
 use hafen_daemon::config::Config;
@@ -436,7 +436,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
 fn print_status(s: &StatusResponse) {
     println!("hafen {}  —  {}: {}", s.version, t!("config_from"), s.config_source);
     let e = if s.engine.reachable { t!("reachable") } else { t!("unreachable") };
-    println!("{}: {e} ({}, since {})", t!("engine"), s.engine.detail, s.engine.since);
+    println!("{}: {e} ({}, {} {})", t!("engine"), s.engine.detail, word("since"), s.engine.since);
     if let Some(lr) = &s.last_reconcile {
         println!("{}: {lr}", t!("last_reconcile"));
     }
@@ -461,10 +461,10 @@ fn print_stacks(stacks: &[StackSummary]) {
     println!("{:<14} {:<14} {:<15} {}", t!("col_stack"), t!("col_state"), t!("col_enabled"), t!("col_name"));
     for st in stacks {
         let en = if st.enabled { t!("yes") } else { t!("no") };
-        println!("{:<14} {:<14} {:<15} {}", st.id, st.state, en, st.name);
+        println!("{:<14} {:<14} {:<15} {}", st.id, word(&st.state), en, st.name);
         for sv in st.services.iter().filter(|_| st.state != "not deployed") {
             let detail = sv.health_detail.as_deref().map(|d| format!(" — {d}")).unwrap_or_default();
-            println!("  {:<12} {:<10} {:<9} {}{detail}", sv.service, sv.health, sv.status, sv.ports.join(" "));
+            println!("  {:<12} {:<10} {:<9} {}{detail}", sv.service, word(&sv.health), word(&sv.status), sv.ports.join(" "));
         }
     }
 }
@@ -485,7 +485,7 @@ fn print_plan(plan: &hafen_daemon::reconcile::Plan, images: &[String]) {
     } else {
         println!("{}", t!("plan_header", stack = plan.stack));
         for (i, a) in plan.actions.iter().enumerate() {
-            println!("  {:>2}. {a}", i + 1);
+            println!("  {:>2}. {}", i + 1, hafen_core::describe::action_in(&rust_i18n::locale(), a));
         }
     }
 }
@@ -586,13 +586,13 @@ async fn stack(cli: &Cli, sc: &StackCmd) -> anyhow::Result<i32> {
                     }
                     return Ok(0);
                 }
-                let line = d.summary.services.iter().map(|s| format!("{}={}", s.service, s.health)).collect::<Vec<_>>().join(" ");
+                let line = d.summary.services.iter().map(|s| format!("{}={}", s.service, word(&s.health))).collect::<Vec<_>>().join(" ");
                 if line != last && !*json {
                     println!("  {line}");
                     last = line;
                 }
                 if Instant::now() > deadline {
-                    eprintln!("{}", t!("not_healthy", stack = id, secs = wait, state = d.summary.state));
+                    eprintln!("{}", t!("not_healthy", stack = id, secs = wait, state = word(&d.summary.state)));
                     return Ok(1);
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -974,12 +974,16 @@ async fn events(cli: &Cli, a: &EventsArgs) -> anyhow::Result<i32> {
         if a.follow {
             path.push_str("&wait=25");
         }
-        let ev: Vec<hafen_store::EventRecord> = c.get(&path).await?;
+        let ev: Vec<hafen_api::EventRecord> = c.get(&path).await?;
+        let lang = rust_i18n::locale();
         for e in &ev {
             if a.json {
                 println!("{}", serde_json::to_string(e).unwrap_or_default());
             } else {
-                println!("{} {:<22} {:<16} {}", e.ts, e.kind, e.actor, e.message);
+                // The line in the reader's language, from the event itself; the stored line
+                // when this build cannot read it.
+                let line = hafen_core::events::render_detail(&lang, &e.detail).unwrap_or_else(|| e.message.clone());
+                println!("{} {:<22} {:<16} {}", e.ts, e.kind, e.actor, line);
             }
             since = e.seq;
         }
@@ -997,7 +1001,7 @@ async fn worker_list(cli: &Cli, json: bool) -> anyhow::Result<i32> {
     }
     println!("{:<18} {:<9} {:<24} {:<26} {}", t!("col_worker"), t!("col_state"), t!("col_last_run"), t!("col_every"), t!("col_detail"));
     for i in &w {
-        println!("{:<18} {:<9} {:<24} {:<26} {}", i.name, i.state, i.last_run.as_deref().unwrap_or("-"), i.every, i.detail);
+        println!("{:<18} {:<9} {:<24} {:<26} {}", i.name, word(&i.state), i.last_run.as_deref().unwrap_or("-"), i.every, i.detail);
     }
     Ok(0)
 }

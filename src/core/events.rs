@@ -2,9 +2,10 @@
 //! store's event log and, in the same transaction, as a hash-chained audit record (`audit`),
 //! then sent on the daemon's event bus (`hafen events --follow`, alerts, metrics).
 
-use serde::Serialize;
+use hafen_api::Message;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
     StackDeployRequested { stack: String, settings_changed: Vec<String> },
@@ -126,52 +127,96 @@ impl Event {
         }
     }
 
-    /// One line for people.
-    pub fn message(&self) -> String {
+    /// One line for people, as a catalogue key (`event.…`) and its arguments; texts that came
+    /// from elsewhere (an engine's error, an action's description) are arguments as they are.
+    pub fn text(&self) -> Message {
+        let m = |code: &str| Message::new(&format!("event.{code}"));
         match self {
-            Event::StackDeployRequested { stack, settings_changed } if settings_changed.is_empty() => format!("deploy of {stack} requested"),
-            Event::StackDeployRequested { stack, settings_changed } => format!("deploy of {stack} requested; settings changed: {}", settings_changed.join(", ")),
-            Event::ActionApplied { description, .. } => description.clone(),
-            Event::ActionFailed { description, error, .. } => format!("{description} failed: {error}"),
-            Event::DriftRepaired { description, .. } => format!("drift repaired: {description}"),
-            Event::StackRemoved { stack, purge: true } => format!("{stack} removed with its data volumes"),
-            Event::StackRemoved { stack, purge: false } => format!("{stack} removed; data volumes kept"),
-            Event::HealthChanged { stack, service, from, to, .. } => format!("{stack}/{service}: {from} → {to}"),
-            Event::EngineUnreachable { detail } => format!("container engine unreachable: {detail}"),
-            Event::EngineReachable { detail } => format!("container engine reachable: {detail}"),
-            Event::ReconcileFailed { stack, error } => format!("reconciling {stack} failed: {error}"),
-            Event::BackupFinished { stack, target, snapshot, seconds } => format!("backup of {stack} to {target} finished: snapshot {snapshot} ({seconds:.1}s)"),
-            Event::BackupFailed { stack, target, error } => format!("backup of {stack} to {target} FAILED: {error}"),
-            Event::RestoreFinished { stack, snapshot } => format!("{stack} restored from snapshot {snapshot}"),
-            Event::RestoreFailed { stack, error } => format!("restore of {stack} FAILED, previous state put back: {error}"),
-            Event::BackupExported { stack, snapshot, file, sha256 } => format!("snapshot {snapshot} of {stack} exported to {file} (sha256 {sha256})"),
-            Event::BackupPruned { target, forgotten } => format!("target {target} pruned: {forgotten} snapshots forgotten, unused data removed"),
-            Event::BackupChecked { target, subset: None } => format!("repository of {target} checked: no problems"),
-            Event::BackupChecked { target, subset: Some(s) } => format!("repository of {target} checked, packs {s} read: no problems"),
-            Event::ServiceRestarted { stack, service, reason, attempt } => format!("{stack}/{service} restarted ({reason}; restart {attempt} in the window)"),
+            Event::StackDeployRequested { stack, settings_changed } if settings_changed.is_empty() => m("deploy_requested").arg("stack", stack),
+            Event::StackDeployRequested { stack, settings_changed } => m("deploy_requested_settings").arg("stack", stack).arg("settings", settings_changed.join(", ")),
+            Event::ActionApplied { description, .. } => m("action_applied").arg("description", description),
+            Event::ActionFailed { description, error, .. } => m("action_failed").arg("description", description).arg("error", error),
+            Event::DriftRepaired { description, .. } => m("drift_repaired").arg("description", description),
+            Event::StackRemoved { stack, purge: true } => m("removed_purged").arg("stack", stack),
+            Event::StackRemoved { stack, purge: false } => m("removed_kept").arg("stack", stack),
+            Event::HealthChanged { stack, service, from, to, .. } => m("health_changed").arg("stack", stack).arg("service", service).arg("from", from).arg("to", to),
+            Event::EngineUnreachable { detail } => m("engine_unreachable").arg("detail", detail),
+            Event::EngineReachable { detail } => m("engine_reachable").arg("detail", detail),
+            Event::ReconcileFailed { stack, error } => m("reconcile_failed").arg("stack", stack).arg("error", error),
+            Event::BackupFinished { stack, target, snapshot, seconds } => {
+                m("backup_finished").arg("stack", stack).arg("target", target).arg("snapshot", snapshot).arg("seconds", format!("{seconds:.1}"))
+            }
+            Event::BackupFailed { stack, target, error } => m("backup_failed").arg("stack", stack).arg("target", target).arg("error", error),
+            Event::RestoreFinished { stack, snapshot } => m("restore_finished").arg("stack", stack).arg("snapshot", snapshot),
+            Event::RestoreFailed { stack, error } => m("restore_failed").arg("stack", stack).arg("error", error),
+            Event::BackupExported { stack, snapshot, file, sha256 } => {
+                m("backup_exported").arg("stack", stack).arg("snapshot", snapshot).arg("file", file).arg("sha256", sha256)
+            }
+            Event::BackupPruned { target, forgotten } => m("backup_pruned").arg("target", target).arg("forgotten", forgotten),
+            Event::BackupChecked { target, subset: None } => m("backup_checked").arg("target", target),
+            Event::BackupChecked { target, subset: Some(s) } => m("backup_checked_subset").arg("target", target).arg("subset", s),
+            Event::ServiceRestarted { stack, service, reason, attempt } => {
+                m("service_restarted").arg("stack", stack).arg("service", service).arg("reason", reason).arg("attempt", attempt)
+            }
             Event::ServiceCrashLooped { stack, service, restarts, window_secs } => {
-                format!("{stack}/{service} CRASH LOOP: {restarts} restarts within {}; hafen stopped restarting it", human_secs(*window_secs))
+                m("crash_looped").arg("stack", stack).arg("service", service).arg("restarts", restarts).arg("window", human_secs(*window_secs))
             }
-            Event::StackHealthChanged { stack, from, to } => format!("{stack}: {from} → {to}"),
-            Event::AlertRaised { key, severity, message } => format!("alert {key} ({severity}): {message}"),
-            Event::AlertResolved { key, message } => format!("alert {key} resolved: {message}"),
-            Event::HostCheckChanged { check, level, detail } => format!("host check {check}: {level}: {detail}"),
-            Event::UpdateAvailable { stack, current, path } => format!("{stack}: updates available from {current}: {}", path.join(" → ")),
-            Event::UpdateStarted { stack, from, to, id } => format!("update {id} of {stack} from {from} to {to} started"),
-            Event::UpdateStep { stack, id, step, detail } => format!("update {id} of {stack}: {step}: {detail}"),
-            Event::UpdateCommitted { stack, from, to, id, downtime } => format!("update {id} of {stack} from {from} to {to} committed ({downtime:.0}s down)"),
-            Event::UpdateAborted { stack, to, id, step, error } => format!("update {id} of {stack} to {to} ABORTED at {step}, nothing changed: {error}"),
-            Event::UpdateRolledBack { stack, from, to, id, step, error, downtime } => {
-                format!("update {id} of {stack} to {to} FAILED at {step} and was rolled back to {from} with its data ({downtime:.0}s down): {error}")
+            Event::StackHealthChanged { stack, from, to } => m("stack_health_changed").arg("stack", stack).arg("from", from).arg("to", to),
+            Event::AlertRaised { key, severity, message } => m("alert_raised").arg("key", key).arg("severity", severity).arg("message", message),
+            Event::AlertResolved { key, message } => m("alert_resolved").arg("key", key).arg("message", message),
+            Event::HostCheckChanged { check, level, detail } => m("host_check_changed").arg("check", check).arg("level", level).arg("detail", detail),
+            Event::UpdateAvailable { stack, current, path } => m("update_available").arg("stack", stack).arg("current", current).arg("path", path.join(" → ")),
+            Event::UpdateStarted { stack, from, to, id } => m("update_started").arg("stack", stack).arg("from", from).arg("to", to).arg("id", id),
+            Event::UpdateStep { stack, id, step, detail } => m("update_step").arg("stack", stack).arg("id", id).arg("step", step).arg("detail", detail),
+            Event::UpdateCommitted { stack, from, to, id, downtime } => {
+                m("update_committed").arg("stack", stack).arg("from", from).arg("to", to).arg("id", id).arg("downtime", format!("{downtime:.0}"))
             }
-            Event::UpdateFailed { stack, to, id, error } => format!("update {id} of {stack} to {to} FAILED and the rollback failed too: {error}"),
-            Event::UpdatePinned { stack, version: Some(v) } => format!("{stack} pinned: no updates beyond {v}"),
-            Event::UpdatePinned { stack, version: None } => format!("{stack} unpinned"),
-            Event::BackupCheckFailed { target, subset, problems } => {
-                format!("repository check of {target}{} FOUND PROBLEMS: {}", subset.as_ref().map(|s| format!(" (packs {s})")).unwrap_or_default(), problems.join("; "))
+            Event::UpdateAborted { stack, to, id, step, error } => {
+                m("update_aborted").arg("stack", stack).arg("to", to).arg("id", id).arg("step", step).arg("error", error)
+            }
+            Event::UpdateRolledBack { stack, from, to, id, step, error, downtime } => m("update_rolled_back")
+                .arg("stack", stack)
+                .arg("from", from)
+                .arg("to", to)
+                .arg("id", id)
+                .arg("step", step)
+                .arg("error", error)
+                .arg("downtime", format!("{downtime:.0}")),
+            Event::UpdateFailed { stack, to, id, error } => m("update_failed").arg("stack", stack).arg("to", to).arg("id", id).arg("error", error),
+            Event::UpdatePinned { stack, version: Some(v) } => m("update_pinned").arg("stack", stack).arg("version", v),
+            Event::UpdatePinned { stack, version: None } => m("update_unpinned").arg("stack", stack),
+            Event::BackupCheckFailed { target, subset: None, problems } => m("backup_check_failed").arg("target", target).arg("problems", problems.join("; ")),
+            Event::BackupCheckFailed { target, subset: Some(s), problems } => {
+                m("backup_check_failed_subset").arg("target", target).arg("subset", s).arg("problems", problems.join("; "))
             }
         }
     }
+
+    /// The line in `lang` (`de`, `en`). An action's description is the English plan line the
+    /// event keeps; other languages read the action from its key.
+    pub fn message_in(&self, lang: &str) -> String {
+        let mut t = self.text();
+        if lang != "en" {
+            if let Event::ActionApplied { action, .. } | Event::ActionFailed { action, .. } | Event::DriftRepaired { action, .. } = self {
+                if let Some(a) = crate::describe::action_key(action) {
+                    t.args.insert("description".into(), crate::i18n::render(lang, &a));
+                }
+            }
+        }
+        crate::i18n::render(lang, &t)
+    }
+
+    /// The line as the event log and the daemon's log keep it (English, as since the first
+    /// release); front ends show `message_in` in their reader's language.
+    pub fn message(&self) -> String {
+        self.message_in("en")
+    }
+}
+
+/// A recorded event's line in `lang`, from its stored detail (the event as JSON); `None` for a
+/// detail this build cannot read (an older or newer daemon): show the stored line then.
+pub fn render_detail(lang: &str, detail: &serde_json::Value) -> Option<String> {
+    serde_json::from_value::<Event>(detail.clone()).ok().map(|e| e.message_in(lang))
 }
 
 /// `600` → `10m`, `5400` → `1h30m`.
@@ -182,5 +227,72 @@ pub fn human_secs(s: u64) -> String {
         (0, m, s) => format!("{m}m{s}s"),
         (h, 0, _) => format!("{h}h"),
         (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> String {
+        v.to_string()
+    }
+
+    /// Every kind of event, with the English line the event log has recorded since the first
+    /// release (the catalogue must reproduce it exactly) — and a German line of its own.
+    #[test]
+    fn english_lines_are_unchanged_and_german_ones_exist() {
+        let cases: Vec<(Event, &str)> = vec![
+            (Event::StackDeployRequested { stack: s("t"), settings_changed: vec![] }, "deploy of t requested"),
+            (Event::StackDeployRequested { stack: s("t"), settings_changed: vec![s("a"), s("b")] }, "deploy of t requested; settings changed: a, b"),
+            (Event::ActionApplied { stack: s("t"), action: s("k"), description: s("create network hafen-t") }, "create network hafen-t"),
+            (Event::ActionFailed { stack: s("t"), action: s("k"), description: s("start service x"), error: s("boom") }, "start service x failed: boom"),
+            (Event::DriftRepaired { stack: s("t"), action: s("k"), description: s("d") }, "drift repaired: d"),
+            (Event::StackRemoved { stack: s("t"), purge: true }, "t removed with its data volumes"),
+            (Event::StackRemoved { stack: s("t"), purge: false }, "t removed; data volumes kept"),
+            (Event::HealthChanged { stack: s("t"), service: s("db"), from: s("starting"), to: s("healthy"), detail: None }, "t/db: starting → healthy"),
+            (Event::EngineUnreachable { detail: s("x") }, "container engine unreachable: x"),
+            (Event::EngineReachable { detail: s("x") }, "container engine reachable: x"),
+            (Event::ReconcileFailed { stack: s("t"), error: s("e") }, "reconciling t failed: e"),
+            (Event::BackupFinished { stack: s("t"), target: s("usb"), snapshot: s("ab12"), seconds: 3.25 }, "backup of t to usb finished: snapshot ab12 (3.2s)"),
+            (Event::BackupFailed { stack: s("t"), target: s("usb"), error: s("e") }, "backup of t to usb FAILED: e"),
+            (Event::RestoreFinished { stack: s("t"), snapshot: s("ab") }, "t restored from snapshot ab"),
+            (Event::RestoreFailed { stack: s("t"), error: s("e") }, "restore of t FAILED, previous state put back: e"),
+            (Event::BackupExported { stack: s("t"), snapshot: s("ab"), file: s("/f"), sha256: s("00") }, "snapshot ab of t exported to /f (sha256 00)"),
+            (Event::BackupPruned { target: s("usb"), forgotten: 3 }, "target usb pruned: 3 snapshots forgotten, unused data removed"),
+            (Event::BackupChecked { target: s("usb"), subset: None }, "repository of usb checked: no problems"),
+            (Event::BackupChecked { target: s("usb"), subset: Some(s("3/30")) }, "repository of usb checked, packs 3/30 read: no problems"),
+            (Event::BackupCheckFailed { target: s("usb"), subset: None, problems: vec![s("a"), s("b")] }, "repository check of usb FOUND PROBLEMS: a; b"),
+            (Event::BackupCheckFailed { target: s("usb"), subset: Some(s("3/30")), problems: vec![s("a")] }, "repository check of usb (packs 3/30) FOUND PROBLEMS: a"),
+            (Event::ServiceRestarted { stack: s("t"), service: s("db"), reason: s("exited"), attempt: 2 }, "t/db restarted (exited; restart 2 in the window)"),
+            (
+                Event::ServiceCrashLooped { stack: s("t"), service: s("db"), restarts: 5, window_secs: 600 },
+                "t/db CRASH LOOP: 5 restarts within 10m; hafen stopped restarting it",
+            ),
+            (Event::StackHealthChanged { stack: s("t"), from: s("healthy"), to: s("degraded") }, "t: healthy → degraded"),
+            (Event::AlertRaised { key: s("k"), severity: s("critical"), message: s("m") }, "alert k (critical): m"),
+            (Event::AlertResolved { key: s("k"), message: s("m") }, "alert k resolved: m"),
+            (Event::HostCheckChanged { check: s("disk"), level: s("warning"), detail: s("d") }, "host check disk: warning: d"),
+            (Event::UpdateAvailable { stack: s("t"), current: s("6.0"), path: vec![s("6.2"), s("7.0")] }, "t: updates available from 6.0: 6.2 → 7.0"),
+            (Event::UpdateStarted { stack: s("t"), from: s("6.0"), to: s("7.0"), id: 4 }, "update 4 of t from 6.0 to 7.0 started"),
+            (Event::UpdateStep { stack: s("t"), id: 4, step: s("pull"), detail: s("d") }, "update 4 of t: pull: d"),
+            (Event::UpdateCommitted { stack: s("t"), from: s("6.0"), to: s("7.0"), id: 4, downtime: 19.4 }, "update 4 of t from 6.0 to 7.0 committed (19s down)"),
+            (Event::UpdateAborted { stack: s("t"), to: s("7.0"), id: 4, step: s("backup"), error: s("e") }, "update 4 of t to 7.0 ABORTED at backup, nothing changed: e"),
+            (
+                Event::UpdateRolledBack { stack: s("t"), from: s("6.0"), to: s("7.0"), id: 4, step: s("migrate"), error: s("e"), downtime: 8.0 },
+                "update 4 of t to 7.0 FAILED at migrate and was rolled back to 6.0 with its data (8s down): e",
+            ),
+            (Event::UpdateFailed { stack: s("t"), to: s("7.0"), id: 4, error: s("e") }, "update 4 of t to 7.0 FAILED and the rollback failed too: e"),
+            (Event::UpdatePinned { stack: s("t"), version: Some(s("7.0")) }, "t pinned: no updates beyond 7.0"),
+            (Event::UpdatePinned { stack: s("t"), version: None }, "t unpinned"),
+        ];
+        for (e, en) in &cases {
+            assert_eq!(e.message(), *en);
+            let de = e.message_in("de");
+            assert!(de != *en && !de.contains("event.") && !de.contains('?'), "{de}");
+            // What the store keeps renders again, in either language.
+            let detail = serde_json::to_value(e).unwrap();
+            assert_eq!(render_detail("de", &detail).as_deref(), Some(de.as_str()));
+        }
     }
 }

@@ -35,6 +35,12 @@ pub fn lookup(lang: &str, key: &str) -> Option<String> {
     crate::_rust_i18n_try_translate(lang, key).map(|c| c.into_owned())
 }
 
+/// A message whose code is a full catalogue key (events, plan actions) in `lang`; the code
+/// itself when no language has it.
+pub fn render(lang: &str, m: &Message) -> String {
+    lookup(lang, &m.code).map(|t| fill(&t, &m.args)).unwrap_or_else(|| m.code.clone())
+}
+
 /// An error message (`err.<code>`) in `lang`, its arguments filled in; `None` for a code the
 /// catalogue does not know (a newer daemon): the caller shows the daemon's own rendering then.
 pub fn render_error(lang: &str, m: &Message) -> Option<String> {
@@ -104,5 +110,50 @@ mod tests {
         assert_eq!(render_error("en", &m).unwrap(), "no stack `nosuch` in /srv/stacks; available: radicale, tryton");
         assert_eq!(render_error("de", &m).unwrap(), "Kein Stack `nosuch` in /srv/stacks; vorhanden: radicale, tryton");
         assert_eq!(render_error("de", &Message::new("no_such_code_yet")), None);
+    }
+}
+
+/// German first: every text of the catalogue exists in German, and a German text that equals the
+/// English one is either only placeholders or a true cognate on this list.
+#[cfg(test)]
+mod catalogue_tests {
+    /// Words German uses as English does (checked by hand); everything else must be translated.
+    const COGNATES: &[&str] = &["col_stack", "col_name", "notify.label.test"];
+
+    fn only_placeholders(s: &str) -> bool {
+        let mut rest = s.to_string();
+        while let Some(a) = rest.find("%{") {
+            let Some(b) = rest[a..].find('}') else { break };
+            rest.replace_range(a..a + b + 1, "");
+        }
+        rest.chars().all(|c| !c.is_alphabetic())
+    }
+
+    #[test]
+    fn every_text_is_in_german_and_not_just_english() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../locales");
+        let mut bad = Vec::new();
+        let mut seen = 0;
+        for f in std::fs::read_dir(&dir).unwrap().flatten().filter(|f| f.path().extension().is_some_and(|e| e == "yml")) {
+            let doc: serde_norway::Mapping = serde_norway::from_str(&std::fs::read_to_string(f.path()).unwrap()).unwrap();
+            for (k, v) in doc {
+                let key = k.as_str().map(str::to_string).unwrap_or_else(|| format!("{k:?}"));
+                if key.starts_with('_') {
+                    continue;
+                }
+                seen += 1;
+                let text = |lang: &str| v.get(lang).and_then(|t| t.as_str()).map(str::to_string);
+                match (text("en"), text("de")) {
+                    (_, None) => bad.push(format!("{key}: no German text")),
+                    (Some(en), Some(de)) if en == de && !only_placeholders(&de) && !COGNATES.contains(&key.as_str()) => {
+                        bad.push(format!("{key}: German equals English ({de:?})"))
+                    }
+                    (None, _) => bad.push(format!("{key}: no English text")),
+                    _ => {}
+                }
+            }
+        }
+        assert!(seen > 200, "only {seen} texts read from {}", dir.display());
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
     }
 }

@@ -7,7 +7,7 @@ rust_i18n::i18n!("../../locales", fallback = "en");
 
 pub mod audit;
 
-pub use hafen_api::AlertRecord;
+pub use hafen_api::{AlertRecord, EventRecord};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -148,16 +148,6 @@ pub struct ImagePin {
     pub pinned_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventRecord {
-    pub seq: i64,
-    pub ts: String,
-    pub kind: String,
-    pub stack: Option<String>,
-    pub actor: String,
-    pub message: String,
-    pub detail: serde_json::Value,
-}
 
 impl StoreError {
     /// The error as code + arguments (`hafen_api::Message`), rendered by each reader's front end.
