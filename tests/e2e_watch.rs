@@ -44,7 +44,7 @@ fn kill9_is_healed_a_failing_probe_alerts_once_and_the_audit_log_shows_tampering
     // Every named worker is listed, host checks included.
     let workers = d.json(&["worker", "list"]);
     let names: Vec<&str> = workers.as_array().unwrap().iter().filter_map(|w| w["name"].as_str()).collect();
-    for w in ["reconciler", "engine-watch", "notifier", "disk-space", "backup-disk", "memory", "clock", "smart", "backup-age"] {
+    for w in ["reconciler", "prober", "backup-scheduler", "updater", "engine-watch", "notifier", "disk-space", "backup-disk", "memory", "clock", "smart", "backup-age"] {
         assert!(names.contains(&w), "worker {w} missing from {names:?}");
     }
 

@@ -1425,3 +1425,19 @@ pub fn health_word(h: Health) -> String {
     }
     .into()
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A service layer on the in-memory engine and a fresh state store, for services' and
+    /// workers' own tests.
+    pub(crate) fn app_with_fake_engine() -> Arc<App> {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!("hafen-app-test-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = Config { state_dir: dir.clone(), socket: dir.join("hafen.sock"), ..Config::default() };
+        let store = Store::open(&cfg.store_path()).unwrap();
+        Arc::new(App::new(cfg, store, Arc::new(hafen_engine::fake::FakeEngine::default())))
+    }
+}

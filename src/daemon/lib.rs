@@ -22,3 +22,4 @@ pub mod serve;
 pub mod server;
 pub mod update;
 pub mod watch;
+pub mod worker;

@@ -5,6 +5,8 @@
 
 use crate::app::App;
 use crate::config::Config;
+use crate::worker::{Round, Status, Worker};
+use async_trait::async_trait;
 use hafen_engine::docker::DockerEngine;
 use hafen_engine::Engine;
 use hafen_store::Store;
@@ -120,29 +122,14 @@ pub async fn run(app: Arc<App>, listener: tokio::net::UnixListener, cancel: Canc
             }
         })
     };
-    tracker.spawn(reconcile_worker(app.clone(), cancel.clone()));
-    tracker.spawn(probe_worker(app.clone(), cancel.clone()));
-    tracker.spawn(backup_worker(app.clone(), cancel.clone()));
-    tracker.spawn(update_worker(app.clone(), cancel.clone()));
-    tracker.spawn(crate::watch::engine_watch(app.clone(), cancel.clone()));
-    tracker.spawn(notify_worker(app.clone(), cancel.clone()));
-    crate::watch::spawn_host_checks(&app, &tracker, &cancel);
-    if let Some(addr) = app.cfg.metrics_listen {
+    // The outbox sender runs beside the notifier worker: its own loop, woken when a notice is
+    // queued (notify::run_outbox), so delivery never waits for the notifier's round.
+    {
         let (app, cancel) = (app.clone(), cancel.clone());
-        tracker.spawn(async move {
-            match crate::metrics::bind(addr).await {
-                Ok(l) => {
-                    app.worker("metrics", "on request", "ok", format!("serving http://{addr}/metrics"));
-                    if let Err(e) = crate::metrics::serve_on(l, app.metrics.clone(), cancel).await {
-                        app.worker("metrics", "on request", "error", format!("stopped: {e}"));
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(%addr, error = %e, "metrics endpoint not available; set metrics_listen to a free address or `off`");
-                    app.worker("metrics", "on request", "error", format!("cannot listen on {addr}: {e}; set metrics_listen to a free address or `off`"));
-                }
-            }
-        });
+        tracker.spawn(async move { crate::notify::run_outbox(&app.store, &app.cfg.notify, cancel, &app.notify_wake).await });
+    }
+    for w in workers(&app) {
+        crate::worker::spawn(&tracker, &app, &cancel, w);
     }
     tracker.close();
     tracing::info!(socket = %app.cfg.socket.display(), "hafen ready");
@@ -158,111 +145,170 @@ pub async fn run(app: Arc<App>, listener: tokio::net::UnixListener, cancel: Canc
     tracing::info!("hafen stopped");
 }
 
+/// Every named worker of the daemon, in the order `hafen worker list` shows them first.
+pub fn workers(app: &App) -> Vec<Box<dyn Worker>> {
+    let mut w: Vec<Box<dyn Worker>> = vec![
+        Box::new(Reconciler),
+        Box::new(Prober),
+        Box::new(BackupScheduler),
+        Box::new(Updater { resumed: false }),
+        Box::new(crate::watch::EngineWatch::default()),
+        Box::new(Notifier),
+    ];
+    w.extend(crate::watch::host_checks(app));
+    if app.cfg.metrics_listen.is_some() {
+        w.push(Box::new(Metrics));
+    }
+    w
+}
+
 /// Worker `reconciler`: brings every enabled stack to its desired state, every interval, and
 /// at once when woken (an engine event, a restart the healer wants).
-async fn reconcile_worker(app: Arc<App>, cancel: CancellationToken) {
-    let every = format!("every {}s and on engine events", app.cfg.reconcile_interval.as_secs());
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = app.reconcile_all() => {}
-        }
-        let (state, detail) = match app.last_reconcile_error() {
-            Some(e) => ("error", e),
-            None => ("ok", "every enabled stack as desired".to_string()),
+struct Reconciler;
+
+#[async_trait]
+impl Worker for Reconciler {
+    fn name(&self) -> &'static str {
+        "reconciler"
+    }
+    fn every(&self, app: &App) -> String {
+        format!("every {}s and on engine events", app.cfg.reconcile_interval.as_secs())
+    }
+    async fn round(&mut self, app: &Arc<App>) -> Round {
+        app.reconcile_all().await;
+        let status = match app.last_reconcile_error() {
+            Some(e) => Status { state: "error", detail: e },
+            None => Status { state: "ok", detail: "every enabled stack as desired".to_string() },
         };
-        app.worker("reconciler", &every, state, detail);
         let mut wait = app.cfg.reconcile_interval;
         if let Some(due) = crate::app::lock(&app.healer).next_due() {
             wait = wait.min(due.saturating_duration_since(std::time::Instant::now()) + Duration::from_millis(20));
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-            _ = app.kick_reconcile.notified() => {}
-        }
+        Round { status: Some(status), wait }
+    }
+    fn wakes_on<'a>(&self, app: &'a App) -> Option<&'a tokio::sync::Notify> {
+        Some(&app.kick_reconcile)
     }
 }
 
-/// Worker `notifier`: delivers the notification outbox and repeats open alerts.
-async fn notify_worker(app: Arc<App>, cancel: CancellationToken) {
-    let sender = {
-        let (app, cancel) = (app.clone(), cancel.clone());
-        async move { crate::notify::run_outbox(&app.store, &app.cfg.notify, cancel, &app.notify_wake).await }
-    };
-    let reminder = {
-        let (app, cancel) = (app.clone(), cancel.clone());
-        async move {
-            loop {
-                app.remind_tick();
-                let pending = app.store.outbox_pending().unwrap_or(0);
-                app.metrics.set_notifications_pending(pending as u64);
-                let alerts = app.store.alerts().unwrap_or_default();
-                for sev in ["warning", "critical"] {
-                    app.metrics.set_alerts_open(sev, alerts.iter().filter(|a| a.severity == sev).count() as u64);
-                }
-                let open = alerts.len();
-                app.worker("notifier", "when something is queued; reminders every minute", if pending > 0 { "warning" } else { "ok" }, format!("{open} open alerts, {pending} notifications waiting"));
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-                }
-            }
+/// Worker `notifier`: repeats open alerts when they are due and keeps the outbox's numbers.
+struct Notifier;
+
+#[async_trait]
+impl Worker for Notifier {
+    fn name(&self) -> &'static str {
+        "notifier"
+    }
+    fn every(&self, _app: &App) -> String {
+        "when something is queued; reminders every minute".into()
+    }
+    async fn round(&mut self, app: &Arc<App>) -> Round {
+        app.remind_tick();
+        let pending = app.store.outbox_pending().unwrap_or(0);
+        app.metrics.set_notifications_pending(pending as u64);
+        let alerts = app.store.alerts().unwrap_or_default();
+        for sev in ["warning", "critical"] {
+            app.metrics.set_alerts_open(sev, alerts.iter().filter(|a| a.severity == sev).count() as u64);
         }
-    };
-    tokio::join!(sender, reminder);
+        let open = alerts.len();
+        let status = Status { state: if pending > 0 { "warning" } else { "ok" }, detail: format!("{open} open alerts, {pending} notifications waiting") };
+        Round { status: Some(status), wait: Duration::from_secs(30) }
+    }
 }
 
 /// Worker `prober`: runs the stacks' health probes when they are due.
-async fn probe_worker(app: Arc<App>, cancel: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = async {
-                app.probe_all().await;
-                if app.health_dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
-                    app.update_stack_health().await;
-                }
-            } => {}
+struct Prober;
+
+#[async_trait]
+impl Worker for Prober {
+    fn name(&self) -> &'static str {
+        "prober"
+    }
+    fn every(&self, _app: &App) -> String {
+        "each probe on its interval".into()
+    }
+    async fn round(&mut self, app: &Arc<App>) -> Round {
+        app.probe_all().await;
+        if app.health_dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            app.update_stack_health().await;
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
+        Round { status: Some(Status { state: "ok", detail: "probes run when due".into() }), wait: Duration::from_secs(1) }
     }
 }
 
 /// Worker `backup-scheduler`: runs the nightly backups when due (and once after a missed run),
 /// then the rotating read check when it is due.
-async fn backup_worker(app: Arc<App>, cancel: CancellationToken) {
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = async { app.backup_schedule_tick().await; app.backup_check_tick().await } => {}
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-        }
+struct BackupScheduler;
+
+#[async_trait]
+impl Worker for BackupScheduler {
+    fn name(&self) -> &'static str {
+        "backup-scheduler"
+    }
+    fn every(&self, app: &App) -> String {
+        app.cfg.backup_schedule.clone()
+    }
+    async fn round(&mut self, app: &Arc<App>) -> Round {
+        app.backup_schedule_tick().await;
+        app.backup_check_tick().await;
+        let detail = if app.cfg.backup_targets.is_empty() { "no backup target configured" } else { "waiting for the next run" };
+        Round { status: Some(Status { state: "ok", detail: detail.into() }), wait: Duration::from_secs(2) }
     }
 }
 
 /// Worker `updater`: first finishes what a killed daemon left (an interrupted update is rolled
 /// back), then asks the registries on `updates.check_schedule` and acts on each stack's policy.
-async fn update_worker(app: Arc<App>, cancel: CancellationToken) {
-    tokio::select! {
-        _ = cancel.cancelled() => return,
-        _ = app.update_resume() => {}
+struct Updater {
+    resumed: bool,
+}
+
+#[async_trait]
+impl Worker for Updater {
+    fn name(&self) -> &'static str {
+        "updater"
     }
-    app.worker("updater", &app.cfg.updates.check_schedule, "ok", "waiting for the next check");
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = app.update_tick() => {}
+    fn every(&self, app: &App) -> String {
+        app.cfg.updates.check_schedule.clone()
+    }
+    async fn round(&mut self, app: &Arc<App>) -> Round {
+        if !self.resumed {
+            app.update_resume().await;
+            self.resumed = true;
+            return Round { status: Some(Status { state: "ok", detail: "waiting for the next check".into() }), wait: Duration::ZERO };
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-        }
+        // The tick reports its own outcome (`App::update_tick`).
+        app.update_tick().await;
+        Round::wait(Duration::from_secs(5))
+    }
+}
+
+/// Worker `metrics`: the Prometheus endpoint on loopback (one long round: it serves until the
+/// daemon stops; a port in use is reported and tried again a minute later).
+struct Metrics;
+
+#[async_trait]
+impl Worker for Metrics {
+    fn name(&self) -> &'static str {
+        "metrics"
+    }
+    fn every(&self, _app: &App) -> String {
+        "on request".into()
+    }
+    async fn round(&mut self, app: &Arc<App>) -> Round {
+        let Some(addr) = app.cfg.metrics_listen else { return Round::wait(Duration::from_secs(3600)) };
+        let detail = match crate::metrics::bind(addr).await {
+            Ok(l) => {
+                app.worker("metrics", "on request", "ok", format!("serving http://{addr}/metrics"));
+                match crate::metrics::serve_on(l, app.metrics.clone(), CancellationToken::new()).await {
+                    Ok(()) => "stopped".to_string(),
+                    Err(e) => format!("stopped: {e}"),
+                }
+            }
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "metrics endpoint not available; set metrics_listen to a free address or `off`");
+                format!("cannot listen on {addr}: {e}; set metrics_listen to a free address or `off`")
+            }
+        };
+        Round { status: Some(Status { state: "error", detail }), wait: Duration::from_secs(60) }
     }
 }

@@ -9,6 +9,7 @@ pub use hafen_core::alerts::{backup_age_level, reminders_due, Level};
 pub use hafen_core::heal::{backoff, Decision, Healer, Want};
 use crate::notify::{args, step};
 use crate::app::App;
+use crate::worker::{Round, Status, Worker};
 use crate::probe::StackHealth;
 use crate::notify::{Notice, NoticeKind, Severity, Step};
 use hafen_store::AlertRecord;
@@ -16,7 +17,6 @@ use futures_util::StreamExt;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "hafen".into())
@@ -229,70 +229,63 @@ impl App {
 
 /// Worker `engine-watch`: follows the engine's container events; when the stream breaks, marks
 /// the engine unreachable, reconnects with backoff (1 s … 30 s) and resyncs everything.
-pub async fn engine_watch(app: Arc<App>, cancel: CancellationToken) {
-    const NAME: &str = "engine-watch";
-    let mut delay = Duration::from_secs(1);
-    let mut connected_before = false;
-    loop {
+/// Worker `engine-watch`: follows the engine's container events (one long round per connection;
+/// after a reconnect a full resync), reconnecting with backoff (1 s doubling to 30 s).
+pub struct EngineWatch {
+    connected_before: bool,
+    /// The wait after the next failed connection attempt.
+    delay: Duration,
+}
+
+impl Default for EngineWatch {
+    fn default() -> Self {
+        EngineWatch { connected_before: false, delay: Duration::from_secs(1) }
+    }
+}
+
+const ENGINE_WATCH: &str = "engine-watch";
+
+#[async_trait::async_trait]
+impl Worker for EngineWatch {
+    fn name(&self) -> &'static str {
+        ENGINE_WATCH
+    }
+    fn every(&self, _app: &App) -> String {
+        "on engine events".into()
+    }
+    async fn round(&mut self, app: &Arc<App>) -> Round {
         match app.engine.events().await {
             Ok(mut stream) => {
-                delay = Duration::from_secs(1);
+                self.delay = Duration::from_secs(1);
                 app.check_engine().await;
-                if connected_before {
+                if self.connected_before {
                     // Full resync: every service is looked at again; stopped ones go to the healer.
                     app.kick_reconcile.notify_one();
                     app.kick_prober();
                 }
-                connected_before = true;
-                app.worker(NAME, "on engine events", "ok", "following the engine's container events");
-                loop {
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        item = stream.next() => match item {
-                            Some(Ok(ev)) => app.on_engine_event(&ev),
-                            Some(Err(e)) => {
-                                app.worker(NAME, "on engine events", "error", format!("event stream broke: {e}; reconnecting"));
-                                break;
-                            }
-                            None => {
-                                app.worker(NAME, "on engine events", "error", "the engine closed the event stream; reconnecting");
-                                break;
-                            }
-                        }
+                self.connected_before = true;
+                app.worker(ENGINE_WATCH, "on engine events", "ok", "following the engine's container events");
+                let why = loop {
+                    match stream.next().await {
+                        Some(Ok(ev)) => app.on_engine_event(&ev),
+                        Some(Err(e)) => break format!("event stream broke: {e}; reconnecting"),
+                        None => break "the engine closed the event stream; reconnecting".to_string(),
                     }
-                }
+                };
                 app.check_engine().await;
+                Round { status: Some(Status { state: "error", detail: why }), wait: Duration::from_secs(1) }
             }
             Err(e) => {
                 app.check_engine().await;
-                app.worker(NAME, "on engine events", "error", format!("{e}; next attempt in {}s", delay.as_secs()));
+                let wait = self.delay;
+                self.delay = (wait * 2).min(Duration::from_secs(30));
+                Round { status: Some(Status { state: "error", detail: format!("{e}; next attempt in {}s", wait.as_secs()) }), wait }
             }
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(30));
     }
 }
 
 /// Runs `check` every `every` as the named worker until cancelled.
-pub async fn periodic<F, Fut>(app: Arc<App>, cancel: CancellationToken, every: Duration, check: F)
-where
-    F: Fn(Arc<App>) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = check(app.clone()) => {}
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-    }
-}
 
 /// Formats bytes for people (`12.3 GB`).
 pub fn human_bytes(b: u64) -> String {
@@ -500,20 +493,64 @@ impl App {
 }
 
 /// Starts the host checks, each a named worker on `health.host_check_interval`.
-pub fn spawn_host_checks(app: &Arc<App>, tracker: &tokio_util::task::TaskTracker, cancel: &CancellationToken) {
+/// The host checks, each a named worker on `health.host_check_interval` (SMART hourly at most:
+/// it reads the disks themselves). Each check reports its own status.
+pub fn host_checks(app: &App) -> Vec<Box<dyn Worker>> {
     let every = app.cfg.health.host_check_interval;
-    for name in ["disk-space", "backup-disk", "memory", "clock", "smart", "backup-age"] {
-        app.worker(name, &format!("every {}s", every.as_secs()), "starting", "first check not run yet");
-    }
     let ooms = Arc::new(std::sync::Mutex::new(None));
-    tracker.spawn(periodic(app.clone(), cancel.clone(), every, |a: Arc<App>| async move { a.check_disks().await }));
-    tracker.spawn(periodic(app.clone(), cancel.clone(), every, |a: Arc<App>| async move { a.check_backup_disks().await }));
-    tracker.spawn(periodic(app.clone(), cancel.clone(), every, move |a: Arc<App>| {
-        let ooms = ooms.clone();
-        async move { a.check_memory(&ooms).await }
-    }));
-    tracker.spawn(periodic(app.clone(), cancel.clone(), every, |a: Arc<App>| async move { a.check_clock().await }));
-    // SMART reads the disks themselves: hourly at most.
-    tracker.spawn(periodic(app.clone(), cancel.clone(), every.max(Duration::from_secs(3600)), |a: Arc<App>| async move { a.check_smart().await }));
-    tracker.spawn(periodic(app.clone(), cancel.clone(), every, |a: Arc<App>| async move { a.check_backup_age().await }));
+    [
+        (HostCheck::DiskSpace, every),
+        (HostCheck::BackupDisk, every),
+        (HostCheck::Memory(ooms), every),
+        (HostCheck::Clock, every),
+        (HostCheck::Smart, every.max(Duration::from_secs(3600))),
+        (HostCheck::BackupAge, every),
+    ]
+    .into_iter()
+    .map(|(check, every)| Box::new(HostCheckWorker { check, every }) as Box<dyn Worker>)
+    .collect()
+}
+
+enum HostCheck {
+    DiskSpace,
+    BackupDisk,
+    /// The out-of-memory kill count seen last.
+    Memory(Arc<std::sync::Mutex<Option<u64>>>),
+    Clock,
+    Smart,
+    BackupAge,
+}
+
+struct HostCheckWorker {
+    check: HostCheck,
+    every: Duration,
+}
+
+#[async_trait::async_trait]
+impl Worker for HostCheckWorker {
+    fn name(&self) -> &'static str {
+        match self.check {
+            HostCheck::DiskSpace => "disk-space",
+            HostCheck::BackupDisk => "backup-disk",
+            HostCheck::Memory(_) => "memory",
+            HostCheck::Clock => "clock",
+            HostCheck::Smart => "smart",
+            HostCheck::BackupAge => "backup-age",
+        }
+    }
+    fn every(&self, app: &App) -> String {
+        // As the checks report it themselves.
+        format!("every {}s", app.cfg.health.host_check_interval.as_secs())
+    }
+    async fn round(&mut self, app: &Arc<App>) -> Round {
+        match &self.check {
+            HostCheck::DiskSpace => app.check_disks().await,
+            HostCheck::BackupDisk => app.check_backup_disks().await,
+            HostCheck::Memory(ooms) => app.check_memory(ooms).await,
+            HostCheck::Clock => app.check_clock().await,
+            HostCheck::Smart => app.check_smart().await,
+            HostCheck::BackupAge => app.check_backup_age().await,
+        }
+        Round::wait(self.every)
+    }
 }
