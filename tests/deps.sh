@@ -28,13 +28,16 @@ fi
 
 # The one hafen crate allowed to use each dangerous crate directly (normal dependencies, read
 # from `cargo metadata`; tests may use anything).
-cargo metadata --locked --format-version 1 --no-deps | python3 -c '
+meta=$(mktemp)
+trap 'rm -f "$meta"' EXIT
+cargo metadata --locked --format-version 1 --no-deps > "$meta"
+python3 -c '
 import json, sys
 only = {"bollard": "hafen-engine", "rusqlite": "hafen-store", "rustic_core": "hafen-backup",
         "rustic_backend": "hafen-backup", "age": "hafen-backup", "lettre": "hafen-daemon",
         "axum": "hafen-daemon", "reqwest": "hafen-daemon", "clap": "hafen"}
 users = {}
-for p in json.load(sys.stdin)["packages"]:
+for p in json.load(open(sys.argv[1]))["packages"]:
     for d in p["dependencies"]:
         if d["kind"] is None and d["name"] in only:
             users.setdefault(d["name"], set()).add(p["name"])
@@ -43,8 +46,13 @@ for dep, owner in only.items():
     if users.get(dep, set()) != {owner}:
         print(f"tests/deps.sh: only {owner} may depend on {dep} directly; these do: {sorted(users.get(dep, []))}", file=sys.stderr)
         bad = 1
+# Front ends reach the services of the daemon and the contract, never an adapter.
+front = {d["name"] for p in json.load(open(sys.argv[1]))["packages"] if p["name"] == "hafen" for d in p["dependencies"] if d["kind"] is None and d["name"].startswith("hafen")}
+if front != {"hafen-api", "hafen-core", "hafen-daemon"}:
+    print(f"tests/deps.sh: the CLI may depend on hafen-api, hafen-core and hafen-daemon only; it depends on {sorted(front)}", file=sys.stderr)
+    bad = 1
 sys.exit(bad)
-' || fail=1
+' "$meta" || fail=1
 
 if [ "$fail" -ne 0 ]; then
     exit 1

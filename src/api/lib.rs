@@ -281,3 +281,185 @@ pub struct EventRecord {
     pub message: String,
     pub detail: serde_json::Value,
 }
+
+// Reports and records the daemon returns (backups, restores, updates, the audit log, keys).
+
+/// A snapshot as hafen shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapInfo {
+    pub id: String,
+    pub time: String,
+    /// Seconds since the epoch.
+    pub unix_time: i64,
+    pub label: String,
+    pub tags: Vec<String>,
+    pub paths: Vec<String>,
+    pub description: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub added: u64,
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExportReport {
+    pub file: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub snapshot: SnapInfo,
+    /// Recipients the file is encrypted to.
+    pub recipients: Vec<String>,
+    /// Entries left out (devices, FIFOs, sockets).
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePin {
+    pub stack: String,
+    pub service: String,
+    pub reference: String,
+    pub image_id: String,
+    pub digest: Option<String>,
+    pub pinned_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateRecord {
+    pub id: i64,
+    pub stack: String,
+    pub from_version: String,
+    pub to_version: String,
+    pub step: String,
+    /// `running` (steps forward), `rolling_back`, or ended: `committed`, `rolled_back`,
+    /// `aborted` (stopped before anything changed), `failed` (the rollback failed too: the
+    /// admin must act).
+    pub state: String,
+    /// The pre-update snapshot (set once the backup succeeded).
+    pub snapshot: Option<String>,
+    /// The backup target the snapshot is in.
+    pub target: String,
+    /// The image pins before the update (service → pin).
+    pub old_pins: BTreeMap<String, ImagePin>,
+    /// The images the update moves to (service → reference by tag).
+    pub new_refs: BTreeMap<String, String>,
+    pub error: Option<String>,
+    pub actor: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// Seconds from stopping the old version to the probes passing (new or, after a
+    /// rollback, old).
+    pub downtime: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub seq: i64,
+    /// UTC, RFC 3339 with milliseconds.
+    pub ts: String,
+    /// `api:uid=0` (a person at the CLI or console), `scheduler`, `reconciler`, `hafen`, …
+    pub actor: String,
+    /// The event kind, e.g. `service_restarted`.
+    pub action: String,
+    /// The stack, backup target or `host`.
+    pub target: String,
+    /// `ok` or `failed`.
+    pub outcome: String,
+    /// The event with all its fields (JSON text).
+    pub detail: String,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// What happened in a run, step by step.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunReport {
+    pub stack: String,
+    pub target: String,
+    pub snapshot: Option<SnapInfo>,
+    pub steps: Vec<RunStep>,
+    pub quiesced_seconds: f64,
+    pub check_problems: Vec<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunStep {
+    pub step: String,
+    pub ok: bool,
+    pub detail: String,
+    pub seconds: f64,
+}
+
+/// What `hafen update check` shows for one stack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StackCheck {
+    pub stack: String,
+    pub current: String,
+    /// Newer versions the channel allows (oldest first), up to the pin.
+    pub available: Vec<String>,
+    /// The hops hafen would take to the newest of them.
+    pub path: Vec<String>,
+    /// The running tag points to a new digest (a rebuild, usually security fixes).
+    pub rebuild: bool,
+    pub pinned: Option<String>,
+    /// What the policy says to do now.
+    pub decision: serde_json::Value,
+    pub error: Option<String>,
+    /// For images built from Debian's packages: what a fresh rebuild would change.
+    #[serde(default)]
+    pub changes: Vec<String>,
+}
+
+/// One hop of a plan, as shown before anything is done.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HopView {
+    pub from: String,
+    pub to: String,
+    /// service → [from, to]
+    pub images: BTreeMap<String, (String, String)>,
+    pub database_moves: Vec<String>,
+    pub migrations: Vec<String>,
+    pub steps: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanView {
+    pub stack: String,
+    pub current: String,
+    pub target: String,
+    pub hops: Vec<HopView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApplyReport {
+    pub stack: String,
+    pub hops: Vec<UpdateRecord>,
+    /// The version the stack runs now.
+    pub version: String,
+    pub error: Option<String>,
+}
+
+/// What a whole-box recovery did, stack by stack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecoverReport {
+    pub host_snapshot: String,
+    pub config: Option<String>,
+    pub state_dir: String,
+    pub stacks: Vec<StackOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StackOutcome {
+    pub stack: String,
+    pub snapshot: Option<String>,
+    pub error: Option<String>,
+}
+
+/// One recipient: the public key and what it is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientEntry {
+    pub label: String,
+    pub recipient: String,
+    /// `box` (this machine, for unattended runs) or `recovery` (offline).
+    pub role: String,
+}

@@ -24,18 +24,7 @@ pub enum ExportError {
     Repo(#[from] RepoError),
 }
 
-/// What an export wrote.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ExportReport {
-    pub file: String,
-    pub bytes: u64,
-    pub sha256: String,
-    pub snapshot: SnapInfo,
-    /// Recipients the file is encrypted to.
-    pub recipients: Vec<String>,
-    /// Entries left out (devices, FIFOs, sockets).
-    pub skipped: Vec<String>,
-}
+pub use hafen_api::ExportReport;
 
 /// Counts and hashes what passes through to the file.
 struct HashingWriter<W> {

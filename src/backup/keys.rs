@@ -30,14 +30,7 @@ pub enum KeyError {
     UnknownRecipient(String),
 }
 
-/// One recipient: the public key and what it is for.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RecipientEntry {
-    pub label: String,
-    pub recipient: String,
-    /// `box` (this machine, for unattended runs) or `recovery` (offline).
-    pub role: String,
-}
+pub use hafen_api::RecipientEntry;
 
 /// A freshly generated identity; the secret is shown once and never stored by hafen.
 pub struct NewIdentity {

@@ -41,21 +41,7 @@ pub enum RepoError {
     Unsafe { location: String, path: String, why: String },
 }
 
-/// A snapshot as hafen shows it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct SnapInfo {
-    pub id: String,
-    pub time: String,
-    /// Seconds since the epoch.
-    pub unix_time: i64,
-    pub label: String,
-    pub tags: Vec<String>,
-    pub paths: Vec<String>,
-    pub description: String,
-    pub files: u64,
-    pub bytes: u64,
-    pub added: u64,
-}
+pub use hafen_api::SnapInfo;
 
 /// One part of a snapshot.
 pub enum Part {

@@ -5,9 +5,10 @@
 
 
 use crate::client::Client;
+use hafen_daemon::offline::{self, KitAccess, KitRepo};
 use crate::output::{print_json, progress_spinner, spinning, word};
 use hafen_api::*;
-use hafen_daemon::catalogue::{self, render};
+use hafen_daemon::catalogue;
 use hafen_daemon::config::Config;
 use clap::{Args, Parser, Subcommand};
 use rust_i18n::t;
@@ -411,23 +412,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Restore(r) => restore(&cli, r).await,
         Cmd::Image(ImageCmd::Build { recipes }) => {
             let cfg = load_config(cli.config.as_ref())?;
-            let engine = hafen_engine::docker::DockerEngine::connect(&cfg.docker_socket.display().to_string(), &cfg.run_dir().display().to_string()).await?;
-            let mut recipes = recipes.clone();
-            if recipes.is_empty() {
-                for e in std::fs::read_dir(&cfg.images_dir)? {
-                    let p = e?.path();
-                    if p.join("Dockerfile").is_file() {
-                        recipes.push(p.file_name().unwrap_or_default().to_string_lossy().to_string());
-                    }
-                }
-                recipes.sort();
-            }
             let progress = |line: &str| eprintln!("  {line}");
-            for r in &recipes {
-                let started = Instant::now();
-                let tag = hafen_daemon::images::ensure_recipe(&engine, &cfg.images_dir, r, &cfg.debian_mirror, &cfg.build_dir(), &progress).await?;
-                println!("{r}: {tag} ({}s)", started.elapsed().as_secs());
-            }
+            hafen_daemon::offline::build_images(&cfg, recipes, &progress, &mut |r, tag, took| println!("{r}: {tag} ({}s)", took.as_secs())).await?;
             Ok(0)
         }
     }
@@ -509,7 +495,7 @@ async fn stack(cli: &Cli, sc: &StackCmd) -> anyhow::Result<i32> {
         }
         StackCmd::Render { id, set } => {
             let cfg = load_config(cli.config.as_ref())?;
-            let specs = render_offline(&cfg, id, &parse_sets(set)?)?;
+            let specs = hafen_daemon::offline::render_stack(&cfg, id, &parse_sets(set)?)?;
             print_json(&specs);
             Ok(0)
         }
@@ -648,36 +634,7 @@ async fn stack(cli: &Cli, sc: &StackCmd) -> anyhow::Result<i32> {
     }
 }
 
-/// Renders a stack's specs without daemon, engine or store (defaults plus `--set`).
-pub fn render_offline(cfg: &Config, id: &str, set: &BTreeMap<String, String>) -> anyhow::Result<Vec<hafen_engine::ServiceSpec>> {
-    let c = catalogue::Catalogue::load(&cfg.stacks_dir);
-    let Some(stack) = c.stacks.get(id) else {
-        let own: Vec<String> = c.issues.iter().filter(|i| i.file.contains(&format!("/{id}/"))).map(|i| i.to_string()).collect();
-        if own.is_empty() {
-            anyhow::bail!("no stack `{id}` in {}; available: {}", cfg.stacks_dir.display(), c.stacks.keys().cloned().collect::<Vec<_>>().join(", "));
-        }
-        anyhow::bail!("stack `{id}` is invalid:\n  {}", own.join("\n  "));
-    };
-    let settings = render::resolve_settings(stack, set).map_err(|e| anyhow::anyhow!("{}", e.join("\n")))?;
-    let mut images = BTreeMap::new();
-    for (name, s) in &stack.services {
-        let r = match &s.image {
-            catalogue::model::ImageSource::Build { recipe } => hafen_daemon::images::tag_for(&cfg.images_dir, recipe)?,
-            other => other.display(),
-        };
-        images.insert(name.clone(), r);
-    }
-    render::render(stack, &settings, &images, &cfg.run_dir()).map_err(|e| anyhow::anyhow!(e))
-}
 
-/// The armored key block the kit prints under `name: <location>`.
-fn kit_key_block(kit: &str, location: &str) -> Option<String> {
-    let mut lines = kit.lines().map(str::trim).skip_while(|l| !l.ends_with(&format!(": {location}")));
-    lines.next()?;
-    let block: Vec<&str> = lines.skip_while(|l| !l.starts_with("-----BEGIN AGE ENCRYPTED FILE-----")).collect();
-    let end = block.iter().position(|l| l.starts_with("-----END AGE ENCRYPTED FILE-----"))?;
-    Some(block[..=end].join("\n") + "\n")
-}
 
 /// Offline restore with the recovery identity: list, restore a snapshot (or one path of it)
 /// into an empty directory — nothing outside it is written — or, with `--all`, the whole box.
@@ -686,40 +643,16 @@ async fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
         anyhow::bail!("{}", t!("restore_need_identity"));
     };
     let access = hafen_daemon::config::TargetAccess { ssh_key: a.ssh_key.clone(), known_hosts: a.known_hosts.clone(), credentials: a.credentials.clone(), region: a.region.clone() };
-    let target = hafen_daemon::config::BackupTarget::from_location(loc, &access).map_err(|e| anyhow::anyhow!("--repo: {e}"))?;
-    let id_text = std::fs::read_to_string(identity_file).map_err(|e| anyhow::anyhow!("{}: {e}", identity_file.display()))?;
-    let Some(identity) = id_text.lines().map(str::trim).find(|l| l.starts_with("AGE-SECRET-KEY-1")) else {
-        anyhow::bail!("{}", t!("restore_no_identity", path = identity_file.display()));
-    };
-    let (wrapped, key_source) = match (&a.key_file, &target.kind) {
-        (Some(f), _) => (std::fs::read(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?, f.display().to_string()),
-        (None, hafen_daemon::config::TargetKind::Local { path, .. }) => {
-            let key_file = path.join("hafen-repo-key.age");
-            match std::fs::read(&key_file) {
-                Ok(k) => (k, key_file.display().to_string()),
-                Err(e) => match kit_key_block(&id_text, &target.location()) {
-                    Some(k) => (k.into_bytes(), identity_file.display().to_string()),
-                    None => anyhow::bail!("{}", t!("restore_no_keyfile", path = key_file.display(), e = e)),
-                },
-            }
-        }
-        (None, _) => match kit_key_block(&id_text, &target.location()) {
-            Some(k) => (k.into_bytes(), identity_file.display().to_string()),
-            None => anyhow::bail!("{}", t!("restore_need_keyfile", location = target.location(), path = identity_file.display())),
-        },
-    };
-    let key = hafen_backup::keys::decrypt(identity, &wrapped, &key_source)?;
-    let secret = hafen_daemon::secrets::Secret::from_string(String::from_utf8_lossy(&key).trim().to_string());
-    let location = hafen_daemon::backup::location(&target)?;
-    let repo = tokio::task::spawn_blocking(move || hafen_backup::repo::Repo::open_existing(location, secret)).await??;
+    let kit = KitAccess { repo: loc.clone(), identity_file: identity_file.clone(), key_file: a.key_file.clone(), access };
+    let repo = offline::open_with_kit(&kit).await?;
     let at = match &a.at {
-        Some(s) => Some(hafen_backup::repo::parse_at(s).map_err(|e| anyhow::anyhow!("--at: {e}"))?),
+        Some(s) => Some(offline::parse_at(s).map_err(|e| anyhow::anyhow!("--at: {e}"))?),
         None => None,
     };
     if a.all {
-        let repo = if a.json { repo } else { repo.with_progress(hafen_backup::progress::for_stderr()) };
+        let repo = if a.json { repo } else { repo.with_progress() };
         let say = |line: String| eprintln!("{line}");
-        let report = hafen_daemon::recover::restore_all(repo, cli.config.as_deref(), at, &say).await?;
+        let report = repo.restore_all(cli.config.as_deref(), at, &say).await?;
         let failed = report.stacks.iter().filter(|s| s.error.is_some()).count();
         if a.json {
             print_json(&report);
@@ -729,8 +662,7 @@ async fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
         return Ok(if failed == 0 { 0 } else { 1 });
     }
     let tags: Vec<String> = a.stack.iter().map(|s| format!("stack:{s}")).collect();
-    let r2 = repo.clone();
-    let snaps = tokio::task::spawn_blocking(move || r2.snapshots()).await??;
+    let snaps = repo.snapshots().await?;
     if a.list {
         let snaps: Vec<_> = snaps.into_iter().filter(|s| tags.iter().all(|t| s.tags.contains(t)) && at.is_none_or(|at| s.unix_time <= at)).collect();
         if a.json {
@@ -748,15 +680,14 @@ async fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
     if to.exists() && std::fs::read_dir(&to)?.next().is_some() {
         anyhow::bail!("{}", t!("restore_not_empty", path = to.display()));
     }
-    let Some(chosen) = hafen_backup::repo::pick(&snaps, &tags, &a.snapshot, at) else {
+    let Some(chosen) = KitRepo::pick(&snaps, &tags, &a.snapshot, at) else {
         anyhow::bail!("{}", t!("restore_no_match", snapshot = a.at.as_deref().unwrap_or(&a.snapshot), stack = a.stack.as_deref().unwrap_or("*")));
     };
     if !a.json {
         eprintln!("{}", t!("restoring_snapshot", id = &chosen.id[..8.min(chosen.id.len())], time = &chosen.time, path = to.display()));
     }
-    let repo = if a.json { repo } else { repo.with_progress(hafen_backup::progress::for_stderr()) };
-    let (path, target_dir) = (a.path.clone(), to.clone());
-    let snap = tokio::task::spawn_blocking(move || repo.restore(&chosen.id, &tags, &path, &target_dir)).await??;
+    let repo = if a.json { repo } else { repo.with_progress() };
+    let snap = repo.restore(&chosen.id, &tags, &a.path, &to).await?;
     if a.json {
         print_json(&snap);
     } else {
@@ -818,7 +749,7 @@ async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
                 Some(t) => format!("/v1/backups?target={t}"),
                 None => "/v1/backups".into(),
             };
-            let l: Vec<hafen_backup::repo::SnapInfo> = c.get(&path).await?;
+            let l: Vec<hafen_api::SnapInfo> = c.get(&path).await?;
             if *json {
                 print_json(&l);
             } else {
@@ -843,11 +774,11 @@ async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
         BackupCmd::Export { stack, out, snapshot, target, json } => {
             let out = if out.is_absolute() { out.clone() } else { std::env::current_dir()?.join(out) };
             let req = BackupExportRequest { stack: stack.clone(), snapshot: snapshot.clone(), target: target.clone(), out: out.display().to_string() };
-            let r: hafen_backup::export::ExportReport = spinning(!*json, &t!("export_running", stack = stack, path = out.display()), c.post("/v1/backups/export", &req)).await?;
+            let r: hafen_api::ExportReport = spinning(!*json, &t!("export_running", stack = stack, path = out.display()), c.post("/v1/backups/export", &req)).await?;
             if *json {
                 print_json(&r);
             } else {
-                println!("{}", t!("export_ok", path = r.file, size = hafen_backup::progress::human(r.bytes), sha = r.sha256, id = &r.snapshot.id[..8.min(r.snapshot.id.len())]));
+                println!("{}", t!("export_ok", path = r.file, size = offline::human_bytes(r.bytes), sha = r.sha256, id = &r.snapshot.id[..8.min(r.snapshot.id.len())]));
                 println!("{}", t!("export_howto", path = r.file));
             }
             Ok(0)
@@ -869,35 +800,28 @@ async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
 }
 
 fn keys(cli: &Cli, k: &KeysCmd) -> anyhow::Result<i32> {
-    use hafen_backup::keys::{generate_identity, Keyring};
     let cfg = load_config(cli.config.as_ref())?;
-    let ring = Keyring::open(&cfg.keys_dir())?;
+    // `--out kit.pdf` writes the printable A4 PDF, any other name the text; never over a file.
+    let write = |path: &PathBuf, kit: &offline::KitPages| -> anyhow::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let pdf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf"));
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        f.write_all(if pdf { &kit.pdf } else { kit.text.as_bytes() })?;
+        println!("{}", t!("kit_written", path = path.display()));
+        Ok(())
+    };
     match k {
         KeysCmd::Init { label, out } => {
-            let id = generate_identity();
-            let rewrapped = ring.add_recipient(label, &id.recipient)?;
-            let kit = hafen_backup::kit::Kit {
-                identity: id.expose_secret().to_string(),
-                recipient: id.recipient.clone(),
-                label: label.clone(),
-                host: std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string(),
-                created: hafen_store::now(),
-                targets: kit_targets(&cfg, &ring)?,
-            };
-            println!("{}", kit.render(true));
+            let kit = offline::keys_init(&cfg, label)?;
+            println!("{}", kit.screen);
             if let Some(path) = out {
-                use std::os::unix::fs::OpenOptionsExt;
-                // `--out kit.pdf` writes the printable A4 PDF, any other name the text.
-                let pdf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf"));
-                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-                f.write_all(&if pdf { kit.pdf() } else { kit.render(false).into_bytes() })?;
-                println!("{}", t!("kit_written", path = path.display()));
+                write(path, &kit)?;
             }
-            println!("{}", t!("kit_once", count = rewrapped.len()));
+            println!("{}", t!("kit_once", count = kit.rewrapped));
             Ok(0)
         }
         KeysCmd::List { json } => {
-            let list = ring.recipients()?;
+            let list = offline::keys_list(&cfg)?;
             if *json {
                 print_json(&list);
             } else {
@@ -908,60 +832,24 @@ fn keys(cli: &Cli, k: &KeysCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
         KeysCmd::Add { label, recipient } => {
-            let n = ring.add_recipient(label, recipient)?;
-            println!("{}", t!("keys_rewrapped", count = n.len()));
+            println!("{}", t!("keys_rewrapped", count = offline::keys_add(&cfg, label, recipient)?));
             Ok(0)
         }
         KeysCmd::Remove { label } => {
-            let n = ring.remove_recipient(label)?;
-            println!("{}", t!("keys_rewrapped", count = n.len()));
+            println!("{}", t!("keys_rewrapped", count = offline::keys_remove(&cfg, label)?));
             Ok(0)
         }
         KeysCmd::Kit { out } => {
-            if !ring.has_recovery()? {
-                anyhow::bail!("{}", hafen_backup::keys::KeyError::NoRecovery);
-            }
-            let kit = hafen_backup::kit::Kit {
-                identity: String::new(),
-                recipient: ring.recipients()?.into_iter().filter(|r| r.role == "recovery").map(|r| r.recipient).collect::<Vec<_>>().join(", "),
-                label: String::new(),
-                host: std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string(),
-                created: hafen_store::now(),
-                targets: kit_targets(&cfg, &ring)?,
-            };
-            let page = kit.render(false);
-            println!("{page}");
+            let kit = offline::keys_kit(&cfg)?;
+            println!("{}", kit.screen);
             if let Some(path) = out {
-                use std::os::unix::fs::OpenOptionsExt;
-                let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-                let pdf = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("pdf"));
-                f.write_all(&if pdf { kit.pdf() } else { page.into_bytes() })?;
-                println!("{}", t!("kit_written", path = path.display()));
+                write(path, &kit)?;
             }
             Ok(0)
         }
     }
 }
 
-/// Every configured target for the kit: location, what to bring, and its wrapped key (created
-/// now when the target has none yet, so the kit is complete from the start).
-fn kit_targets(cfg: &Config, ring: &hafen_backup::keys::Keyring) -> anyhow::Result<Vec<hafen_backup::kit::KitTarget>> {
-    use hafen_daemon::config::TargetKind;
-    let mut out = Vec::new();
-    for t in &cfg.backup_targets {
-        ring.repo_key(&t.name)?;
-        let supply = match &t.kind {
-            TargetKind::Local { .. } => None,
-            TargetKind::Sftp { ssh_key, known_hosts, .. } => Some(t!("kit_supply_sftp", key = ssh_key.display(), kh = known_hosts.display()).to_string()),
-            TargetKind::S3 { credentials, region, .. } => Some(t!("kit_supply_s3", path = credentials.display(), region = region).to_string()),
-            TargetKind::Rest { credentials: Some(c), .. } => Some(t!("kit_supply_rest", path = c.display()).to_string()),
-            TargetKind::Rest { credentials: None, .. } => None,
-        };
-        let wrapped_key = ring.wrapped_repo_key(&t.name)?.map(|k| String::from_utf8_lossy(&k).to_string());
-        out.push(hafen_backup::kit::KitTarget { name: t.name.clone(), location: t.location(), supply, wrapped_key });
-    }
-    Ok(out)
-}
 
 async fn events(cli: &Cli, a: &EventsArgs) -> anyhow::Result<i32> {
     let c = client(cli)?;
@@ -994,7 +882,7 @@ async fn events(cli: &Cli, a: &EventsArgs) -> anyhow::Result<i32> {
 }
 
 async fn worker_list(cli: &Cli, json: bool) -> anyhow::Result<i32> {
-    let w: Vec<hafen_daemon::watch::WorkerInfo> = client(cli)?.get("/v1/workers").await?;
+    let w: Vec<hafen_api::WorkerInfo> = client(cli)?.get("/v1/workers").await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&w)?);
         return Ok(0);
@@ -1007,7 +895,7 @@ async fn worker_list(cli: &Cli, json: bool) -> anyhow::Result<i32> {
 }
 
 async fn alerts(cli: &Cli, json: bool) -> anyhow::Result<i32> {
-    let a: Vec<hafen_store::AlertRecord> = client(cli)?.get("/v1/alerts").await?;
+    let a: Vec<hafen_api::AlertRecord> = client(cli)?.get("/v1/alerts").await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&a)?);
         return Ok(0);
@@ -1048,7 +936,7 @@ async fn audit(cli: &Cli, a: &AuditCmd) -> anyhow::Result<i32> {
             Ok(if r.ok { 0 } else { 1 })
         }
         AuditCmd::Export { out } => {
-            let records: Vec<hafen_store::audit::AuditRecord> = c.get("/v1/audit").await?;
+            let records: Vec<hafen_api::AuditRecord> = c.get("/v1/audit").await?;
             let mut text = String::new();
             for r in &records {
                 text.push_str(&serde_json::to_string(r)?);

@@ -3,8 +3,8 @@
 use crate::client::Client;
 use crate::output::{print_json, spinning};
 use hafen_api::UpdateRequest;
-use hafen_daemon::update::{ApplyReport, PlanView, StackCheck};
-use hafen_store::UpdateRecord;
+use hafen_api::{ApplyReport, PlanView, StackCheck};
+use hafen_api::UpdateRecord;
 use clap::Subcommand;
 use rust_i18n::t;
 

@@ -5,7 +5,7 @@
 //! wrapped key is also stored in the target as `hafen-repo-key.age` for the recovery kit's path.
 
 use hafen_backup::keys::{KeyError, Keyring};
-use hafen_backup::repo::{Location, Part, Repo, RepoError, SnapInfo};
+use hafen_backup::repo::{Location, Part, Repo, RepoError};
 use crate::catalogue::StackDef;
 use crate::config::{BackupTarget, Config, TargetKind};
 use hafen_engine::{container_name, Engine, EngineError};
@@ -41,25 +41,9 @@ pub enum BackupError {
     Io(String),
 }
 
-/// What happened in a run, step by step.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct RunReport {
-    pub stack: String,
-    pub target: String,
-    pub snapshot: Option<SnapInfo>,
-    pub steps: Vec<Step>,
-    pub quiesced_seconds: f64,
-    pub check_problems: Vec<String>,
-    pub error: Option<String>,
-}
+pub use hafen_api::RunReport;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Step {
-    pub step: String,
-    pub ok: bool,
-    pub detail: String,
-    pub seconds: f64,
-}
+pub use hafen_api::RunStep as Step;
 
 pub fn target<'a>(cfg: &'a Config, name: Option<&str>) -> Result<&'a BackupTarget, BackupError> {
     let names = || cfg.backup_targets.iter().map(|t| t.name.clone()).collect::<Vec<_>>().join(", ");

@@ -13,6 +13,7 @@ pub mod host;
 pub mod images;
 pub mod metrics;
 pub mod notify;
+pub mod offline;
 pub mod probe;
 pub mod reconcile;
 pub mod recover;

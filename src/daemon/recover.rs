@@ -12,21 +12,9 @@ use crate::config::Config;
 use rust_i18n::t;
 use std::path::{Path, PathBuf};
 
-/// What a whole-box recovery did, stack by stack.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct RecoverReport {
-    pub host_snapshot: String,
-    pub config: Option<String>,
-    pub state_dir: String,
-    pub stacks: Vec<StackOutcome>,
-}
+pub use hafen_api::RecoverReport;
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct StackOutcome {
-    pub stack: String,
-    pub snapshot: Option<String>,
-    pub error: Option<String>,
-}
+pub use hafen_api::StackOutcome;
 
 /// Copies a tree with modes, owners and symlinks; `dst` must not exist.
 fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {

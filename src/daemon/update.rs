@@ -17,58 +17,16 @@ use crate::catalogue::StackDef;
 use hafen_core::events::Event;
 use crate::reconcile::{self, Action, Actual};
 use hafen_store::{ImagePin, UpdateRecord};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-/// What `hafen update check` shows for one stack.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StackCheck {
-    pub stack: String,
-    pub current: String,
-    /// Newer versions the channel allows (oldest first), up to the pin.
-    pub available: Vec<String>,
-    /// The hops hafen would take to the newest of them.
-    pub path: Vec<String>,
-    /// The running tag points to a new digest (a rebuild, usually security fixes).
-    pub rebuild: bool,
-    pub pinned: Option<String>,
-    /// What the policy says to do now.
-    pub decision: serde_json::Value,
-    pub error: Option<String>,
-    /// For images built from Debian's packages: what a fresh rebuild would change.
-    #[serde(default)]
-    pub changes: Vec<String>,
-}
+pub use hafen_api::StackCheck;
 
-/// One hop of a plan, as shown before anything is done.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct HopView {
-    pub from: String,
-    pub to: String,
-    /// service → [from, to]
-    pub images: BTreeMap<String, (String, String)>,
-    pub database_moves: Vec<String>,
-    pub migrations: Vec<String>,
-    pub steps: Vec<String>,
-}
+pub use hafen_api::HopView;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PlanView {
-    pub stack: String,
-    pub current: String,
-    pub target: String,
-    pub hops: Vec<HopView>,
-}
+pub use hafen_api::PlanView;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ApplyReport {
-    pub stack: String,
-    pub hops: Vec<UpdateRecord>,
-    /// The version the stack runs now.
-    pub version: String,
-    pub error: Option<String>,
-}
+pub use hafen_api::ApplyReport;
 
 /// A step failed: its name, the reason and the last lines of what it printed.
 struct StepError {

@@ -4,31 +4,14 @@
 //! newest (seq, hash) is also kept beside the store (`state.db.audit-head`), so a changed,
 //! removed or re-ordered record, or a cut-off tail, is found by `verify`.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// The hash before the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    pub seq: i64,
-    /// UTC, RFC 3339 with milliseconds.
-    pub ts: String,
-    /// `api:uid=0` (a person at the CLI or console), `scheduler`, `reconciler`, `hafen`, …
-    pub actor: String,
-    /// The event kind, e.g. `service_restarted`.
-    pub action: String,
-    /// The stack, backup target or `host`.
-    pub target: String,
-    /// `ok` or `failed`.
-    pub outcome: String,
-    /// The event with all its fields (JSON text).
-    pub detail: String,
-    pub prev: String,
-    pub hash: String,
-}
+pub use hafen_api::AuditRecord;
 
 /// The hash of a record's content chained to `prev`.
 pub fn chain_hash(prev: &str, seq: i64, ts: &str, actor: &str, action: &str, target: &str, outcome: &str, detail: &str) -> String {
@@ -40,10 +23,9 @@ pub fn chain_hash(prev: &str, seq: i64, ts: &str, actor: &str, action: &str, tar
     hex::encode(h.finalize())
 }
 
-impl AuditRecord {
-    pub fn expected_hash(&self) -> String {
-        chain_hash(&self.prev, self.seq, &self.ts, &self.actor, &self.action, &self.target, &self.outcome, &self.detail)
-    }
+/// The hash a record must carry, from its fields and the previous record's hash.
+pub fn expected_hash(r: &AuditRecord) -> String {
+    chain_hash(&r.prev, r.seq, &r.ts, &r.actor, &r.action, &r.target, &r.outcome, &r.detail)
 }
 
 /// Where the newest (seq, hash) is kept, beside the store file.
@@ -83,7 +65,7 @@ pub fn verify(records: &[AuditRecord], head: Option<(i64, String)>) -> Result<us
         if r.prev != prev {
             return Err(Broken { seq: r.seq, reason: format!("record {} does not follow record {}: its link to the previous hash was changed", r.seq, last_seq) });
         }
-        if r.expected_hash() != r.hash {
+        if expected_hash(r) != r.hash {
             return Err(Broken { seq: r.seq, reason: format!("record {} ({} by {} at {}) was changed after it was written", r.seq, r.action, r.actor, r.ts) });
         }
         prev = r.hash.clone();
@@ -134,7 +116,7 @@ mod tests {
         assert_eq!(verify(&changed, None).unwrap_err().seq, 3);
         let mut rehashed = c.clone();
         rehashed[2].outcome = "failed".into();
-        rehashed[2].hash = rehashed[2].expected_hash();
+        rehashed[2].hash = expected_hash(&rehashed[2]);
         let e = verify(&rehashed, None).unwrap_err();
         assert_eq!(e.seq, 4, "the next record no longer links: {e:?}");
         let mut gap = c.clone();

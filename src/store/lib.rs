@@ -138,15 +138,7 @@ pub struct StackRecord {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImagePin {
-    pub stack: String,
-    pub service: String,
-    pub reference: String,
-    pub image_id: String,
-    pub digest: Option<String>,
-    pub pinned_at: String,
-}
+pub use hafen_api::ImagePin;
 
 
 impl StoreError {

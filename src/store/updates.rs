@@ -5,36 +5,9 @@
 
 use super::{now, ImagePin, Store, StoreError};
 use rusqlite::{params, OptionalExtension, Row};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UpdateRecord {
-    pub id: i64,
-    pub stack: String,
-    pub from_version: String,
-    pub to_version: String,
-    pub step: String,
-    /// `running` (steps forward), `rolling_back`, or ended: `committed`, `rolled_back`,
-    /// `aborted` (stopped before anything changed), `failed` (the rollback failed too: the
-    /// admin must act).
-    pub state: String,
-    /// The pre-update snapshot (set once the backup succeeded).
-    pub snapshot: Option<String>,
-    /// The backup target the snapshot is in.
-    pub target: String,
-    /// The image pins before the update (service → pin).
-    pub old_pins: BTreeMap<String, ImagePin>,
-    /// The images the update moves to (service → reference by tag).
-    pub new_refs: BTreeMap<String, String>,
-    pub error: Option<String>,
-    pub actor: String,
-    pub started_at: String,
-    pub finished_at: Option<String>,
-    /// Seconds from stopping the old version to the probes passing (new or, after a
-    /// rollback, old).
-    pub downtime: Option<f64>,
-}
+pub use hafen_api::UpdateRecord;
 
 /// What `update_begin` records.
 pub struct NewHop<'a> {
