@@ -4,9 +4,14 @@
 
 rust_i18n::i18n!("../../locales", fallback = "en");
 
+mod args;
+mod backup;
 mod client;
 mod commands;
+mod context;
+mod monitor;
 mod output;
+mod stack;
 mod update;
 
 use clap::Parser;
@@ -19,8 +24,8 @@ fn main() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 4);
     }
-    let cli = commands::Cli::parse();
-    if !matches!(cli.cmd, commands::Cmd::Serve) {
+    let cli = args::Cli::parse();
+    if !matches!(cli.cmd, args::Cmd::Serve) {
         // A CLI piped into `head` ends quietly, as other Unix tools do.
         // SAFETY: resetting a signal disposition before any thread exists.
         unsafe {
@@ -28,7 +33,7 @@ fn main() {
         }
     }
     hafen_core::i18n::init();
-    let json_logs = matches!(cli.cmd, commands::Cmd::Serve)
+    let json_logs = matches!(cli.cmd, args::Cmd::Serve)
         && hafen_daemon::config::Config::load(cli.config.as_deref()).map(|c| c.log_format == hafen_daemon::config::LogFormat::Json).unwrap_or(false);
     let filter = tracing_subscriber::EnvFilter::try_from_env("HAFEN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));

@@ -3,10 +3,12 @@
 
 use std::time::Duration;
 
+/// `--json`: the API's type, pretty-printed.
 pub fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
+/// Runs `f` with a spinner showing `msg` when `show` (a terminal user waiting for the daemon).
 pub async fn spinning<T>(show: bool, msg: &str, f: impl std::future::Future<Output = T>) -> T {
     let spinner = show.then(|| progress_spinner(msg));
     let r = f.await;
@@ -16,6 +18,7 @@ pub async fn spinning<T>(show: bool, msg: &str, f: impl std::future::Future<Outp
     r
 }
 
+/// A spinner with elapsed time on a terminal; one plain line otherwise.
 pub fn progress_spinner(msg: &str) -> indicatif::ProgressBar {
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let pb = indicatif::ProgressBar::new_spinner();

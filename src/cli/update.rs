@@ -5,61 +5,9 @@ use crate::output::{print_json, spinning};
 use hafen_api::UpdateRequest;
 use hafen_api::{ApplyReport, PlanView, StackCheck};
 use hafen_api::UpdateRecord;
-use clap::Subcommand;
+use crate::args::UpdateCmd;
 use rust_i18n::t;
 
-#[derive(Subcommand, Debug)]
-pub enum UpdateCmd {
-    /// Ask the registries what is new for each deployed stack (or one), with the path hafen
-    /// would take
-    Check {
-        stack: Option<String>,
-        /// Also rebuild the images built from Debian's packages in a throwaway build now and
-        /// compare their packages (takes minutes)
-        #[arg(long)]
-        rebuild: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show every hop and step of an update before doing anything
-    Plan {
-        stack: String,
-        /// Target version (default: the newest the stack's channel and pin allow)
-        #[arg(long)]
-        to: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Update now: per hop a backup first, then pull, stop, migrate, start, probes; rolled back
-    /// by itself on any failure
-    Apply {
-        stack: String,
-        #[arg(long)]
-        to: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Take back the last committed update: the previous images and the data of its pre-update
-    /// backup (changes made since are lost)
-    Rollback {
-        stack: String,
-        /// Do not ask
-        #[arg(long)]
-        yes: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Never update the stack beyond this version
-    Pin { stack: String, version: String },
-    /// Remove the stack's version pin
-    Unpin { stack: String },
-    /// Past and running updates (newest first)
-    List {
-        stack: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-}
 
 fn print_record(u: &UpdateRecord) {
     let down = u.downtime.map(|d| format!("{d:.0}s")).unwrap_or_else(|| "-".into());
