@@ -234,3 +234,48 @@ fn logs_and_json_views() {
     let o = std::process::Command::new(bin()).arg("--config").arg(&d.config).args(["stack", "deploy", id, "--wait", "0"]).env_remove("LANG").env_remove("LC_ALL").env_remove("LC_MESSAGES").env_remove("HAFEN_LANG").output().unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("Nichts zu tun"), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+/// German really first: the main commands, run in German against a daemon that speaks English,
+/// print none of these English words (state words, event lines, plan actions, worker lines).
+/// Host-check details and texts that come from elsewhere (an engine's error) are not covered.
+#[test]
+fn main_commands_in_german_print_no_english() {
+    ensure_images();
+    let id = "duo-deutsch";
+    let mut d = Daemon::new(&[(&duo(), id)]);
+    d.start();
+    let [p1, p2] = ports();
+    d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "0"]);
+    wait_for(Duration::from_secs(120), || healthy(&d, id).then_some(())).expect("not healthy");
+    const ENGLISH: &[&str] = &[
+        "healthy", "running", "starting", "stopped", "not deployed", "since", "deploy of", "requested", "create ", "network", "service ",
+        "every ", "waiting", "first round", "on engine events", "following", "as desired", "open alerts", "probes run", "DELETE", "remove ",
+    ];
+    let de = |args: &[&str]| {
+        let o = d.cli_in("de", args);
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let workers: String = de(&["worker", "list"])
+        .lines()
+        .filter(|l| ["reconciler", "prober", "notifier", "engine-watch", "backup-scheduler", "updater"].iter().any(|w| l.starts_with(w)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(workers.lines().count(), 6, "{workers}");
+    let outputs = [
+        ("status", de(&["status"])),
+        ("stack list", de(&["stack", "list"])),
+        ("stack show", de(&["stack", "show", id]).split("\n\n").next().unwrap_or("").to_string()),
+        // The kind column is an identifier (`stack_deploy_requested`), not a word for people.
+        ("events", de(&["events", "--stack", id]).lines().map(|l| l.split_whitespace().skip(3).collect::<Vec<_>>().join(" ") + "\n").collect()),
+        ("remove --purge --dry-run", de(&["stack", "remove", id, "--purge", "--dry-run"])),
+        ("worker list", workers),
+    ];
+    for (cmd, out) in &outputs {
+        // Names of hafen's own objects (hafen-duo-deutsch-first) are not words.
+        let text = out.replace(&format!("hafen-{id}"), "NAME");
+        let found: Vec<&&str> = ENGLISH.iter().filter(|w| text.contains(**w)).collect();
+        assert!(found.is_empty(), "`hafen {cmd}` in German printed English {found:?}:\n{out}");
+    }
+    assert!(outputs[0].1.contains("gesund") && outputs[3].1.contains("Bereitstellung von") && outputs[4].1.contains("LÖSCHEN"), "{outputs:?}");
+}

@@ -268,6 +268,13 @@ pub struct WorkerInfo {
     pub state: String,
     pub last_run: Option<String>,
     pub detail: String,
+    /// `every` as a code with arguments, when the daemon has one: front ends render it in their
+    /// reader's language (`every` is its English line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_text: Option<Message>,
+    /// `detail` as a code with arguments, when the daemon has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail_text: Option<Message>,
 }
 
 

@@ -13,6 +13,9 @@ pub struct Cli {
     /// API socket of the daemon (default: from the config)
     #[arg(long, global = true, env = "HAFEN_SOCKET")]
     pub socket: Option<PathBuf>,
+    /// Also show the log lines of hafen's libraries (repository work, engine calls) on stderr
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
     #[command(subcommand)]
     pub cmd: Cmd,
 }

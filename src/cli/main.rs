@@ -35,7 +35,11 @@ fn main() {
     hafen_core::i18n::init();
     let json_logs = matches!(cli.cmd, args::Cmd::Serve)
         && hafen_daemon::config::Config::load(cli.config.as_deref()).map(|c| c.log_format == hafen_daemon::config::LogFormat::Json).unwrap_or(false);
-    let filter = tracing_subscriber::EnvFilter::try_from_env("HAFEN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The daemon logs what it does; a command at a person's terminal shows only its own output
+    // (and warnings), unless `--verbose` asks for the libraries' lines too. HAFEN_LOG wins.
+    let serve = matches!(cli.cmd, args::Cmd::Serve);
+    let default = if serve || cli.verbose { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HAFEN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json_logs {
         builder.json().init();

@@ -44,7 +44,9 @@ pub async fn worker_list(cli: &Cli, json: bool) -> anyhow::Result<i32> {
     }
     println!("{:<18} {:<9} {:<24} {:<26} {}", t!("col_worker"), t!("col_state"), t!("col_last_run"), t!("col_every"), t!("col_detail"));
     for i in &w {
-        println!("{:<18} {:<9} {:<24} {:<26} {}", i.name, word(&i.state), i.last_run.as_deref().unwrap_or("-"), i.every, i.detail);
+        let lang = rust_i18n::locale();
+        let text = |m: &Option<hafen_api::Message>, english: &str| m.as_ref().map(|m| hafen_core::i18n::render(&lang, m)).unwrap_or_else(|| english.to_string());
+        println!("{:<18} {:<9} {:<24} {:<26} {}", i.name, word(&i.state), i.last_run.as_deref().unwrap_or("-"), text(&i.every_text, &i.every), text(&i.detail_text, &i.detail));
     }
     Ok(0)
 }

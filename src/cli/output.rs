@@ -35,5 +35,5 @@ pub fn progress_spinner(msg: &str) -> indicatif::ProgressBar {
 /// A state word the daemon reports (`healthy`, `not deployed`, `exited`, …) in the reader's
 /// language; a word the catalogue does not know yet is shown as it came.
 pub fn word(w: &str) -> String {
-    hafen_core::i18n::lookup(&rust_i18n::locale(), &format!("word.{}", w.replace(' ', "_"))).unwrap_or_else(|| w.to_string())
+    hafen_core::i18n::word(&rust_i18n::locale(), w).unwrap_or_else(|| w.to_string())
 }

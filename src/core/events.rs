@@ -202,6 +202,12 @@ impl Event {
                     t.args.insert("description".into(), crate::i18n::render(lang, &a));
                 }
             }
+            // State words (healthy, degraded, warning, …) in the reader's language too.
+            for arg in ["from", "to", "severity", "level"] {
+                if let Some(w) = t.args.get(arg).and_then(|w| crate::i18n::word(lang, w)) {
+                    t.args.insert(arg.into(), w);
+                }
+            }
         }
         crate::i18n::render(lang, &t)
     }

@@ -35,6 +35,12 @@ pub fn lookup(lang: &str, key: &str) -> Option<String> {
     crate::_rust_i18n_try_translate(lang, key).map(|c| c.into_owned())
 }
 
+/// A state word the daemon reports (`healthy`, `not deployed`, `warning`, …) in `lang`, when the
+/// catalogue has it (`word.*`).
+pub fn word(lang: &str, w: &str) -> Option<String> {
+    lookup(lang, &format!("word.{}", w.replace(' ', "_")))
+}
+
 /// A message whose code is a full catalogue key (events, plan actions) in `lang`; the code
 /// itself when no language has it.
 pub fn render(lang: &str, m: &Message) -> String {

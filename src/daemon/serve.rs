@@ -5,6 +5,7 @@
 
 use crate::app::App;
 use crate::config::Config;
+use crate::watch::Line;
 use crate::worker::{Round, Status, Worker};
 use async_trait::async_trait;
 use hafen_engine::docker::DockerEngine;
@@ -171,14 +172,14 @@ impl Worker for Reconciler {
     fn name(&self) -> &'static str {
         "reconciler"
     }
-    fn every(&self, app: &App) -> String {
-        format!("every {}s and on engine events", app.cfg.reconcile_interval.as_secs())
+    fn every(&self, app: &App) -> Line {
+        Line::code("every_secs_and_events", &[("secs", app.cfg.reconcile_interval.as_secs().to_string())])
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
         app.reconcile_all().await;
         let status = match app.last_reconcile_error() {
-            Some(e) => Status { state: "error", detail: e },
-            None => Status { state: "ok", detail: "every enabled stack as desired".to_string() },
+            Some(e) => Status { state: "error", detail: e.into() },
+            None => Status { state: "ok", detail: Line::code("all_as_desired", &[]) },
         };
         let mut wait = app.cfg.reconcile_interval;
         if let Some(due) = crate::app::lock(&app.healer).next_due() {
@@ -199,8 +200,8 @@ impl Worker for Notifier {
     fn name(&self) -> &'static str {
         "notifier"
     }
-    fn every(&self, _app: &App) -> String {
-        "when something is queued; reminders every minute".into()
+    fn every(&self, _app: &App) -> Line {
+        Line::code("notifier_every", &[])
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
         app.remind_tick();
@@ -211,7 +212,7 @@ impl Worker for Notifier {
             app.metrics.set_alerts_open(sev, alerts.iter().filter(|a| a.severity == sev).count() as u64);
         }
         let open = alerts.len();
-        let status = Status { state: if pending > 0 { "warning" } else { "ok" }, detail: format!("{open} open alerts, {pending} notifications waiting") };
+        let status = Status { state: if pending > 0 { "warning" } else { "ok" }, detail: Line::code("notifier_detail", &[("open", open.to_string()), ("pending", pending.to_string())]) };
         Round { status: Some(status), wait: Duration::from_secs(30) }
     }
 }
@@ -224,15 +225,15 @@ impl Worker for Prober {
     fn name(&self) -> &'static str {
         "prober"
     }
-    fn every(&self, _app: &App) -> String {
-        "each probe on its interval".into()
+    fn every(&self, _app: &App) -> Line {
+        Line::code("each_probe", &[])
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
         app.probe_all().await;
         if app.health_dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
             app.update_stack_health().await;
         }
-        Round { status: Some(Status { state: "ok", detail: "probes run when due".into() }), wait: Duration::from_secs(1) }
+        Round { status: Some(Status { state: "ok", detail: Line::code("probes_when_due", &[]) }), wait: Duration::from_secs(1) }
     }
 }
 
@@ -245,14 +246,14 @@ impl Worker for BackupScheduler {
     fn name(&self) -> &'static str {
         "backup-scheduler"
     }
-    fn every(&self, app: &App) -> String {
-        app.cfg.backup_schedule.clone()
+    fn every(&self, app: &App) -> Line {
+        app.cfg.backup_schedule.clone().into()
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
         app.backup_schedule_tick().await;
         app.backup_check_tick().await;
-        let detail = if app.cfg.backup_targets.is_empty() { "no backup target configured" } else { "waiting for the next run" };
-        Round { status: Some(Status { state: "ok", detail: detail.into() }), wait: Duration::from_secs(2) }
+        let detail = if app.cfg.backup_targets.is_empty() { "no_target" } else { "next_run" };
+        Round { status: Some(Status { state: "ok", detail: Line::code(detail, &[]) }), wait: Duration::from_secs(2) }
     }
 }
 
@@ -267,14 +268,14 @@ impl Worker for Updater {
     fn name(&self) -> &'static str {
         "updater"
     }
-    fn every(&self, app: &App) -> String {
-        app.cfg.updates.check_schedule.clone()
+    fn every(&self, app: &App) -> Line {
+        app.cfg.updates.check_schedule.clone().into()
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
         if !self.resumed {
             app.update_resume().await;
             self.resumed = true;
-            return Round { status: Some(Status { state: "ok", detail: "waiting for the next check".into() }), wait: Duration::ZERO };
+            return Round { status: Some(Status { state: "ok", detail: Line::code("next_check", &[]) }), wait: Duration::ZERO };
         }
         // The tick reports its own outcome (`App::update_tick`).
         app.update_tick().await;
@@ -291,14 +292,14 @@ impl Worker for Metrics {
     fn name(&self) -> &'static str {
         "metrics"
     }
-    fn every(&self, _app: &App) -> String {
-        "on request".into()
+    fn every(&self, _app: &App) -> Line {
+        Line::code("on_request", &[])
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
         let Some(addr) = app.cfg.metrics_listen else { return Round::wait(Duration::from_secs(3600)) };
         let detail = match crate::metrics::bind(addr).await {
             Ok(l) => {
-                app.worker("metrics", "on request", "ok", format!("serving http://{addr}/metrics"));
+                app.worker("metrics", Line::code("on_request", &[]), "ok", Line::code("serving", &[("url", format!("http://{addr}/metrics"))]));
                 match crate::metrics::serve_on(l, app.metrics.clone(), CancellationToken::new()).await {
                     Ok(()) => "stopped".to_string(),
                     Err(e) => format!("stopped: {e}"),
@@ -309,6 +310,6 @@ impl Worker for Metrics {
                 format!("cannot listen on {addr}: {e}; set metrics_listen to a free address or `off`")
             }
         };
-        Round { status: Some(Status { state: "error", detail }), wait: Duration::from_secs(60) }
+        Round { status: Some(Status { state: "error", detail: detail.into() }), wait: Duration::from_secs(60) }
     }
 }

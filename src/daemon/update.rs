@@ -626,7 +626,7 @@ impl App {
         }
         let err = (!errors.is_empty()).then(|| errors.join("; "));
         let _ = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref());
-        self.worker("updater", &self.cfg.updates.check_schedule, if err.is_some() { "warning" } else { "ok" }, err.unwrap_or_else(|| "registries asked; every stack as its policy says".into()));
+        self.worker("updater", &self.cfg.updates.check_schedule, if err.is_some() { "warning" } else { "ok" }, err.map(crate::watch::Line::Text).unwrap_or_else(|| crate::watch::Line::code("registries_asked", &[])));
     }
 
     /// `hafen update check --rebuild`: a throwaway rebuild of every recipe a deployed stack (or

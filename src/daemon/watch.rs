@@ -5,6 +5,46 @@
 //! as named workers, and the registry behind `hafen worker list`.
 
 pub use hafen_api::WorkerInfo;
+
+/// A line of `hafen worker list`: a text from elsewhere (an error), or a catalogue key
+/// (`worker.…`) with arguments that each front end renders in its reader's language.
+pub enum Line {
+    Text(String),
+    Msg(hafen_api::Message),
+}
+
+impl Line {
+    /// `worker.<code>` with its arguments.
+    pub fn code(code: &str, args: &[(&str, String)]) -> Line {
+        Line::Msg(hafen_api::Message { code: format!("worker.{code}"), args: crate::notify::args(args) })
+    }
+
+    /// The English line and, for a catalogue text, its code.
+    fn split(self) -> (String, Option<hafen_api::Message>) {
+        match self {
+            Line::Text(s) => (s, None),
+            Line::Msg(m) => (hafen_core::i18n::render("en", &m), Some(m)),
+        }
+    }
+}
+
+impl From<String> for Line {
+    fn from(s: String) -> Line {
+        Line::Text(s)
+    }
+}
+
+impl From<&str> for Line {
+    fn from(s: &str) -> Line {
+        Line::Text(s.to_string())
+    }
+}
+
+impl From<&String> for Line {
+    fn from(s: &String) -> Line {
+        Line::Text(s.clone())
+    }
+}
 pub use hafen_core::alerts::{backup_age_level, reminders_due, Level};
 pub use hafen_core::heal::{backoff, Decision, Healer, Want};
 use crate::notify::{args, step};
@@ -24,8 +64,10 @@ fn hostname() -> String {
 
 impl App {
     /// Records a named worker's latest run for `hafen worker list`.
-    pub fn worker(&self, name: &str, every: &str, state: &str, detail: impl Into<String>) {
-        let info = WorkerInfo { name: name.into(), every: every.into(), state: state.into(), last_run: Some(hafen_store::now()), detail: detail.into() };
+    pub fn worker(&self, name: &str, every: impl Into<Line>, state: &str, detail: impl Into<Line>) {
+        let (every, every_text) = every.into().split();
+        let (detail, detail_text) = detail.into().split();
+        let info = WorkerInfo { name: name.into(), every, state: state.into(), last_run: Some(hafen_store::now()), detail, every_text, detail_text };
         crate::app::lock(&self.workers).insert(name.to_string(), info);
     }
 
@@ -250,8 +292,8 @@ impl Worker for EngineWatch {
     fn name(&self) -> &'static str {
         ENGINE_WATCH
     }
-    fn every(&self, _app: &App) -> String {
-        "on engine events".into()
+    fn every(&self, _app: &App) -> Line {
+        Line::code("on_engine_events", &[])
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
         match app.engine.events().await {
@@ -264,7 +306,7 @@ impl Worker for EngineWatch {
                     app.kick_prober();
                 }
                 self.connected_before = true;
-                app.worker(ENGINE_WATCH, "on engine events", "ok", "following the engine's container events");
+                app.worker(ENGINE_WATCH, Line::code("on_engine_events", &[]), "ok", Line::code("following_events", &[]));
                 let why = loop {
                     match stream.next().await {
                         Some(Ok(ev)) => app.on_engine_event(&ev),
@@ -273,13 +315,13 @@ impl Worker for EngineWatch {
                     }
                 };
                 app.check_engine().await;
-                Round { status: Some(Status { state: "error", detail: why }), wait: Duration::from_secs(1) }
+                Round { status: Some(Status { state: "error", detail: why.into() }), wait: Duration::from_secs(1) }
             }
             Err(e) => {
                 app.check_engine().await;
                 let wait = self.delay;
                 self.delay = (wait * 2).min(Duration::from_secs(30));
-                Round { status: Some(Status { state: "error", detail: format!("{e}; next attempt in {}s", wait.as_secs()) }), wait }
+                Round { status: Some(Status { state: "error", detail: format!("{e}; next attempt in {}s", wait.as_secs()).into() }), wait }
             }
         }
     }
@@ -382,7 +424,7 @@ impl App {
             );
             lines.push(line);
         }
-        self.worker("disk-space", &format!("every {}s", self.cfg.health.host_check_interval.as_secs()), level_word(worst), lines.join("; "));
+        self.worker("disk-space", every_secs(self), level_word(worst), lines.join("; "));
     }
 
     /// USB/NAS backup disks that must be mounted.
@@ -402,15 +444,15 @@ impl App {
         if lines.is_empty() {
             lines.push("no backup target needs a mounted disk".into());
         }
-        self.worker("backup-disk", &format!("every {}s", self.cfg.health.host_check_interval.as_secs()), level_word(worst), lines.join("; "));
+        self.worker("backup-disk", every_secs(self), level_word(worst), lines.join("; "));
     }
 
     /// Memory pressure and OOM kills since the last check.
     pub async fn check_memory(&self, last_ooms: &std::sync::Mutex<Option<u64>>) {
-        let every = format!("every {}s", self.cfg.health.host_check_interval.as_secs());
+        let every = every_secs(self);
         let m = match crate::host::memory() {
             Ok(m) => m,
-            Err(e) => return self.worker("memory", &every, "error", format!("/proc/meminfo: {e}")),
+            Err(e) => return self.worker("memory", every, "error", format!("/proc/meminfo: {e}")),
         };
         let level = crate::host::memory_level(&m);
         let psi = m.psi_some_avg60.map(|p| format!(", pressure {p:.1} %")).unwrap_or_default();
@@ -428,25 +470,25 @@ impl App {
                 None => {}
             }
         }
-        self.worker("memory", &every, level_word(level), detail);
+        self.worker("memory", every, level_word(level), detail);
     }
 
     pub async fn check_clock(&self) {
-        let every = format!("every {}s", self.cfg.health.host_check_interval.as_secs());
+        let every = every_secs(self);
         match crate::host::clock_sync() {
             Ok(c) => {
                 let level = if c.synchronised { Level::Ok } else { Level::Warning };
                 self.by_level("clock", "clock_unsynced", "clock_unsynced", level, None, &[("detail", c.detail.clone())], &c.detail);
-                self.worker("clock", &every, level_word(level), c.detail);
+                self.worker("clock", every, level_word(level), c.detail);
             }
-            Err(e) => self.worker("clock", &every, "error", e),
+            Err(e) => self.worker("clock", every, "error", e),
         }
     }
 
     pub async fn check_smart(&self) {
-        let every = format!("every {}s", self.cfg.health.host_check_interval.as_secs());
+        let every = every_secs(self);
         if !crate::host::smart_available() {
-            return self.worker("smart", &every, "ok", "smartctl is not installed (apt install smartmontools); disk health not checked");
+            return self.worker("smart", every, "ok", Line::code("smart_missing", &[]));
         }
         let results = tokio::task::spawn_blocking(crate::host::smart).await.unwrap_or_default();
         let mut worst = Level::Ok;
@@ -461,14 +503,14 @@ impl App {
         if lines.is_empty() {
             lines.push("smartctl found no disks".into());
         }
-        self.worker("smart", &every, level_word(worst), lines.join("; "));
+        self.worker("smart", every, level_word(worst), lines.join("; "));
     }
 
     /// Age of each deployed stack's last good backup.
     pub async fn check_backup_age(&self) {
-        let every = format!("every {}s", self.cfg.health.host_check_interval.as_secs());
+        let every = every_secs(self);
         if self.cfg.backup_targets.is_empty() {
-            return self.worker("backup-age", &every, "warning", "no backup target configured: nothing is backed up (see docs/backup.md)");
+            return self.worker("backup-age", every, "warning", Line::code("backup_age_no_target", &[]));
         }
         let max = chrono::Duration::from_std(self.cfg.health.backup_max_age).unwrap_or(chrono::Duration::hours(36));
         let now = chrono::Utc::now();
@@ -488,7 +530,7 @@ impl App {
             self.by_level("backup-age", &format!("backup_stale:{}", rec.id), "backup_stale", level, Some(&rec.id), &[("stack", rec.id.clone()), ("age", hours), ("last", last.clone().unwrap_or_else(|| "-".into()))], &line);
             lines.push(line);
         }
-        self.worker("backup-age", &every, level_word(worst), lines.join("; "));
+        self.worker("backup-age", every, level_word(worst), lines.join("; "));
     }
 }
 
@@ -538,9 +580,9 @@ impl Worker for HostCheckWorker {
             HostCheck::BackupAge => "backup-age",
         }
     }
-    fn every(&self, app: &App) -> String {
+    fn every(&self, app: &App) -> Line {
         // As the checks report it themselves.
-        format!("every {}s", app.cfg.health.host_check_interval.as_secs())
+        every_secs(app)
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
         match &self.check {
@@ -553,4 +595,9 @@ impl Worker for HostCheckWorker {
         }
         Round::wait(self.every)
     }
+}
+
+/// `every Ns` of the host checks.
+fn every_secs(app: &App) -> Line {
+    Line::code("every_secs", &[("secs", app.cfg.health.host_check_interval.as_secs().to_string())])
 }

@@ -4,6 +4,7 @@
 //! list` shows. As Garage's background workers: one place to see and stop everything that runs.
 
 use crate::app::App;
+use crate::watch::Line;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +15,7 @@ use tokio_util::task::TaskTracker;
 /// What a round reports for `hafen worker list` (`ok`, `warning`, `critical`, `error`).
 pub struct Status {
     pub state: &'static str,
-    pub detail: String,
+    pub detail: Line,
 }
 
 /// The outcome of one round: its status (`None`: the round reported it itself, as the host
@@ -34,7 +35,7 @@ impl Round {
 pub trait Worker: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// How often it runs, in words (`every 5s and on engine events`, a cron expression, …).
-    fn every(&self, app: &App) -> String;
+    fn every(&self, app: &App) -> Line;
     /// One round of work. A round may run long (the engine's event stream); the runner drops it
     /// when the daemon shuts down.
     async fn round(&mut self, app: &Arc<App>) -> Round;
@@ -46,7 +47,7 @@ pub trait Worker: Send + Sync + 'static {
 
 /// Starts `w` on the tracker: listed at once as starting, then round after round until `cancel`.
 pub fn spawn(tracker: &TaskTracker, app: &Arc<App>, cancel: &CancellationToken, w: Box<dyn Worker>) {
-    app.worker(w.name(), &w.every(app), "starting", "first round not run yet");
+    app.worker(w.name(), w.every(app), "starting", Line::code("first_round", &[]));
     tracker.spawn(run(app.clone(), cancel.clone(), w));
 }
 
@@ -57,7 +58,7 @@ async fn run(app: Arc<App>, cancel: CancellationToken, mut w: Box<dyn Worker>) {
             r = w.round(&app) => r,
         };
         if let Some(s) = round.status {
-            app.worker(w.name(), &w.every(&app), s.state, s.detail);
+            app.worker(w.name(), w.every(&app), s.state, s.detail);
         }
         let wake = async {
             match w.wakes_on(&app) {
@@ -84,12 +85,12 @@ mod tests {
         fn name(&self) -> &'static str {
             "counter"
         }
-        fn every(&self, _app: &App) -> String {
+        fn every(&self, _app: &App) -> Line {
             "every 10ms".into()
         }
         async fn round(&mut self, _app: &Arc<App>) -> Round {
             self.0 += 1;
-            Round { status: Some(Status { state: "ok", detail: format!("round {}", self.0) }), wait: Duration::from_millis(10) }
+            Round { status: Some(Status { state: "ok", detail: format!("round {}", self.0).into() }), wait: Duration::from_millis(10) }
         }
     }
 
@@ -100,6 +101,9 @@ mod tests {
         spawn(&tracker, &app, &cancel, Box::new(Counter(0)));
         let first = app.workers().into_iter().find(|w| w.name == "counter").expect("listed before its first round");
         assert!(first.state == "starting" || first.detail.starts_with("round"), "{first:?}");
+        if first.state == "starting" {
+            assert_eq!((first.detail.as_str(), first.detail_text.as_ref().map(|m| m.code.as_str())), ("first round not run yet", Some("worker.first_round")));
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
         let later = app.workers().into_iter().find(|w| w.name == "counter").unwrap();
         assert_eq!(later.state, "ok");
