@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 const PASSWORD: &str = "pw-Ä9 secret";
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // The `hafen` package lives in src/cli; the repository is two levels up.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root")
 }
 
 fn free_port() -> u16 {
