@@ -84,11 +84,10 @@ pub struct App {
     catalogue: Mutex<(Option<std::time::SystemTime>, Arc<Catalogue>)>,
     /// Stacks whose last reconcile failed: failures in a row, next attempt, last error.
     retry: Mutex<BTreeMap<String, (u32, Instant, String)>>,
-    /// Stacks with a backup running now.
-    backups_running: Mutex<std::collections::BTreeSet<String>>,
-    /// Per backup target: backups share it, prune takes it alone (rustic_core takes no
-    /// repository locks, and a prune must never remove packs a running backup still writes).
-    target_locks: Mutex<BTreeMap<String, Arc<tokio::sync::RwLock<()>>>>,
+    /// Stacks (and hafen's own state) with a backup running now.
+    pub(crate) backups: crate::busy::Busy,
+    /// The lock of each backup target (`backup::TargetLocks`).
+    pub(crate) target_locks: crate::backup::TargetLocks,
     /// When the prober next has something due; `Instant::now()` forces a pass.
     next_probe: Mutex<Instant>,
     /// Test hook: stop the world after the action with this key (see docs/testing.md).
@@ -96,7 +95,7 @@ pub struct App {
     /// Test hook: stop the world before this step of an update (see docs/testing.md).
     pub(crate) pause_update: Option<String>,
     /// Stacks with an update running now (from its backup on).
-    pub(crate) updating: Mutex<std::collections::BTreeSet<String>>,
+    pub(crate) updating: crate::busy::Busy,
     /// The last throwaway rebuild of each recipe that differed (pending Debian updates).
     pub(crate) rebuilds: Mutex<BTreeMap<String, crate::images::rebuild::Probe>>,
     /// The event bus: the sequence number of each recorded event (`hafen events --follow`).
@@ -106,7 +105,7 @@ pub struct App {
     /// Each deployed stack's combined health as last computed.
     pub(crate) stack_states: Mutex<BTreeMap<String, crate::probe::StackHealth>>,
     /// What `hafen worker list` shows.
-    pub(crate) workers: Mutex<BTreeMap<String, hafen_api::WorkerInfo>>,
+    pub workers: crate::worker_status::Registry,
     /// Wakes the reconciler early (an engine event, a restart due).
     pub kick_reconcile: tokio::sync::Notify,
     /// Wakes the notification sender (something was queued).
@@ -137,16 +136,16 @@ impl App {
             catalogue: Mutex::new((None, Arc::new(Catalogue::default()))),
             next_probe: Mutex::new(Instant::now()),
             retry: Mutex::new(BTreeMap::new()),
-            backups_running: Mutex::new(Default::default()),
-            target_locks: Mutex::new(BTreeMap::new()),
+            backups: Default::default(),
+            target_locks: Default::default(),
             pause_after: std::env::var("HAFEN_TEST_PAUSE_AFTER").ok().filter(|s| !s.is_empty()),
             pause_update: std::env::var("HAFEN_TEST_PAUSE_UPDATE").ok().filter(|s| !s.is_empty()),
-            updating: Mutex::new(Default::default()),
+            updating: Default::default(),
             rebuilds: Mutex::new(BTreeMap::new()),
             bus: tokio::sync::broadcast::channel(256).0,
             healer: Mutex::new(hafen_core::heal::Healer::new(0, std::time::Duration::ZERO)),
             stack_states: Mutex::new(BTreeMap::new()),
-            workers: Mutex::new(BTreeMap::new()),
+            workers: Default::default(),
             kick_reconcile: tokio::sync::Notify::new(),
             notify_wake: tokio::sync::Notify::new(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
@@ -886,9 +885,9 @@ impl App {
         if self.store.update_open_for(id)? {
             return Err(AppError::Refused(format!("an update of {id} is running (it made its own backup first); the backup runs after it")));
         }
-        if !lock(&self.backups_running).insert(id.to_string()) {
+        let Some(_running) = self.backups.mark(id) else {
             return Err(AppError::Refused(crate::backup::BackupError::Busy(id.into()).to_string()));
-        }
+        };
         let started = Instant::now();
         let pins = self.store.pins(id)?;
         let tlock = crate::backup::target(&self.cfg, req.target.as_deref()).map(|t| self.target_lock(&t.name)).ok();
@@ -898,7 +897,7 @@ impl App {
         };
         let settings = resolve_settings(&stack, &rec.settings).unwrap_or(rec.settings.clone());
         let r = crate::backup::backup_stack(&*self.engine, &self.cfg, &stack, &settings, &pins, req.target.as_deref()).await;
-        lock(&self.backups_running).remove(id);
+        drop(_running);
         let target = req.target.clone().or_else(|| self.cfg.backup_targets.first().map(|t| t.name.clone())).unwrap_or_default();
         self.backup_outcome(id, target, started, actor, r)
     }
@@ -933,9 +932,9 @@ impl App {
     /// Backs up hafen's own state (for `hafen restore --all`).
     async fn backup_host(&self, target: Option<&str>, actor: &str) -> Result<crate::backup::RunReport, AppError> {
         const HOST: &str = crate::backup::HOST_TAG;
-        if !lock(&self.backups_running).insert(HOST.to_string()) {
+        let Some(running) = self.backups.mark(HOST) else {
             return Err(AppError::Refused(crate::backup::BackupError::Busy(HOST.into()).to_string()));
-        }
+        };
         let started = Instant::now();
         let tname = crate::backup::target(&self.cfg, target).map(|t| t.name.clone()).unwrap_or_default();
         let tl = self.target_lock(&tname);
@@ -943,13 +942,13 @@ impl App {
             let _shared = tl.read().await;
             crate::backup::backup_host(&self.cfg, &self.store, target).await
         };
-        lock(&self.backups_running).remove(HOST);
+        drop(running);
         self.backup_outcome(HOST, tname, started, actor, r)
     }
 
-    /// The lock of one backup target (see `target_locks`).
+    /// The lock of one backup target (see `backup::TargetLocks`).
     pub fn target_lock(&self, target: &str) -> Arc<tokio::sync::RwLock<()>> {
-        lock(&self.target_locks).entry(target.to_string()).or_default().clone()
+        self.target_locks.of(target)
     }
 
     /// Writes one snapshot of a stack as a `tar | zstd | age` file for the recovery recipients.

@@ -43,6 +43,20 @@ pub enum BackupError {
 
 pub use hafen_api::RunReport;
 
+/// One lock per backup target: backups share it, prune takes it alone (rustic_core takes no
+/// repository locks, and a prune must never remove packs a running backup still writes).
+#[derive(Debug, Default)]
+pub struct TargetLocks {
+    locks: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::RwLock<()>>>>,
+}
+
+impl TargetLocks {
+    /// The lock of the target `name` (the same one for every caller).
+    pub fn of(&self, name: &str) -> Arc<tokio::sync::RwLock<()>> {
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).entry(name.to_string()).or_default().clone()
+    }
+}
+
 pub use hafen_api::RunStep as Step;
 
 pub fn target<'a>(cfg: &'a Config, name: Option<&str>) -> Result<&'a BackupTarget, BackupError> {

@@ -7,6 +7,7 @@ rust_i18n::i18n!("../../locales", fallback = "en");
 
 pub mod app;
 pub mod backup;
+pub mod busy;
 pub mod catalogue;
 pub mod config;
 pub mod host;
@@ -24,3 +25,4 @@ pub mod server;
 pub mod update;
 pub mod watch;
 pub mod worker;
+pub mod worker_status;

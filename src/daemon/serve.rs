@@ -5,7 +5,7 @@
 
 use crate::app::App;
 use crate::config::Config;
-use crate::watch::Line;
+use crate::worker::Line;
 use crate::worker::{Round, Status, Worker};
 use async_trait::async_trait;
 use hafen_engine::docker::DockerEngine;
@@ -299,7 +299,7 @@ impl Worker for Metrics {
         let Some(addr) = app.cfg.metrics_listen else { return Round::wait(Duration::from_secs(3600)) };
         let detail = match crate::metrics::bind(addr).await {
             Ok(l) => {
-                app.worker("metrics", Line::code("on_request", &[]), "ok", Line::code("serving", &[("url", format!("http://{addr}/metrics"))]));
+                app.workers.set("metrics", Line::code("on_request", &[]), "ok", Line::code("serving", &[("url", format!("http://{addr}/metrics"))]));
                 match crate::metrics::serve_on(l, app.metrics.clone(), CancellationToken::new()).await {
                     Ok(()) => "stopped".to_string(),
                     Err(e) => format!("stopped: {e}"),

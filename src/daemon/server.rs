@@ -171,7 +171,7 @@ async fn events(State(app): State<Arc<App>>, Query(q): Query<EventsQuery>) -> R<
 }
 
 async fn workers(State(app): State<Arc<App>>) -> Json<Vec<hafen_api::WorkerInfo>> {
-    Json(app.workers())
+    Json(app.workers.list())
 }
 
 async fn alerts(State(app): State<Arc<App>>) -> R<Vec<hafen_store::AlertRecord>> {

@@ -228,9 +228,10 @@ impl App {
         if plan.hops.is_empty() {
             return Ok(ApplyReport { stack: id.into(), hops: vec![], version: plan.current, error: None });
         }
-        if self.store.update_open_for(id)? || !lock(&self.updating).insert(id.to_string()) {
+        let running = if self.store.update_open_for(id)? { None } else { self.updating.mark(id) };
+        let Some(running) = running else {
             return Err(AppError::Refused(format!("an update of {id} is already running; `hafen update list {id}` shows it")));
-        }
+        };
         let mut report = ApplyReport { stack: id.into(), hops: vec![], version: plan.current.clone(), error: None };
         for hop in &plan.hops {
             let r = self.run_hop(id, hop, actor).await;
@@ -253,7 +254,7 @@ impl App {
                 }
             }
         }
-        lock(&self.updating).remove(id);
+        drop(running);
         Ok(report)
     }
 
@@ -525,7 +526,7 @@ impl App {
     /// data of its pre-update snapshot; what changed since is lost, so it asks first on the CLI).
     pub async fn update_rollback(&self, id: &str, actor: &str) -> Result<UpdateRecord, AppError> {
         self.deployed_def(id)?;
-        if self.store.update_open_for(id)? || lock(&self.updating).contains(id) {
+        if self.store.update_open_for(id)? || self.updating.contains(id) {
             return Err(AppError::Refused(format!("an update of {id} is running; wait for it to end")));
         }
         // The newest hop still in effect (one taken back is `rolled_back` now).
@@ -626,7 +627,7 @@ impl App {
         }
         let err = (!errors.is_empty()).then(|| errors.join("; "));
         let _ = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref());
-        self.worker("updater", &self.cfg.updates.check_schedule, if err.is_some() { "warning" } else { "ok" }, err.map(crate::watch::Line::Text).unwrap_or_else(|| crate::watch::Line::code("registries_asked", &[])));
+        self.workers.set("updater", &self.cfg.updates.check_schedule, if err.is_some() { "warning" } else { "ok" }, err.map(crate::worker::Line::Text).unwrap_or_else(|| crate::worker::Line::code("registries_asked", &[])));
     }
 
     /// `hafen update check --rebuild`: a throwaway rebuild of every recipe a deployed stack (or

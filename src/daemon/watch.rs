@@ -2,54 +2,14 @@
 //! each reconnect), the healer's restart decisions (exponential backoff, crash-loop limit), each
 //! stack's combined health with its alert, the alert lifecycle (raised once, reminded, escalated,
 //! resolved; persisted in the store, delivered through the notification outbox), the host checks
-//! as named workers, and the registry behind `hafen worker list`.
+//! as named workers (`EngineWatch`, `host_checks`). The healer's rules are the core's
+//! (`hafen_core::heal`); what `hafen worker list` shows is `worker_status`.
 
-pub use hafen_api::WorkerInfo;
-
-/// A line of `hafen worker list`: a text from elsewhere (an error), or a catalogue key
-/// (`worker.…`) with arguments that each front end renders in its reader's language.
-pub enum Line {
-    Text(String),
-    Msg(hafen_api::Message),
-}
-
-impl Line {
-    /// `worker.<code>` with its arguments.
-    pub fn code(code: &str, args: &[(&str, String)]) -> Line {
-        Line::Msg(hafen_api::Message { code: format!("worker.{code}"), args: crate::notify::args(args) })
-    }
-
-    /// The English line and, for a catalogue text, its code.
-    fn split(self) -> (String, Option<hafen_api::Message>) {
-        match self {
-            Line::Text(s) => (s, None),
-            Line::Msg(m) => (hafen_core::i18n::render("en", &m), Some(m)),
-        }
-    }
-}
-
-impl From<String> for Line {
-    fn from(s: String) -> Line {
-        Line::Text(s)
-    }
-}
-
-impl From<&str> for Line {
-    fn from(s: &str) -> Line {
-        Line::Text(s.to_string())
-    }
-}
-
-impl From<&String> for Line {
-    fn from(s: &String) -> Line {
-        Line::Text(s.clone())
-    }
-}
 pub use hafen_core::alerts::{backup_age_level, reminders_due, Level};
 pub use hafen_core::heal::{backoff, Decision, Healer, Want};
 use crate::notify::{args, step};
 use crate::app::App;
-use crate::worker::{Round, Status, Worker};
+use crate::worker::{Line, Round, Status, Worker};
 use crate::probe::StackHealth;
 use crate::notify::{Notice, NoticeKind, Severity, Step};
 use hafen_store::AlertRecord;
@@ -63,17 +23,6 @@ fn hostname() -> String {
 }
 
 impl App {
-    /// Records a named worker's latest run for `hafen worker list`.
-    pub fn worker(&self, name: &str, every: impl Into<Line>, state: &str, detail: impl Into<Line>) {
-        let (every, every_text) = every.into().split();
-        let (detail, detail_text) = detail.into().split();
-        let info = WorkerInfo { name: name.into(), every, state: state.into(), last_run: Some(hafen_store::now()), detail, every_text, detail_text };
-        crate::app::lock(&self.workers).insert(name.to_string(), info);
-    }
-
-    pub fn workers(&self) -> Vec<WorkerInfo> {
-        crate::app::lock(&self.workers).values().cloned().collect()
-    }
 
     fn notice(&self, kind: NoticeKind, a: &AlertRecord) -> Notice {
         Notice {
@@ -207,7 +156,7 @@ impl App {
         for rec in records.into_iter().filter(|r| r.enabled) {
             let Some(def) = catalogue.stacks.get(&rec.id) else { continue };
             // During an update the stack is down on purpose; the update reports its own outcome.
-            if crate::app::lock(&self.updating).contains(&rec.id) || self.store.update_open_for(&rec.id).unwrap_or(false) {
+            if self.updating.contains(&rec.id) || self.store.update_open_for(&rec.id).unwrap_or(false) {
                 continue;
             }
             let (states, unhealthy): (Vec<crate::probe::ServiceHealth>, Vec<String>) = {
@@ -306,7 +255,7 @@ impl Worker for EngineWatch {
                     app.kick_prober();
                 }
                 self.connected_before = true;
-                app.worker(ENGINE_WATCH, Line::code("on_engine_events", &[]), "ok", Line::code("following_events", &[]));
+                app.workers.set(ENGINE_WATCH, Line::code("on_engine_events", &[]), "ok", Line::code("following_events", &[]));
                 let why = loop {
                     match stream.next().await {
                         Some(Ok(ev)) => app.on_engine_event(&ev),
@@ -424,7 +373,7 @@ impl App {
             );
             lines.push(line);
         }
-        self.worker("disk-space", every_secs(self), level_word(worst), lines.join("; "));
+        self.workers.set("disk-space", every_secs(self), level_word(worst), lines.join("; "));
     }
 
     /// USB/NAS backup disks that must be mounted.
@@ -444,7 +393,7 @@ impl App {
         if lines.is_empty() {
             lines.push("no backup target needs a mounted disk".into());
         }
-        self.worker("backup-disk", every_secs(self), level_word(worst), lines.join("; "));
+        self.workers.set("backup-disk", every_secs(self), level_word(worst), lines.join("; "));
     }
 
     /// Memory pressure and OOM kills since the last check.
@@ -452,7 +401,7 @@ impl App {
         let every = every_secs(self);
         let m = match crate::host::memory() {
             Ok(m) => m,
-            Err(e) => return self.worker("memory", every, "error", format!("/proc/meminfo: {e}")),
+            Err(e) => return self.workers.set("memory", every, "error", format!("/proc/meminfo: {e}")),
         };
         let level = crate::host::memory_level(&m);
         let psi = m.psi_some_avg60.map(|p| format!(", pressure {p:.1} %")).unwrap_or_default();
@@ -470,7 +419,7 @@ impl App {
                 None => {}
             }
         }
-        self.worker("memory", every, level_word(level), detail);
+        self.workers.set("memory", every, level_word(level), detail);
     }
 
     pub async fn check_clock(&self) {
@@ -479,16 +428,16 @@ impl App {
             Ok(c) => {
                 let level = if c.synchronised { Level::Ok } else { Level::Warning };
                 self.by_level("clock", "clock_unsynced", "clock_unsynced", level, None, &[("detail", c.detail.clone())], &c.detail);
-                self.worker("clock", every, level_word(level), c.detail);
+                self.workers.set("clock", every, level_word(level), c.detail);
             }
-            Err(e) => self.worker("clock", every, "error", e),
+            Err(e) => self.workers.set("clock", every, "error", e),
         }
     }
 
     pub async fn check_smart(&self) {
         let every = every_secs(self);
         if !crate::host::smart_available() {
-            return self.worker("smart", every, "ok", Line::code("smart_missing", &[]));
+            return self.workers.set("smart", every, "ok", Line::code("smart_missing", &[]));
         }
         let results = tokio::task::spawn_blocking(crate::host::smart).await.unwrap_or_default();
         let mut worst = Level::Ok;
@@ -503,14 +452,14 @@ impl App {
         if lines.is_empty() {
             lines.push("smartctl found no disks".into());
         }
-        self.worker("smart", every, level_word(worst), lines.join("; "));
+        self.workers.set("smart", every, level_word(worst), lines.join("; "));
     }
 
     /// Age of each deployed stack's last good backup.
     pub async fn check_backup_age(&self) {
         let every = every_secs(self);
         if self.cfg.backup_targets.is_empty() {
-            return self.worker("backup-age", every, "warning", Line::code("backup_age_no_target", &[]));
+            return self.workers.set("backup-age", every, "warning", Line::code("backup_age_no_target", &[]));
         }
         let max = chrono::Duration::from_std(self.cfg.health.backup_max_age).unwrap_or(chrono::Duration::hours(36));
         let now = chrono::Utc::now();
@@ -530,7 +479,7 @@ impl App {
             self.by_level("backup-age", &format!("backup_stale:{}", rec.id), "backup_stale", level, Some(&rec.id), &[("stack", rec.id.clone()), ("age", hours), ("last", last.clone().unwrap_or_else(|| "-".into()))], &line);
             lines.push(line);
         }
-        self.worker("backup-age", every, level_word(worst), lines.join("; "));
+        self.workers.set("backup-age", every, level_word(worst), lines.join("; "));
     }
 }
 
