@@ -1,10 +1,19 @@
-//! One backup run of one stack, app-consistent: pre-hooks (e.g. maintenance mode) → one snapshot
-//! holding the streamed dumps, the stack's backed-up volumes, its definition, settings, image
-//! pins and secrets → post-hooks, which always run → a structural check. A dump that fails (even
-//! after printing data) leaves no snapshot. The repository key comes from the keyring; the
-//! wrapped key is also stored in the target as `hafen-repo-key.age` for the recovery kit's path.
+//! The backup service, backup and restore in one place. One backup run of one stack is
+//! app-consistent: pre-hooks (e.g. maintenance mode) → one snapshot holding the streamed dumps,
+//! the stack's backed-up volumes, its definition, settings, image pins and secrets → post-hooks,
+//! which always run → a structural check. A dump that fails (even after printing data) leaves no
+//! snapshot. The repository key comes from the keyring; the wrapped key is also stored in the
+//! target as `hafen-repo-key.age` for the recovery kit's path. On the daemon (`impl App` below):
+//! backups of a stack and of hafen's own state, exports, prune, listing, checks, the in-place
+//! restore (staging, swap, health, rollback), retention and the nightly schedule.
 
+use crate::app::{lock, App, AppError};
+use crate::catalogue::render::resolve_settings;
+use crate::probe::Health;
+use crate::reconcile::{self, Action, Actual};
+use hafen_api::{BackupCheckRequest, BackupCheckResponse, BackupExportRequest, BackupPruneRequest, BackupPruneResponse, BackupRunRequest, RestoreRequest};
 use hafen_backup::keys::{KeyError, Keyring};
+use hafen_core::events::Event;
 use hafen_backup::repo::{Location, Part, Repo, RepoError};
 use crate::catalogue::StackDef;
 use crate::config::{BackupTarget, Config, TargetKind};
@@ -43,19 +52,6 @@ pub enum BackupError {
 
 pub use hafen_api::RunReport;
 
-/// One lock per backup target: backups share it, prune takes it alone (rustic_core takes no
-/// repository locks, and a prune must never remove packs a running backup still writes).
-#[derive(Debug, Default)]
-pub struct TargetLocks {
-    locks: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::RwLock<()>>>>,
-}
-
-impl TargetLocks {
-    /// The lock of the target `name` (the same one for every caller).
-    pub fn of(&self, name: &str) -> Arc<tokio::sync::RwLock<()>> {
-        self.locks.lock().unwrap_or_else(|e| e.into_inner()).entry(name.to_string()).or_default().clone()
-    }
-}
 
 pub use hafen_api::RunStep as Step;
 
@@ -466,6 +462,540 @@ pub fn apply_retention(
         repo.prune()?;
     }
     Ok((kept, forget, skipped))
+}
+
+/// The backup service on the daemon: backups (of a stack, of hafen's own state), exports,
+/// prune, listing, checks, the in-place restore, retention and the schedule — backup and
+/// restore in one place.
+impl App {
+    /// Backs up one deployed stack; two backups of one stack never run at once.
+    pub async fn backup_run(&self, req: &BackupRunRequest, actor: &str) -> Result<crate::backup::RunReport, AppError> {
+        if req.host {
+            return self.backup_host(req.target.as_deref(), actor).await;
+        }
+        let id = req.stack.as_str();
+        let stack = self.stack_def(id)?;
+        let Some(rec) = self.store.stack(id)? else {
+            return Err(AppError::Refused(format!("stack `{id}` is not deployed; deploy it before backing it up")));
+        };
+        if self.store.update_open_for(id)? {
+            return Err(AppError::Refused(format!("an update of {id} is running (it made its own backup first); the backup runs after it")));
+        }
+        let Some(_running) = self.backups.mark(id) else {
+            return Err(AppError::Refused(crate::backup::BackupError::Busy(id.into()).to_string()));
+        };
+        let started = Instant::now();
+        let pins = self.store.pins(id)?;
+        let tlock = crate::backup::target(&self.cfg, req.target.as_deref()).map(|t| self.target_lock(&t.name)).ok();
+        let _shared = match &tlock {
+            Some(l) => Some(l.read().await),
+            None => None,
+        };
+        let settings = resolve_settings(&stack, &rec.settings).unwrap_or(rec.settings.clone());
+        let r = crate::backup::backup_stack(&*self.engine, &self.cfg, &stack, &settings, &pins, req.target.as_deref()).await;
+        drop(_running);
+        let target = req.target.clone().or_else(|| self.cfg.backup_targets.first().map(|t| t.name.clone())).unwrap_or_default();
+        self.backup_outcome(id, target, started, actor, r)
+    }
+
+    /// Records how a backup run ended (finished or failed) and hands its report on.
+    fn backup_outcome(
+        &self,
+        stack: &str,
+        target: String,
+        started: Instant,
+        actor: &str,
+        r: Result<crate::backup::RunReport, crate::backup::BackupError>,
+    ) -> Result<crate::backup::RunReport, AppError> {
+        match r {
+            Ok(report) => {
+                match (&report.snapshot, &report.error) {
+                    (Some(s), None) => {
+                        self.metrics.set_backup(stack, s.unix_time, s.bytes, started.elapsed().as_secs_f64());
+                        self.emit(actor, Event::BackupFinished { stack: stack.into(), target, snapshot: s.id.clone(), seconds: started.elapsed().as_secs_f64() })
+                    }
+                    (_, e) => self.emit(actor, Event::BackupFailed { stack: stack.into(), target, error: e.clone().unwrap_or_default() }),
+                }
+                Ok(report)
+            }
+            Err(e) => {
+                self.emit(actor, Event::BackupFailed { stack: stack.into(), target, error: e.to_string() });
+                Err(AppError::Backup(e.to_string()))
+            }
+        }
+    }
+
+    /// Backs up hafen's own state (for `hafen restore --all`).
+    async fn backup_host(&self, target: Option<&str>, actor: &str) -> Result<crate::backup::RunReport, AppError> {
+        const HOST: &str = crate::backup::HOST_TAG;
+        let Some(running) = self.backups.mark(HOST) else {
+            return Err(AppError::Refused(crate::backup::BackupError::Busy(HOST.into()).to_string()));
+        };
+        let started = Instant::now();
+        let tname = crate::backup::target(&self.cfg, target).map(|t| t.name.clone()).unwrap_or_default();
+        let tl = self.target_lock(&tname);
+        let r = {
+            let _shared = tl.read().await;
+            crate::backup::backup_host(&self.cfg, &self.store, target).await
+        };
+        drop(running);
+        self.backup_outcome(HOST, tname, started, actor, r)
+    }
+
+    /// The lock of one backup target (see `busy::TargetLocks`).
+    pub fn target_lock(&self, target: &str) -> Arc<tokio::sync::RwLock<()>> {
+        self.target_locks.of(target)
+    }
+
+    /// Writes one snapshot of a stack as a `tar | zstd | age` file for the recovery recipients.
+    pub async fn backup_export(&self, req: &BackupExportRequest, actor: &str) -> Result<hafen_backup::export::ExportReport, AppError> {
+        let out = std::path::PathBuf::from(&req.out);
+        if !out.is_absolute() {
+            return Err(AppError::Refused(format!("the export file must be an absolute path, got `{}`", req.out)));
+        }
+        let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(|e| AppError::Backup(e.to_string()))?;
+        let ring = hafen_backup::keys::Keyring::open(&self.cfg.keys_dir()).map_err(|e| AppError::Backup(e.to_string()))?;
+        let recipients: Vec<String> =
+            ring.recipients().map_err(|e| AppError::Backup(e.to_string()))?.into_iter().filter(|r| r.role == "recovery").map(|r| r.recipient).collect();
+        let repo = crate::backup::open_target(&self.cfg, t).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        let (stack, snap) = (req.stack.clone(), req.snapshot.clone().unwrap_or_else(|| "latest".into()));
+        let r = tokio::task::spawn_blocking(move || hafen_backup::export::export(&repo, &stack, &snap, &recipients, &out, &|_, _| {}))
+            .await
+            .map_err(|e| AppError::Backup(e.to_string()))?
+            .map_err(|e| AppError::Backup(e.to_string()))?;
+        self.emit(actor, Event::BackupExported { stack: req.stack.clone(), snapshot: r.snapshot.id.clone(), file: r.file.clone(), sha256: r.sha256.clone() });
+        Ok(r)
+    }
+
+    /// Applies the retention policy to every stack's snapshots in a target and removes unused
+    /// data. Refused for append-only targets: prune those on the server, with its own credentials.
+    pub async fn backup_prune(&self, req: &BackupPruneRequest, actor: &str) -> Result<BackupPruneResponse, AppError> {
+        let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(|e| AppError::Backup(e.to_string()))?.clone();
+        if t.append_only {
+            return Err(AppError::Refused(crate::backup::BackupError::AppendOnly(t.name.clone()).to_string()));
+        }
+        let lk = self.target_lock(&t.name);
+        let _g = lk.write().await;
+        let repo = crate::backup::open_target(&self.cfg, &t).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        let policy = self.cfg.backup_retention.clone();
+        let now = chrono::Utc::now();
+        let (kept, forgotten, skipped) = tokio::task::spawn_blocking(move || crate::backup::apply_retention(&repo, &policy, None, now))
+            .await
+            .map_err(|e| AppError::Backup(e.to_string()))?
+            .map_err(|e| AppError::Backup(e.to_string()))?;
+        self.emit(actor, Event::BackupPruned { target: t.name.clone(), forgotten: forgotten.len() });
+        Ok(BackupPruneResponse { target: t.name.clone(), kept, forgotten, skipped })
+    }
+
+    pub async fn backup_list(&self, target: Option<&str>) -> Result<Vec<hafen_backup::repo::SnapInfo>, AppError> {
+        let t = crate::backup::target(&self.cfg, target).map_err(|e| AppError::Backup(e.to_string()))?;
+        let repo = crate::backup::open_target(&self.cfg, t).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        tokio::task::spawn_blocking(move || repo.snapshots())
+            .await
+            .map_err(|e| AppError::Backup(e.to_string()))?
+            .map_err(|e| AppError::Backup(e.to_string()))
+    }
+
+    pub async fn backup_check(&self, req: &BackupCheckRequest, actor: &str) -> Result<BackupCheckResponse, AppError> {
+        let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(|e| AppError::Backup(e.to_string()))?;
+        let repo = crate::backup::open_target(&self.cfg, t).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        let read = req.read_data;
+        let problems = tokio::task::spawn_blocking(move || repo.check(read, None))
+            .await
+            .map_err(|e| AppError::Backup(e.to_string()))?
+            .map_err(|e| AppError::Backup(e.to_string()))?;
+        if problems.is_empty() {
+            self.emit(actor, Event::BackupChecked { target: t.name.clone(), subset: None });
+        } else {
+            self.emit(actor, Event::BackupCheckFailed { target: t.name.clone(), subset: None, problems: problems.clone() });
+        }
+        Ok(BackupCheckResponse { target: t.name.clone(), read_data: read, problems })
+    }
+
+    /// Waits until every service in `services` (all when empty) of `stack` runs and passes its
+    /// probe; Err with the states when `limit` passes.
+    pub(crate) async fn wait_healthy(&self, stack: &StackDef, services: &[String], limit: std::time::Duration) -> Result<(), String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.kick_prober();
+            self.probe_all().await;
+            let states = self.engine.list_services(Some(&stack.id)).await.map_err(|e| e.to_string())?;
+            let h = lock(&self.health).clone();
+            let mut pending = Vec::new();
+            for (name, def) in &stack.services {
+                if !services.is_empty() && !services.contains(name) {
+                    continue;
+                }
+                let st = states.iter().find(|s| &s.service == name);
+                let ok = match (st, &def.probe) {
+                    (Some(st), Some(_)) => st.running && h.get(&st.name).is_some_and(|p| p.container_id == st.id && p.health == Health::Healthy),
+                    (Some(st), None) => st.running,
+                    (None, _) => false,
+                };
+                if !ok {
+                    pending.push(name.clone());
+                }
+            }
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("not healthy within {}s: {}", limit.as_secs(), pending.join(", ")));
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    }
+
+    /// Restores a stack from a snapshot: restore into staging and verify; stop the stack; swap its
+    /// volumes (the old data is kept aside); start the database services and load the dumps;
+    /// start everything and wait for the probes. On any failure after the swap, the previous
+    /// volumes are put back and the stack is started as it was.
+    pub async fn restore_stack(&self, req: &RestoreRequest, actor: &str) -> Result<crate::backup::RunReport, AppError> {
+        self.restore_stack_from(req, actor, None).await
+    }
+
+    /// `restore_stack` from `source` instead of a configured target (the whole-box recovery
+    /// opens the repository from the recovery kit).
+    pub async fn restore_stack_from(&self, req: &RestoreRequest, actor: &str, source: Option<hafen_backup::repo::Repo>) -> Result<crate::backup::RunReport, AppError> {
+        let _g = self.op_lock.lock().await;
+        self.restore_locked(req, actor, source, &[]).await
+    }
+
+    /// The restore itself; the caller holds `op_lock`. `migrations` (service, command) run
+    /// once each, in the new images, after the dumps are loaded and before the stack starts
+    /// (an update that moves a database to a new major version).
+    pub(crate) async fn restore_locked(
+        &self,
+        req: &RestoreRequest,
+        actor: &str,
+        source: Option<hafen_backup::repo::Repo>,
+        migrations: &[crate::catalogue::model::MigrationDef],
+    ) -> Result<crate::backup::RunReport, AppError> {
+        use crate::backup::{open_target, target, Step};
+        let id = req.stack.clone();
+        let stack = self.stack_def(&id)?;
+        let berr = |e: String| AppError::Backup(e);
+        let (repo, target_name) = match source {
+            Some(r) => {
+                let name = r.location().to_string();
+                (r, name)
+            }
+            None => {
+                let t = target(&self.cfg, req.target.as_deref()).map_err(|e| berr(e.to_string()))?;
+                (open_target(&self.cfg, t).await.map_err(|e| berr(e.to_string()))?, t.name.clone())
+            }
+        };
+        let at = match &req.at {
+            Some(s) => Some(hafen_backup::repo::parse_at(s).map_err(|e| AppError::Refused(e))?),
+            None => None,
+        };
+        let mut report = crate::backup::RunReport { stack: id.clone(), target: target_name, ..Default::default() };
+        let step = |report: &mut crate::backup::RunReport, name: &str, started: Instant, r: &Result<String, String>| {
+            report.steps.push(Step { step: name.into(), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: started.elapsed().as_secs_f64() });
+        };
+        let ts = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+        let staging = self.cfg.state_dir.join("restore").join(format!("{id}-{ts}"));
+        // 1. Into staging, then verify what the definition says must be there.
+        let t0 = Instant::now();
+        let (snap_id, tags, st2) = (req.snapshot.clone().unwrap_or_else(|| "latest".into()), vec![format!("stack:{id}")], staging.clone());
+        let snap = tokio::task::spawn_blocking(move || {
+            let chosen = match at {
+                Some(at) => hafen_backup::repo::pick(&repo.snapshots()?, &tags, &snap_id, Some(at))
+                    .ok_or_else(|| hafen_backup::repo::RepoError::NoSnapshot(format!("at or before the given time ({})", tags.join(", "))))?
+                    .id,
+                None => snap_id,
+            };
+            repo.restore(&chosen, &tags, "", &st2)
+        })
+        .await
+        .map_err(|e| berr(e.to_string()))?
+        .map_err(|e| berr(e.to_string()))?;
+        report.snapshot = Some(snap.clone());
+        let mut missing = Vec::new();
+        for d in &stack.backup.dumps {
+            if std::fs::metadata(staging.join("dumps").join(&d.file)).map(|m| m.len() == 0).unwrap_or(true) {
+                missing.push(format!("dumps/{}", d.file));
+            }
+        }
+        for (v, def) in &stack.volumes {
+            if def.backup && !staging.join("volumes").join(v).is_dir() {
+                missing.push(format!("volumes/{v}"));
+            }
+        }
+        let verified = if missing.is_empty() { Ok(format!("snapshot {} restored to staging and complete", &snap.id[..8])) } else { Err(format!("the snapshot lacks {}", missing.join(", "))) };
+        step(&mut report, "staging", t0, &verified);
+        if let Err(e) = verified {
+            let _ = std::fs::remove_dir_all(&staging);
+            report.error = Some(e);
+            return Ok(report);
+        }
+        // Settings and secrets: from the snapshot when this box does not know the stack.
+        let meta: serde_json::Value = std::fs::read(staging.join("hafen/meta/run.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        if self.store.stack(&id)?.is_none() {
+            let settings: BTreeMap<String, String> = serde_json::from_value(meta["settings"].clone()).unwrap_or_default();
+            self.store.put_stack(&id, true, &settings, &stack.file_hash)?;
+        }
+        let secrets_src = staging.join("hafen/secrets");
+        if secrets_src.is_dir() {
+            let dst = self.cfg.secrets_dir().join(&id);
+            std::fs::create_dir_all(&dst).map_err(|e| berr(e.to_string()))?;
+            for e in std::fs::read_dir(&secrets_src).map_err(|e| berr(e.to_string()))?.flatten() {
+                std::fs::copy(e.path(), dst.join(e.file_name())).map_err(|e| berr(e.to_string()))?;
+            }
+        }
+        let settings = self.settings_for(&stack, &BTreeMap::new())?;
+
+        // 2. Stop the stack (services only; volumes and network stay).
+        let t0 = Instant::now();
+        let actual = Actual::read(&*self.engine, &id).await?;
+        let mut stop = reconcile::plan_remove(&id, &actual, false);
+        stop.actions.retain(|a| matches!(a, Action::RemoveService { .. }));
+        let (_, r) = self.apply(&stop, actor, false).await;
+        step(&mut report, "stop", t0, &r.as_ref().map(|_| "services stopped".to_string()).map_err(|e| e.to_string()));
+        r?;
+
+        // 3. Swap the volumes; the previous data stays aside until the restore succeeded.
+        let t0 = Instant::now();
+        let mut swapped: Vec<(std::path::PathBuf, std::path::PathBuf)> = Vec::new();
+        let swap = async {
+            for (v, def) in &stack.volumes {
+                self.engine.create_volume(&id, v).await.map_err(|e| e.to_string())?;
+                let path = self.engine.volume_path(&id, v).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("volume {v} has no path"))?;
+                let aside = path.with_file_name(format!("_data.pre-restore-{ts}"));
+                std::fs::rename(&path, &aside).map_err(|e| format!("moving {} aside: {e}", path.display()))?;
+                swapped.push((path.clone(), aside.clone()));
+                if def.backup {
+                    let src = staging.join("volumes").join(v);
+                    if std::fs::rename(&src, &path).is_err() {
+                        let st = std::process::Command::new("cp").arg("-a").arg(&src).arg(&path).status().map_err(|e| e.to_string())?;
+                        if !st.success() {
+                            return Err(format!("copying {} failed", src.display()));
+                        }
+                    }
+                } else {
+                    // Restored from a dump: start from an empty directory with the old owner and mode.
+                    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+                    let m = std::fs::metadata(&aside).map_err(|e| e.to_string())?;
+                    std::fs::create_dir(&path).map_err(|e| e.to_string())?;
+                    std::os::unix::fs::chown(&path, Some(m.uid()), Some(m.gid())).map_err(|e| e.to_string())?;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m.mode() & 0o7777)).map_err(|e| e.to_string())?;
+                }
+            }
+            Ok::<String, String>(format!("{} volume(s) swapped; previous data kept aside", stack.volumes.len()))
+        }
+        .await;
+        step(&mut report, "swap", t0, &swap);
+
+        // 4. Databases first, then the dumps, then everything, then the probes.
+        let result: Result<(), String> = async {
+            swap?;
+            let dump_services: Vec<String> = stack.backup.dumps.iter().filter(|d| d.restore.is_some()).map(|d| d.service.clone()).collect();
+            let (plan, _) = self.desired(&stack, &settings, true, false).await.map_err(|e| e.to_string())?;
+            let mut first = plan.clone();
+            first.actions.retain(|a| match a {
+                Action::CreateService { spec } | Action::RecreateService { spec, .. } => dump_services.contains(&spec.service),
+                Action::StartService { service, .. } => dump_services.contains(service),
+                _ => true,
+            });
+            if !dump_services.is_empty() {
+                let (_, r) = self.apply(&first, actor, false).await;
+                r.map_err(|e| e.to_string())?;
+                // (An empty list would mean every service to `wait_healthy`.)
+                self.wait_healthy(&stack, &dump_services, std::time::Duration::from_secs(300)).await?;
+            }
+            for d in stack.backup.dumps.iter().filter(|d| d.restore.is_some()) {
+                let t0 = Instant::now();
+                let file = staging.join("dumps").join(&d.file);
+                let (tx, rx) = tokio::sync::mpsc::channel(8);
+                let reader = tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut f = tokio::fs::File::open(&file).await?;
+                    let mut buf = vec![0u8; 1 << 20];
+                    loop {
+                        let n = f.read(&mut buf).await?;
+                        if n == 0 || tx.send(bytes::Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                            return Ok::<(), std::io::Error>(());
+                        }
+                    }
+                });
+                let cmd = d.restore.clone().unwrap_or_default();
+                let out = self.engine.exec_stdin(&hafen_engine::container_name(&id, &d.service), &cmd, rx, std::time::Duration::from_secs(6 * 3600)).await;
+                let _ = reader.await;
+                let r = match out {
+                    Ok(o) if o.exit_code == 0 => Ok(format!("`{}` loaded {}", cmd.join(" "), d.file)),
+                    Ok(o) => Err(format!("`{}` exited with {}: {}", cmd.join(" "), o.exit_code, o.stderr.trim())),
+                    Err(e) => Err(e.to_string()),
+                };
+                report.steps.push(Step { step: format!("load {}", d.file), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: t0.elapsed().as_secs_f64() });
+                r?;
+            }
+            for m in migrations {
+                let t0 = Instant::now();
+                let r = self.run_migration(&stack, &settings, m).await;
+                report.steps.push(Step { step: format!("migrate {}", m.service), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: t0.elapsed().as_secs_f64() });
+                r?;
+            }
+            let (plan, _) = self.desired(&stack, &settings, true, false).await.map_err(|e| e.to_string())?;
+            let (_, r) = self.apply(&plan, actor, false).await;
+            r.map_err(|e| e.to_string())?;
+            self.wait_healthy(&stack, &[], stack.upgrade.health_deadline).await
+        }
+        .await;
+        let t0 = Instant::now();
+        match &result {
+            Ok(()) => {
+                for (_, aside) in &swapped {
+                    let _ = std::fs::remove_dir_all(aside);
+                }
+                step(&mut report, "healthy", t0, &Ok("all services pass their probes".into()));
+            }
+            Err(e) => {
+                // Put the previous state back and start it as it was.
+                let actual = Actual::read(&*self.engine, &id).await?;
+                let mut stop = reconcile::plan_remove(&id, &actual, false);
+                stop.actions.retain(|a| matches!(a, Action::RemoveService { .. }));
+                let _ = self.apply(&stop, actor, false).await;
+                for (path, aside) in &swapped {
+                    let failed = path.with_file_name(format!("_data.failed-restore-{ts}"));
+                    let _ = std::fs::rename(path, &failed);
+                    let _ = std::fs::rename(aside, path);
+                    let _ = std::fs::remove_dir_all(&failed);
+                }
+                if let Ok((plan, _)) = self.desired(&stack, &settings, true, false).await {
+                    let _ = self.apply(&plan, actor, false).await;
+                }
+                step(&mut report, "rollback", t0, &Ok("previous volumes put back and the stack started again".into()));
+                report.error = Some(e.clone());
+            }
+        }
+        let _ = std::fs::remove_dir_all(&staging);
+        self.emit(actor, match &report.error {
+            None => Event::RestoreFinished { stack: id.clone(), snapshot: snap.id.clone() },
+            Some(e) => Event::RestoreFailed { stack: id.clone(), error: e.clone() },
+        });
+        Ok(report)
+    }
+
+    /// Applies the retention policy to one stack's snapshots in a target; returns how many were
+    /// forgotten. Nothing is forgotten when the clock looks wrong; nothing at all on an
+    /// append-only target (its server prunes).
+    pub async fn apply_retention(&self, stack: &str, target: &crate::config::BackupTarget) -> Result<usize, AppError> {
+        if target.append_only {
+            return Ok(0);
+        }
+        let lk = self.target_lock(&target.name);
+        let _g = lk.write().await;
+        let repo = crate::backup::open_target(&self.cfg, target).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        let policy = self.cfg.backup_retention.clone();
+        let tag = if stack == crate::backup::HOST_TAG { stack.to_string() } else { format!("stack:{stack}") };
+        let now = chrono::Utc::now();
+        let (_, forgotten, skipped) = tokio::task::spawn_blocking(move || crate::backup::apply_retention(&repo, &policy, Some(&tag), now))
+            .await
+            .map_err(|e| AppError::Backup(e.to_string()))?
+            .map_err(|e| AppError::Backup(e.to_string()))?;
+        if let Some(why) = &skipped {
+            tracing::warn!(stack = %stack, "retention skipped: {why}");
+        }
+        Ok(forgotten.len())
+    }
+
+    /// Now, when the scheduled job `job` is due by `expr` and its persisted last run (a first
+    /// start records now and owes nothing).
+    pub(crate) fn job_due(&self, job: &str, expr: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let schedule = hafen_core::schedule::parse(expr).ok()?;
+        let now = chrono::Utc::now();
+        let last = self.store.job_last_run(job).ok().flatten().and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()).map(|d| d.with_timezone(&chrono::Utc));
+        if last.is_none() {
+            let _ = self.store.set_job(job, &now.to_rfc3339(), None);
+            return None;
+        }
+        matches!(hafen_core::schedule::due(&schedule, last, now), hafen_core::schedule::Due::Now { .. }).then_some(now)
+    }
+
+    /// The rotating read check: when due, read one part of the packs of every target
+    /// (`backup_check_parts`), so every pack is read regularly; problems are an alert event.
+    pub async fn backup_check_tick(&self) {
+        const JOB: &str = "read-check";
+        if self.cfg.backup_targets.is_empty() {
+            return;
+        }
+        let Some(now) = self.job_due(JOB, &self.cfg.backup_check_schedule) else { return };
+        let subset = hafen_core::schedule::check_subset(now, self.cfg.backup_check_parts);
+        let mut errors = Vec::new();
+        for t in self.cfg.backup_targets.clone() {
+            let lk = self.target_lock(&t.name);
+            let _shared = lk.read().await;
+            let repo = match crate::backup::open_target(&self.cfg, &t).await {
+                Ok(r) => r,
+                Err(e) => {
+                    errors.push(format!("{}: {e}", t.name));
+                    self.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems: vec![e.to_string()] });
+                    continue;
+                }
+            };
+            let sub = subset.clone();
+            let r = tokio::task::spawn_blocking(move || repo.check(true, Some(&sub))).await;
+            match r {
+                Ok(Ok(p)) if p.is_empty() => self.emit("scheduler", Event::BackupChecked { target: t.name.clone(), subset: Some(subset.clone()) }),
+                Ok(Ok(problems)) => {
+                    errors.push(format!("{}: {}", t.name, problems.join("; ")));
+                    tracing::error!(target = %t.name, "the read check found problems: {}", problems.join("; "));
+                    self.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems });
+                }
+                Ok(Err(e)) => {
+                    errors.push(format!("{}: {e}", t.name));
+                    self.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems: vec![e.to_string()] });
+                }
+                Err(e) => errors.push(format!("{}: {e}", t.name)),
+            }
+        }
+        let err = (!errors.is_empty()).then(|| errors.join("; "));
+        if let Err(e) = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref()) {
+            tracing::error!(error = %e, "could not record the read check");
+        }
+    }
+
+    /// The scheduler's tick: when the nightly run is due (or was missed while the box was off),
+    /// back up every deployed stack to the first target, then apply retention.
+    pub async fn backup_schedule_tick(&self) {
+        const JOB: &str = "nightly-backup";
+        let Some(target) = self.cfg.backup_targets.first().cloned() else { return };
+        let Some(now) = self.job_due(JOB, &self.cfg.backup_schedule) else { return };
+        let mut errors = Vec::new();
+        let stacks: Vec<String> = self.store.stacks().map(|v| v.into_iter().filter(|s| s.enabled).map(|s| s.id).collect()).unwrap_or_default();
+        for id in stacks {
+            let req = BackupRunRequest { stack: id.clone(), target: Some(target.name.clone()), host: false };
+            match self.backup_run(&req, "scheduler").await {
+                Ok(r) if r.error.is_none() => match self.apply_retention(&id, &target).await {
+                    Ok(n) if n > 0 => tracing::info!(stack = %id, forgotten = n, "retention applied"),
+                    Ok(_) => {}
+                    Err(e) => errors.push(format!("{id}: retention: {e}")),
+                },
+                Ok(r) => errors.push(format!("{id}: {}", r.error.unwrap_or_default())),
+                Err(e) => errors.push(format!("{id}: {e}")),
+            }
+        }
+        match self.backup_host(Some(&target.name), "scheduler").await {
+            Ok(r) if r.error.is_none() => {
+                if let Err(e) = self.apply_retention(crate::backup::HOST_TAG, &target).await {
+                    errors.push(format!("hafen state: retention: {e}"));
+                }
+            }
+            Ok(r) => errors.push(format!("hafen state: {}", r.error.unwrap_or_default())),
+            Err(e) => errors.push(format!("hafen state: {e}")),
+        }
+        let err = (!errors.is_empty()).then(|| errors.join("; "));
+        if let Err(e) = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref()) {
+            tracing::error!(error = %e, "could not record the backup run");
+        }
+        if err.is_none() {
+            // The dead man's switch: silence at the heartbeat URL means trouble.
+            if let Err(e) = crate::notify::enqueue_heartbeat(&self.store, &self.cfg.notify) {
+                tracing::error!(error = %e, "could not queue the heartbeat");
+            }
+            self.notify_wake.notify_one();
+        }
+    }
 }
 
 #[cfg(test)]

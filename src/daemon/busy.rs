@@ -39,6 +39,20 @@ impl Drop for Mark<'_> {
     }
 }
 
+/// One lock per backup target: backups share it, prune takes it alone (rustic_core takes no
+/// repository locks, and a prune must never remove packs a running backup still writes).
+#[derive(Debug, Default)]
+pub struct TargetLocks {
+    locks: Mutex<std::collections::BTreeMap<String, std::sync::Arc<tokio::sync::RwLock<()>>>>,
+}
+
+impl TargetLocks {
+    /// The lock of the target `name` (the same one for every caller).
+    pub fn of(&self, name: &str) -> std::sync::Arc<tokio::sync::RwLock<()>> {
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).entry(name.to_string()).or_default().clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
