@@ -29,8 +29,10 @@ pub enum AppError {
     Definition { id: String, issues: Vec<String> },
     #[error("{}", rust_i18n::t!("err.app_settings", id = .id))]
     Settings { id: String, errors: Vec<String> },
-    #[error("{0}")]
-    Refused(String),
+    /// What the daemon will not do (`err.refused_<code>`), or a refusal that arrives as text
+    /// from elsewhere (`err.app_refused` with it as `detail`).
+    #[error("{}", hafen_core::i18n::render_error(&rust_i18n::locale(), .0).unwrap_or_else(|| .0.code.clone()))]
+    Refused(Message),
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error(transparent)]
@@ -45,6 +47,16 @@ pub enum AppError {
     Backup(String),
 }
 
+/// A refusal with its catalogue code (`err.refused_<code>`) and arguments.
+pub(crate) fn refused(code: &str, args: &[(&str, String)]) -> AppError {
+    AppError::Refused(Message { code: format!("refused_{code}"), args: crate::notify::args(args) })
+}
+
+/// A refusal whose text comes from elsewhere (a registry's answer, another error).
+pub(crate) fn refused_text(detail: impl ToString) -> AppError {
+    AppError::Refused(Message::new("app_refused").arg("detail", detail.to_string()))
+}
+
 impl AppError {
     /// The error as code + arguments (`hafen_api::Message`): what every client renders in its
     /// reader's language. Errors that arrive here as text (`Refused`, `Apply`, `Backup`, `Io`)
@@ -56,7 +68,7 @@ impl AppError {
             AppError::NotDeployed { id, deployed } => M::new("app_not_deployed").arg("id", id).arg("deployed", deployed),
             AppError::Definition { id, .. } => M::new("app_definition").arg("id", id),
             AppError::Settings { id, .. } => M::new("app_settings").arg("id", id),
-            AppError::Refused(detail) => M::new("app_refused").arg("detail", detail),
+            AppError::Refused(m) => m.clone(),
             AppError::Engine(e) => e.message(),
             AppError::Image(e) => e.message(),
             AppError::Store(e) => e.message(),
@@ -509,9 +521,7 @@ impl App {
     /// Removes a stack's services and network; its volumes only with `purge` and confirmation.
     pub async fn remove(&self, id: &str, req: &RemoveRequest, actor: &str) -> Result<RemoveResponse, AppError> {
         if req.purge && req.confirm.as_deref() != Some(id) && !req.dry_run {
-            return Err(AppError::Refused(format!(
-                "--purge deletes the data volumes of `{id}` for good; confirm by giving the stack id (`hafen stack remove {id} --purge --confirm {id}`)"
-            )));
+            return Err(refused("purge_confirm", &[("id", id.to_string())]));
         }
         let _g = if req.dry_run { None } else { Some(self.op_lock.lock().await) };
         let actual = Actual::read(&*self.engine, id).await?;
@@ -839,7 +849,7 @@ impl App {
             logs.insert(s.service.clone(), self.engine.logs(&s.name, tail).await?);
         }
         if logs.is_empty() {
-            return Err(AppError::Refused(format!("stack `{id}` has no service `{}`", service.unwrap_or_default())));
+            return Err(refused("no_service", &[("id", id.to_string()), ("service", service.unwrap_or_default().to_string())]));
         }
         Ok(LogsResponse { stack: id.into(), logs })
     }
@@ -901,6 +911,17 @@ pub fn health_word(h: Health) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_codes_that_read_as_before_in_english_and_in_german() {
+        let e = refused("purge_confirm", &[("id", "tryton".into())]);
+        let en = hafen_core::i18n::render_error("en", &e.message()).unwrap();
+        assert_eq!(en, "--purge deletes the data volumes of `tryton` for good; confirm by giving the stack id (`hafen stack remove tryton --purge --confirm tryton`)");
+        let de = hafen_core::i18n::render_error("de", &e.message()).unwrap();
+        assert!(de.starts_with("--purge löscht die Datenvolumes von `tryton`"), "{de}");
+        let t = refused_text("registry down");
+        assert_eq!((t.message().code.as_str(), hafen_core::i18n::render_error("de", &t.message()).unwrap().as_str()), ("app_refused", "registry down"));
+    }
 
     /// A service layer on the in-memory engine and a fresh state store, for services' and
     /// workers' own tests.

@@ -476,13 +476,13 @@ impl App {
         let id = req.stack.as_str();
         let stack = self.stack_def(id)?;
         let Some(rec) = self.store.stack(id)? else {
-            return Err(AppError::Refused(format!("stack `{id}` is not deployed; deploy it before backing it up")));
+            return Err(crate::app::refused("backup_not_deployed", &[("id", id.to_string())]));
         };
         if self.store.update_open_for(id)? {
-            return Err(AppError::Refused(format!("an update of {id} is running (it made its own backup first); the backup runs after it")));
+            return Err(crate::app::refused("backup_during_update", &[("id", id.to_string())]));
         }
         let Some(_running) = self.backups.mark(id) else {
-            return Err(AppError::Refused(crate::backup::BackupError::Busy(id.into()).to_string()));
+            return Err(AppError::Refused(hafen_api::Message::new("run_busy").arg("_0", id)));
         };
         let started = Instant::now();
         let pins = self.store.pins(id)?;
@@ -529,7 +529,7 @@ impl App {
     async fn backup_host(&self, target: Option<&str>, actor: &str) -> Result<crate::backup::RunReport, AppError> {
         const HOST: &str = crate::backup::HOST_TAG;
         let Some(running) = self.backups.mark(HOST) else {
-            return Err(AppError::Refused(crate::backup::BackupError::Busy(HOST.into()).to_string()));
+            return Err(AppError::Refused(hafen_api::Message::new("run_busy").arg("_0", HOST)));
         };
         let started = Instant::now();
         let tname = crate::backup::target(&self.cfg, target).map(|t| t.name.clone()).unwrap_or_default();
@@ -551,7 +551,7 @@ impl App {
     pub async fn backup_export(&self, req: &BackupExportRequest, actor: &str) -> Result<hafen_backup::export::ExportReport, AppError> {
         let out = std::path::PathBuf::from(&req.out);
         if !out.is_absolute() {
-            return Err(AppError::Refused(format!("the export file must be an absolute path, got `{}`", req.out)));
+            return Err(crate::app::refused("export_relative", &[("path", req.out.clone())]));
         }
         let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(|e| AppError::Backup(e.to_string()))?;
         let ring = hafen_backup::keys::Keyring::open(&self.cfg.keys_dir()).map_err(|e| AppError::Backup(e.to_string()))?;
@@ -572,7 +572,7 @@ impl App {
     pub async fn backup_prune(&self, req: &BackupPruneRequest, actor: &str) -> Result<BackupPruneResponse, AppError> {
         let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(|e| AppError::Backup(e.to_string()))?.clone();
         if t.append_only {
-            return Err(AppError::Refused(crate::backup::BackupError::AppendOnly(t.name.clone()).to_string()));
+            return Err(AppError::Refused(hafen_api::Message::new("run_appendonly").arg("_0", &t.name)));
         }
         let lk = self.target_lock(&t.name);
         let _g = lk.write().await;
@@ -686,7 +686,7 @@ impl App {
             }
         };
         let at = match &req.at {
-            Some(s) => Some(hafen_backup::repo::parse_at(s).map_err(|e| AppError::Refused(e))?),
+            Some(s) => Some(hafen_backup::repo::parse_at(s).map_err(crate::app::refused_text)?),
             None => None,
         };
         let mut report = crate::backup::RunReport { stack: id.clone(), target: target_name, ..Default::default() };

@@ -62,7 +62,7 @@ impl App {
             .upgrade
             .track
             .as_deref()
-            .ok_or_else(|| AppError::Refused(format!("{} names no `upgrade.track` service: it is not updated from a registry (its images are rebuilt from Debian's packages instead)", stack.id)))
+            .ok_or_else(|| crate::app::refused("update_no_track", &[("id", stack.id.clone())]))
     }
 
     /// The image each registry service runs now, by tag (the pin an update moved, else the
@@ -81,9 +81,9 @@ impl App {
     }
 
     fn deployed_def(&self, id: &str) -> Result<StackDef, AppError> {
-        let stack = self.catalogue().stacks.get(id).cloned().ok_or_else(|| AppError::Refused(format!("no valid stack definition `{id}`; see `hafen stack list`")))?;
+        let stack = self.catalogue().stacks.get(id).cloned().ok_or_else(|| crate::app::refused("update_no_definition", &[("id", id.to_string())]))?;
         if self.store.stack(id)?.is_none() {
-            return Err(AppError::Refused(format!("stack `{id}` is not deployed; deploy it before updating it")));
+            return Err(crate::app::refused("update_not_deployed", &[("id", id.to_string())]));
         }
         Ok(stack)
     }
@@ -101,15 +101,15 @@ impl App {
         let track = self.tracked(stack)?;
         let refs = self.current_refs(stack)?;
         let cur_ref = refs.get(track).cloned().unwrap_or_default();
-        let r = ImageRef::parse(&cur_ref).ok_or_else(|| AppError::Refused(format!("`{cur_ref}` is not an image reference")))?;
+        let r = ImageRef::parse(&cur_ref).ok_or_else(|| crate::app::refused("not_image_ref", &[("value", cur_ref.clone())]))?;
         let cur_tag = r.tag.clone().unwrap_or_default();
-        let current = Version::parse(&cur_tag).ok_or_else(|| AppError::Refused(format!("the running tag `{cur_tag}` of {} is not a version", stack.id)))?;
+        let current = Version::parse(&cur_tag).ok_or_else(|| crate::app::refused("tag_not_version", &[("tag", cur_tag.clone()), ("id", stack.id.clone())]))?;
         let reg = Registry::new(&self.cfg.registries);
-        let tags = reg.tags(&r).await.map_err(|e| AppError::Refused(e.to_string()))?;
+        let tags = reg.tags(&r).await.map_err(crate::app::refused_text)?;
         let pinned_digest = self.store.pins(&stack.id)?.get(track).and_then(|p| p.digest.clone());
         let rebuild = match (pinned_digest, tags.contains(&cur_tag)) {
             (Some(d), true) => {
-                let now = reg.digest(&r, &cur_tag).await.map_err(|e| AppError::Refused(e.to_string()))?;
+                let now = reg.digest(&r, &cur_tag).await.map_err(crate::app::refused_text)?;
                 !d.ends_with(&now)
             }
             _ => false,
@@ -165,7 +165,7 @@ impl App {
         let stack = self.deployed_def(id)?;
         if stack.upgrade.track.is_none() {
             if let Some(t) = target {
-                return Err(AppError::Refused(format!("{id} is built from Debian's packages and has no versions to choose (`--to {t}`); it takes rebuilds only")));
+                return Err(crate::app::refused("update_debian_built", &[("id", id.to_string()), ("to", t.to_string())]));
             }
             let pending = self.pending_rebuilds(&stack)?;
             if pending.is_empty() {
@@ -184,13 +184,13 @@ impl App {
         let mut avail = candidates(&current, &tags, if target.is_some() { crate::catalogue::model::Channel::Major } else { policy.channel });
         let target = match target {
             Some(t) => {
-                let v = Version::parse(t).ok_or_else(|| AppError::Refused(format!("`{t}` is not a version (like 7.0 or 31.0.2)")))?;
+                let v = Version::parse(t).ok_or_else(|| crate::app::refused("not_version", &[("value", t.to_string())]))?;
                 if v != current && !tags.contains(&v.tag) {
-                    return Err(AppError::Refused(format!("{id}: the registry has no tag `{t}`; `hafen update check {id}` lists what it has")));
+                    return Err(crate::app::refused("no_such_tag", &[("id", id.to_string()), ("tag", t.to_string())]));
                 }
                 if let Some(p) = &policy.pin {
                     if &v > p {
-                        return Err(AppError::Refused(format!("{id} is pinned to {p}; `hafen update unpin {id}` first to go to {t}")));
+                        return Err(crate::app::refused("update_pinned", &[("id", id.to_string()), ("pin", p.to_string()), ("to", t.to_string())]));
                     }
                 }
                 v
@@ -206,7 +206,7 @@ impl App {
                 }
             }
         };
-        let path = if target == current { vec![current.clone()] } else { plan_path(&current, &target, &avail, &stack.upgrade).map_err(|e| AppError::Refused(format!("{id}: {e}")))? };
+        let path = if target == current { vec![current.clone()] } else { plan_path(&current, &target, &avail, &stack.upgrade).map_err(|e| crate::app::refused_text(format!("{id}: {e}")))? };
         let mut refs = self.current_refs(&stack)?;
         let mut from = current.clone();
         let mut hops = Vec::new();
@@ -230,7 +230,7 @@ impl App {
         }
         let running = if self.store.update_open_for(id)? { None } else { self.updating.mark(id) };
         let Some(running) = running else {
-            return Err(AppError::Refused(format!("an update of {id} is already running; `hafen update list {id}` shows it")));
+            return Err(crate::app::refused("update_running", &[("id", id.to_string())]));
         };
         let mut report = ApplyReport { stack: id.into(), hops: vec![], version: plan.current.clone(), error: None };
         for hop in &plan.hops {
@@ -278,7 +278,7 @@ impl App {
     async fn run_hop(&self, id: &str, hop: &HopView, actor: &str) -> Result<UpdateRecord, AppError> {
         let stack = self.deployed_def(id)?;
         let target = self.cfg.backup_targets.first().map(|t| t.name.clone()).ok_or_else(|| {
-            AppError::Refused(format!("updates make a backup first and no backup target is configured; add one under `backup_targets:` before updating {id}"))
+            crate::app::refused("update_no_target", &[("id", id.to_string())])
         })?;
         let old_pins = self.store.pins(id)?;
         let new_refs: BTreeMap<String, String> = hop.images.iter().map(|(s, (_, n))| (s.clone(), n.clone())).collect();
@@ -357,7 +357,7 @@ impl App {
     /// The backup failed: nothing was begun, nothing changed.
     fn abort_early(&self, id: &str, hop: &HopView, step: &str, error: String, actor: &str) -> AppError {
         self.emit(actor, Event::UpdateAborted { stack: id.into(), to: hop.to.clone(), id: 0, step: step.into(), error: error.clone() });
-        AppError::Refused(format!("update of {id} to {} stopped before anything changed: the {step} failed: {error}", hop.to))
+        crate::app::refused("update_aborted", &[("id", id.to_string()), ("to", hop.to.clone()), ("step", step.to_string()), ("error", error)])
     }
 
     /// Steps 3–7 of a hop (the caller holds `op_lock`).
@@ -477,7 +477,7 @@ impl App {
     /// Back to the pins before the hop and the data of the pre-update snapshot (the caller
     /// holds `op_lock`).
     async fn roll_back(&self, uid: i64, step: &str, error: &str, log: &str, down: Instant, actor: &str) -> Result<UpdateRecord, AppError> {
-        let rec = self.store.update_record(uid)?.ok_or_else(|| AppError::Refused(format!("no update {uid}")))?;
+        let rec = self.store.update_record(uid)?.ok_or_else(|| crate::app::refused("no_update", &[("id", uid.to_string())]))?;
         let id = rec.stack.clone();
         self.store.update_step(uid, "rollback", "rolling_back")?;
         let result: Result<(), String> = async {
@@ -527,11 +527,11 @@ impl App {
     pub async fn update_rollback(&self, id: &str, actor: &str) -> Result<UpdateRecord, AppError> {
         self.deployed_def(id)?;
         if self.store.update_open_for(id)? || self.updating.contains(id) {
-            return Err(AppError::Refused(format!("an update of {id} is running; wait for it to end")));
+            return Err(crate::app::refused("update_running_wait", &[("id", id.to_string())]));
         }
         // The newest hop still in effect (one taken back is `rolled_back` now).
         let Some(last) = self.store.updates(Some(id), 200)?.into_iter().find(|u| u.state == "committed") else {
-            return Err(AppError::Refused(format!("{id} has no committed update to take back; `hafen update list {id}` shows its updates")));
+            return Err(crate::app::refused("nothing_to_roll_back", &[("id", id.to_string())]));
         };
         let _g = self.op_lock.lock().await;
         let down = Instant::now();
@@ -728,7 +728,7 @@ impl App {
     pub fn update_pin(&self, id: &str, version: Option<&str>, actor: &str) -> Result<(), AppError> {
         self.deployed_def(id)?;
         if let Some(v) = version {
-            Version::parse(v).ok_or_else(|| AppError::Refused(format!("`{v}` is not a version (like 7.0 or 31.0.2)")))?;
+            Version::parse(v).ok_or_else(|| crate::app::refused("not_version", &[("value", v.to_string())]))?;
         }
         self.store.set_version_pin(id, version)?;
         self.emit(actor, Event::UpdatePinned { stack: id.into(), version: version.map(String::from) });
