@@ -87,7 +87,7 @@ pub async fn restore_stack(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
         print_json(&r);
     } else {
         for s in &r.steps {
-            println!("  {} {:<16} {:>6.1}s  {}", if s.ok { "✓" } else { "✗" }, s.step, s.seconds, s.detail);
+            println!("  {} {:<16} {:>6.1}s  {}", if s.ok { "✓" } else { "✗" }, step_name(&s.step), s.seconds, s.detail);
         }
         match &r.error {
             None => println!("{}", t!("restore_stack_ok", stack = stack)),
@@ -108,7 +108,7 @@ pub async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
                 print_json(&r);
             } else {
                 for s in &r.steps {
-                    println!("  {} {:<14} {:>6.1}s  {}", if s.ok { "✓" } else { "✗" }, s.step, s.seconds, s.detail);
+                    println!("  {} {:<14} {:>6.1}s  {}", if s.ok { "✓" } else { "✗" }, step_name(&s.step), s.seconds, s.detail);
                 }
                 match (&r.snapshot, &r.error) {
                     (Some(snap), None) => println!("{}", t!("backup_ok", stack = stack, target = r.target, id = &snap.id[..8.min(snap.id.len())], secs = format!("{:.1}", r.quiesced_seconds))),
@@ -222,4 +222,17 @@ pub fn keys(cli: &Cli, k: &KeysCmd) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// A step of a backup or restore run (`open`, `dump /dumps/db.sql`, `swap`, …) in the reader's
+/// language: the step's word from the catalogue (`runstep.*`), what it worked on as it came.
+fn step_name(step: &str) -> String {
+    let lang = rust_i18n::locale();
+    let key = |s: &str| format!("runstep.{}", s.replace(['-', ' '], "_"));
+    if let Some(whole) = hafen_core::i18n::lookup(&lang, &key(step)) {
+        return whole;
+    }
+    let (verb, rest) = step.split_once(' ').unwrap_or((step, ""));
+    let word = hafen_core::i18n::lookup(&lang, &key(verb)).unwrap_or_else(|| verb.to_string());
+    if rest.is_empty() { word } else { format!("{word} {rest}") }
 }
