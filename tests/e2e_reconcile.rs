@@ -71,9 +71,10 @@ fn drift_stopped_and_changed_by_hand_is_repaired_and_recorded() {
         (!now.starts_with(&old) && now.ends_with(&(128u64 << 20).to_string())).then_some(())
     })
     .expect("hand-changed service not recreated");
-    let events = d.ok(&["events", "--stack", id]);
-    assert!(events.contains("changed by hand: memory limit 209715200"), "{events}");
-    assert!(events.contains(&format!("drift repaired: start service {first}")), "{events}");
+    // The new container is visible a moment before its action ends and the event is recorded.
+    let repaired = |events: &str| events.contains("changed by hand: memory limit 209715200") && events.contains(&format!("drift repaired: start service {first}"));
+    let events = wait_for(Duration::from_secs(30), || Some(d.ok(&["events", "--stack", id])).filter(|e| repaired(e)));
+    assert!(events.is_some(), "{}", d.ok(&["events", "--stack", id]));
 }
 
 #[test]
