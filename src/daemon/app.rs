@@ -923,14 +923,12 @@ pub(crate) mod tests {
         assert_eq!((t.message().code.as_str(), hafen_core::i18n::render_error("de", &t.message()).unwrap().as_str()), ("app_refused", "registry down"));
     }
 
-    /// A service layer on the in-memory engine and a fresh state store, for services' and
-    /// workers' own tests.
-    pub(crate) fn app_with_fake_engine() -> Arc<App> {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!("hafen-app-test-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = Config { state_dir: dir.clone(), socket: dir.join("hafen.sock"), ..Config::default() };
+    /// A service layer on the in-memory engine and a fresh state store in a temporary directory
+    /// (removed when the returned guard is dropped), for services' and workers' own tests.
+    pub(crate) fn app_with_fake_engine() -> (tempfile::TempDir, Arc<App>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config { state_dir: dir.path().to_path_buf(), socket: dir.path().join("hafen.sock"), ..Config::default() };
         let store = Store::open(&cfg.store_path()).unwrap();
-        Arc::new(App::new(cfg, store, Arc::new(hafen_engine::fake::FakeEngine::default())))
+        (dir, Arc::new(App::new(cfg, store, Arc::new(hafen_engine::fake::FakeEngine::default()))))
     }
 }

@@ -96,7 +96,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_worker_is_listed_at_once_reports_each_round_and_stops_when_cancelled() {
-        let app = crate::app::tests::app_with_fake_engine();
+        let (_dir, app) = crate::app::tests::app_with_fake_engine();
         let (tracker, cancel) = (TaskTracker::new(), CancellationToken::new());
         spawn(&tracker, &app, &cancel, Box::new(Counter(0)));
         let first = app.workers.list().into_iter().find(|w| w.name == "counter").expect("listed before its first round");
