@@ -276,8 +276,6 @@ impl Worker for EngineWatch {
     }
 }
 
-/// Runs `check` every `every` as the named worker until cancelled.
-
 /// Formats bytes for people (`12.3 GB`).
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
