@@ -34,7 +34,8 @@ def main():
     for label, exe, cwd in binaries:
         print(f"\n=== {label}", flush=True)
         t0 = time.monotonic()
-        rc = subprocess.call([exe] + extra, cwd=cwd)
+        # As `cargo test` does: the package's directory as cwd and as CARGO_MANIFEST_DIR.
+        rc = subprocess.call([exe] + extra, cwd=cwd, env=dict(os.environ, CARGO_MANIFEST_DIR=cwd))
         dt = time.monotonic() - t0
         times.append((label, dt, rc))
         if rc != 0:

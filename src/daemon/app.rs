@@ -43,8 +43,9 @@ pub enum AppError {
     Io { what: String, detail: String },
     #[error("{0}")]
     Apply(String),
-    #[error("{0}")]
-    Backup(String),
+    /// A backup that failed: its code (`err.run_*`), or its text as `err.app_backup`'s detail.
+    #[error("{}", hafen_core::i18n::render_error(&rust_i18n::locale(), .0).unwrap_or_else(|| .0.code.clone()))]
+    Backup(Message),
 }
 
 /// A refusal with its catalogue code (`err.refused_<code>`) and arguments.
@@ -74,7 +75,7 @@ impl AppError {
             AppError::Store(e) => e.message(),
             AppError::Io { what, detail } => M::new("app_io").arg("what", what).arg("detail", detail),
             AppError::Apply(detail) => M::new("app_apply").arg("detail", detail),
-            AppError::Backup(detail) => M::new("app_backup").arg("detail", detail),
+            AppError::Backup(m) => m.clone(),
         }
     }
 }
@@ -921,6 +922,11 @@ pub(crate) mod tests {
         assert!(de.starts_with("--purge löscht die Datenvolumes von `tryton`"), "{de}");
         let t = refused_text("registry down");
         assert_eq!((t.message().code.as_str(), hafen_core::i18n::render_error("de", &t.message()).unwrap().as_str()), ("app_refused", "registry down"));
+        // A backup's own errors travel as their codes too (seen as shipped: no target configured).
+        let b = AppError::from(crate::backup::BackupError::NoTarget);
+        assert_eq!(b.message().code, "run_notarget");
+        let de = hafen_core::i18n::render_error("de", &b.message()).unwrap();
+        assert!(de != hafen_core::i18n::render_error("en", &b.message()).unwrap() && !de.contains("no backup target"), "{de}");
     }
 
     /// A service layer on the in-memory engine and a fresh state store in a temporary directory

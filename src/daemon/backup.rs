@@ -50,6 +50,36 @@ pub enum BackupError {
     Io(String),
 }
 
+impl BackupError {
+    /// The error as code + arguments (`hafen_api::Message`), rendered by each reader's front end;
+    /// errors from the repository, the keys or the system travel as their text (`app_backup`).
+    pub fn message(&self) -> hafen_api::Message {
+        use hafen_api::Message as M;
+        match self {
+            BackupError::NoTarget => M::new("run_notarget"),
+            BackupError::UnknownTarget(a, b) => M::new("run_unknown").arg("_0", a).arg("_1", b),
+            BackupError::NotMounted { target, path } => M::new("run_notmounted").arg("target", target).arg("path", path),
+            BackupError::Busy(s) => M::new("run_busy").arg("_0", s),
+            BackupError::QuiesceLimit(n) => M::new("run_quiesce").arg("_0", n),
+            BackupError::AppendOnly(t) => M::new("run_appendonly").arg("_0", t),
+            BackupError::Credentials { target, path, detail } => M::new("run_credentials").arg("target", target).arg("path", path).arg("detail", detail),
+            BackupError::Engine(e) => e.message(),
+            BackupError::Key(_) | BackupError::Repo(_) | BackupError::Io(_) => M::new("app_backup").arg("detail", self),
+        }
+    }
+}
+
+impl From<BackupError> for AppError {
+    fn from(e: BackupError) -> AppError {
+        AppError::Backup(e.message())
+    }
+}
+
+/// A backup failure that arrives as text (the repository, the keys, a task that died).
+fn backup_text(e: impl std::fmt::Display) -> AppError {
+    AppError::Backup(hafen_api::Message::new("app_backup").arg("detail", e))
+}
+
 pub use hafen_api::RunReport;
 
 
@@ -486,7 +516,7 @@ impl App {
         };
         let started = Instant::now();
         let pins = self.store.pins(id)?;
-        let tlock = crate::backup::target(&self.cfg, req.target.as_deref()).map(|t| self.target_lock(&t.name)).ok();
+        let tlock = crate::backup::target(&self.cfg, req.target.as_deref()).map(|t| self.target_locks.of(&t.name)).ok();
         let _shared = match &tlock {
             Some(l) => Some(l.read().await),
             None => None,
@@ -520,7 +550,7 @@ impl App {
             }
             Err(e) => {
                 self.emit(actor, Event::BackupFailed { stack: stack.into(), target, error: e.to_string() });
-                Err(AppError::Backup(e.to_string()))
+                Err(AppError::from(e))
             }
         }
     }
@@ -533,7 +563,7 @@ impl App {
         };
         let started = Instant::now();
         let tname = crate::backup::target(&self.cfg, target).map(|t| t.name.clone()).unwrap_or_default();
-        let tl = self.target_lock(&tname);
+        let tl = self.target_locks.of(&tname);
         let r = {
             let _shared = tl.read().await;
             crate::backup::backup_host(&self.cfg, &self.store, target).await
@@ -542,10 +572,6 @@ impl App {
         self.backup_outcome(HOST, tname, started, actor, r)
     }
 
-    /// The lock of one backup target (see `busy::TargetLocks`).
-    pub fn target_lock(&self, target: &str) -> Arc<tokio::sync::RwLock<()>> {
-        self.target_locks.of(target)
-    }
 
     /// Writes one snapshot of a stack as a `tar | zstd | age` file for the recovery recipients.
     pub async fn backup_export(&self, req: &BackupExportRequest, actor: &str) -> Result<hafen_backup::export::ExportReport, AppError> {
@@ -553,16 +579,16 @@ impl App {
         if !out.is_absolute() {
             return Err(crate::app::refused("export_relative", &[("path", req.out.clone())]));
         }
-        let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(|e| AppError::Backup(e.to_string()))?;
-        let ring = hafen_backup::keys::Keyring::open(&self.cfg.keys_dir()).map_err(|e| AppError::Backup(e.to_string()))?;
+        let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(AppError::from)?;
+        let ring = hafen_backup::keys::Keyring::open(&self.cfg.keys_dir()).map_err(backup_text)?;
         let recipients: Vec<String> =
-            ring.recipients().map_err(|e| AppError::Backup(e.to_string()))?.into_iter().filter(|r| r.role == "recovery").map(|r| r.recipient).collect();
-        let repo = crate::backup::open_target(&self.cfg, t).await.map_err(|e| AppError::Backup(e.to_string()))?;
+            ring.recipients().map_err(backup_text)?.into_iter().filter(|r| r.role == "recovery").map(|r| r.recipient).collect();
+        let repo = crate::backup::open_target(&self.cfg, t).await.map_err(AppError::from)?;
         let (stack, snap) = (req.stack.clone(), req.snapshot.clone().unwrap_or_else(|| "latest".into()));
         let r = tokio::task::spawn_blocking(move || hafen_backup::export::export(&repo, &stack, &snap, &recipients, &out, &|_, _| {}))
             .await
-            .map_err(|e| AppError::Backup(e.to_string()))?
-            .map_err(|e| AppError::Backup(e.to_string()))?;
+            .map_err(backup_text)?
+            .map_err(backup_text)?;
         self.emit(actor, Event::BackupExported { stack: req.stack.clone(), snapshot: r.snapshot.id.clone(), file: r.file.clone(), sha256: r.sha256.clone() });
         Ok(r)
     }
@@ -570,40 +596,40 @@ impl App {
     /// Applies the retention policy to every stack's snapshots in a target and removes unused
     /// data. Refused for append-only targets: prune those on the server, with its own credentials.
     pub async fn backup_prune(&self, req: &BackupPruneRequest, actor: &str) -> Result<BackupPruneResponse, AppError> {
-        let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(|e| AppError::Backup(e.to_string()))?.clone();
+        let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(AppError::from)?.clone();
         if t.append_only {
             return Err(AppError::Refused(hafen_api::Message::new("run_appendonly").arg("_0", &t.name)));
         }
-        let lk = self.target_lock(&t.name);
+        let lk = self.target_locks.of(&t.name);
         let _g = lk.write().await;
-        let repo = crate::backup::open_target(&self.cfg, &t).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        let repo = crate::backup::open_target(&self.cfg, &t).await.map_err(AppError::from)?;
         let policy = self.cfg.backup_retention.clone();
         let now = chrono::Utc::now();
         let (kept, forgotten, skipped) = tokio::task::spawn_blocking(move || crate::backup::apply_retention(&repo, &policy, None, now))
             .await
-            .map_err(|e| AppError::Backup(e.to_string()))?
-            .map_err(|e| AppError::Backup(e.to_string()))?;
+            .map_err(backup_text)?
+            .map_err(backup_text)?;
         self.emit(actor, Event::BackupPruned { target: t.name.clone(), forgotten: forgotten.len() });
         Ok(BackupPruneResponse { target: t.name.clone(), kept, forgotten, skipped })
     }
 
     pub async fn backup_list(&self, target: Option<&str>) -> Result<Vec<hafen_backup::repo::SnapInfo>, AppError> {
-        let t = crate::backup::target(&self.cfg, target).map_err(|e| AppError::Backup(e.to_string()))?;
-        let repo = crate::backup::open_target(&self.cfg, t).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        let t = crate::backup::target(&self.cfg, target).map_err(AppError::from)?;
+        let repo = crate::backup::open_target(&self.cfg, t).await.map_err(AppError::from)?;
         tokio::task::spawn_blocking(move || repo.snapshots())
             .await
-            .map_err(|e| AppError::Backup(e.to_string()))?
-            .map_err(|e| AppError::Backup(e.to_string()))
+            .map_err(backup_text)?
+            .map_err(backup_text)
     }
 
     pub async fn backup_check(&self, req: &BackupCheckRequest, actor: &str) -> Result<BackupCheckResponse, AppError> {
-        let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(|e| AppError::Backup(e.to_string()))?;
-        let repo = crate::backup::open_target(&self.cfg, t).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(AppError::from)?;
+        let repo = crate::backup::open_target(&self.cfg, t).await.map_err(AppError::from)?;
         let read = req.read_data;
         let problems = tokio::task::spawn_blocking(move || repo.check(read, None))
             .await
-            .map_err(|e| AppError::Backup(e.to_string()))?
-            .map_err(|e| AppError::Backup(e.to_string()))?;
+            .map_err(backup_text)?
+            .map_err(backup_text)?;
         if problems.is_empty() {
             self.emit(actor, Event::BackupChecked { target: t.name.clone(), subset: None });
         } else {
@@ -674,7 +700,7 @@ impl App {
         use crate::backup::{open_target, target, Step};
         let id = req.stack.clone();
         let stack = self.stack_def(&id)?;
-        let berr = |e: String| AppError::Backup(e);
+        let berr = backup_text;
         let (repo, target_name) = match source {
             Some(r) => {
                 let name = r.location().to_string();
@@ -883,16 +909,16 @@ impl App {
         if target.append_only {
             return Ok(0);
         }
-        let lk = self.target_lock(&target.name);
+        let lk = self.target_locks.of(&target.name);
         let _g = lk.write().await;
-        let repo = crate::backup::open_target(&self.cfg, target).await.map_err(|e| AppError::Backup(e.to_string()))?;
+        let repo = crate::backup::open_target(&self.cfg, target).await.map_err(AppError::from)?;
         let policy = self.cfg.backup_retention.clone();
         let tag = if stack == crate::backup::HOST_TAG { stack.to_string() } else { format!("stack:{stack}") };
         let now = chrono::Utc::now();
         let (_, forgotten, skipped) = tokio::task::spawn_blocking(move || crate::backup::apply_retention(&repo, &policy, Some(&tag), now))
             .await
-            .map_err(|e| AppError::Backup(e.to_string()))?
-            .map_err(|e| AppError::Backup(e.to_string()))?;
+            .map_err(backup_text)?
+            .map_err(backup_text)?;
         if let Some(why) = &skipped {
             tracing::warn!(stack = %stack, "retention skipped: {why}");
         }
@@ -923,7 +949,7 @@ impl App {
         let subset = hafen_core::schedule::check_subset(now, self.cfg.backup_check_parts);
         let mut errors = Vec::new();
         for t in self.cfg.backup_targets.clone() {
-            let lk = self.target_lock(&t.name);
+            let lk = self.target_locks.of(&t.name);
             let _shared = lk.read().await;
             let repo = match crate::backup::open_target(&self.cfg, &t).await {
                 Ok(r) => r,

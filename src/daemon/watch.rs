@@ -5,8 +5,7 @@
 //! as named workers (`EngineWatch`, `host_checks`). The healer's rules are the core's
 //! (`hafen_core::heal`); what `hafen worker list` shows is `worker_status`.
 
-pub use hafen_core::alerts::{backup_age_level, reminders_due, Level};
-pub use hafen_core::heal::{backoff, Decision, Healer, Want};
+use hafen_core::alerts::{backup_age_level, reminders_due, Level};
 use crate::notify::{args, step};
 use crate::app::App;
 use crate::worker::{Line, Round, Status, Worker};

@@ -4,6 +4,7 @@
 //! arguments. Pure: no I/O, no clock.
 
 pub use hafen_core::i18n::fill;
+use hafen_core::i18n::lookup;
 use super::{Notice, NoticeKind, Severity, Step};
 use std::collections::BTreeMap;
 
@@ -133,11 +134,6 @@ pub fn utc_time(rfc3339: &str) -> String {
     }
 }
 
-/// The text for `key` in `lang` (English when `lang` lacks it), or `None` when no language
-/// has it.
-fn lookup(lang: &str, key: &str) -> Option<String> {
-    hafen_core::i18n::lookup(lang, key)
-}
 
 /// A text that must exist (hafen's own frame), filled in; the key itself if it is missing.
 fn text(lang: &str, key: &str, args: &BTreeMap<String, String>) -> String {
