@@ -3,13 +3,17 @@
 //! the stack's backed-up volumes, its definition, settings, image pins and secrets → post-hooks,
 //! which always run → a structural check. A dump that fails (even after printing data) leaves no
 //! snapshot. The repository key comes from the keyring; the wrapped key is also stored in the
-//! target as `hafen-repo-key.age` for the recovery kit's path. On the daemon (`impl App` below):
+//! target as `hafen-repo-key.age` for the recovery kit's path. On the daemon (`Backups` below):
 //! backups of a stack and of hafen's own state, exports, prune, listing, checks, the in-place
 //! restore (staging, swap, health, rollback), retention and the nightly schedule.
 
-use crate::app::{lock, App, AppError};
+use crate::alerts::Alerts;
+use crate::busy::Ops;
+use crate::error::AppError;
+use crate::health::Health;
+use crate::shared::Shared;
+use crate::stacks::Stacks;
 use crate::catalogue::render::resolve_settings;
-use crate::probe::Health;
 use crate::reconcile::{self, Action, Actual};
 use hafen_api::{BackupCheckRequest, BackupCheckResponse, BackupExportRequest, BackupPruneRequest, BackupPruneResponse, BackupRunRequest, RestoreRequest};
 use hafen_backup::keys::{KeyError, Keyring};
@@ -496,35 +500,48 @@ pub fn apply_retention(
 
 /// The backup service on the daemon: backups (of a stack, of hafen's own state), exports,
 /// prune, listing, checks, the in-place restore, retention and the schedule — backup and
-/// restore in one place.
-impl App {
+/// restore in one place. It asks the stacks service to stop, plan and start a stack, and the
+/// health service to wait for its probes.
+pub struct Backups {
+    shared: Arc<Shared>,
+    alerts: Arc<Alerts>,
+    health: Arc<Health>,
+    stacks: Arc<Stacks>,
+    ops: Arc<Ops>,
+}
+
+impl Backups {
+    pub fn new(shared: Arc<Shared>, alerts: Arc<Alerts>, health: Arc<Health>, stacks: Arc<Stacks>, ops: Arc<Ops>) -> Backups {
+        Backups { shared, alerts, health, stacks, ops }
+    }
+
     /// Backs up one deployed stack; two backups of one stack never run at once.
     pub async fn backup_run(&self, req: &BackupRunRequest, actor: &str) -> Result<crate::backup::RunReport, AppError> {
         if req.host {
             return self.backup_host(req.target.as_deref(), actor).await;
         }
         let id = req.stack.as_str();
-        let stack = self.stack_def(id)?;
-        let Some(rec) = self.store.stack(id)? else {
-            return Err(crate::app::refused("backup_not_deployed", &[("id", id.to_string())]));
+        let stack = self.shared.stack_def(id)?;
+        let Some(rec) = self.shared.store.stack(id)? else {
+            return Err(crate::error::refused("backup_not_deployed", &[("id", id.to_string())]));
         };
-        if self.store.update_open_for(id)? {
-            return Err(crate::app::refused("backup_during_update", &[("id", id.to_string())]));
+        if self.shared.store.update_open_for(id)? {
+            return Err(crate::error::refused("backup_during_update", &[("id", id.to_string())]));
         }
-        let Some(_running) = self.backups.mark(id) else {
+        let Some(_running) = self.ops.backups.mark(id) else {
             return Err(AppError::Refused(hafen_api::Message::new("run_busy").arg("_0", id)));
         };
         let started = Instant::now();
-        let pins = self.store.pins(id)?;
-        let tlock = crate::backup::target(&self.cfg, req.target.as_deref()).map(|t| self.target_locks.of(&t.name)).ok();
+        let pins = self.shared.store.pins(id)?;
+        let tlock = crate::backup::target(&self.shared.cfg, req.target.as_deref()).map(|t| self.ops.targets.of(&t.name)).ok();
         let _shared = match &tlock {
             Some(l) => Some(l.read().await),
             None => None,
         };
         let settings = resolve_settings(&stack, &rec.settings).unwrap_or(rec.settings.clone());
-        let r = crate::backup::backup_stack(&*self.engine, &self.cfg, &stack, &settings, &pins, req.target.as_deref()).await;
+        let r = crate::backup::backup_stack(&*self.shared.engine, &self.shared.cfg, &stack, &settings, &pins, req.target.as_deref()).await;
         drop(_running);
-        let target = req.target.clone().or_else(|| self.cfg.backup_targets.first().map(|t| t.name.clone())).unwrap_or_default();
+        let target = req.target.clone().or_else(|| self.shared.cfg.backup_targets.first().map(|t| t.name.clone())).unwrap_or_default();
         self.backup_outcome(id, target, started, actor, r)
     }
 
@@ -541,15 +558,15 @@ impl App {
             Ok(report) => {
                 match (&report.snapshot, &report.error) {
                     (Some(s), None) => {
-                        self.metrics.set_backup(stack, s.unix_time, s.bytes, started.elapsed().as_secs_f64());
-                        self.emit(actor, Event::BackupFinished { stack: stack.into(), target, snapshot: s.id.clone(), seconds: started.elapsed().as_secs_f64() })
+                        self.shared.metrics.set_backup(stack, s.unix_time, s.bytes, started.elapsed().as_secs_f64());
+                        self.alerts.emit(actor, Event::BackupFinished { stack: stack.into(), target, snapshot: s.id.clone(), seconds: started.elapsed().as_secs_f64() })
                     }
-                    (_, e) => self.emit(actor, Event::BackupFailed { stack: stack.into(), target, error: e.clone().unwrap_or_default() }),
+                    (_, e) => self.alerts.emit(actor, Event::BackupFailed { stack: stack.into(), target, error: e.clone().unwrap_or_default() }),
                 }
                 Ok(report)
             }
             Err(e) => {
-                self.emit(actor, Event::BackupFailed { stack: stack.into(), target, error: e.to_string() });
+                self.alerts.emit(actor, Event::BackupFailed { stack: stack.into(), target, error: e.to_string() });
                 Err(AppError::from(e))
             }
         }
@@ -558,64 +575,63 @@ impl App {
     /// Backs up hafen's own state (for `hafen restore --all`).
     async fn backup_host(&self, target: Option<&str>, actor: &str) -> Result<crate::backup::RunReport, AppError> {
         const HOST: &str = crate::backup::HOST_TAG;
-        let Some(running) = self.backups.mark(HOST) else {
+        let Some(running) = self.ops.backups.mark(HOST) else {
             return Err(AppError::Refused(hafen_api::Message::new("run_busy").arg("_0", HOST)));
         };
         let started = Instant::now();
-        let tname = crate::backup::target(&self.cfg, target).map(|t| t.name.clone()).unwrap_or_default();
-        let tl = self.target_locks.of(&tname);
+        let tname = crate::backup::target(&self.shared.cfg, target).map(|t| t.name.clone()).unwrap_or_default();
+        let tl = self.ops.targets.of(&tname);
         let r = {
             let _shared = tl.read().await;
-            crate::backup::backup_host(&self.cfg, &self.store, target).await
+            crate::backup::backup_host(&self.shared.cfg, &self.shared.store, target).await
         };
         drop(running);
         self.backup_outcome(HOST, tname, started, actor, r)
     }
 
-
     /// Writes one snapshot of a stack as a `tar | zstd | age` file for the recovery recipients.
     pub async fn backup_export(&self, req: &BackupExportRequest, actor: &str) -> Result<hafen_backup::export::ExportReport, AppError> {
         let out = std::path::PathBuf::from(&req.out);
         if !out.is_absolute() {
-            return Err(crate::app::refused("export_relative", &[("path", req.out.clone())]));
+            return Err(crate::error::refused("export_relative", &[("path", req.out.clone())]));
         }
-        let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(AppError::from)?;
-        let ring = hafen_backup::keys::Keyring::open(&self.cfg.keys_dir()).map_err(backup_text)?;
+        let t = crate::backup::target(&self.shared.cfg, req.target.as_deref()).map_err(AppError::from)?;
+        let ring = hafen_backup::keys::Keyring::open(&self.shared.cfg.keys_dir()).map_err(backup_text)?;
         let recipients: Vec<String> =
             ring.recipients().map_err(backup_text)?.into_iter().filter(|r| r.role == "recovery").map(|r| r.recipient).collect();
-        let repo = crate::backup::open_target(&self.cfg, t).await.map_err(AppError::from)?;
+        let repo = crate::backup::open_target(&self.shared.cfg, t).await.map_err(AppError::from)?;
         let (stack, snap) = (req.stack.clone(), req.snapshot.clone().unwrap_or_else(|| "latest".into()));
         let r = tokio::task::spawn_blocking(move || hafen_backup::export::export(&repo, &stack, &snap, &recipients, &out, &|_, _| {}))
             .await
             .map_err(backup_text)?
             .map_err(backup_text)?;
-        self.emit(actor, Event::BackupExported { stack: req.stack.clone(), snapshot: r.snapshot.id.clone(), file: r.file.clone(), sha256: r.sha256.clone() });
+        self.alerts.emit(actor, Event::BackupExported { stack: req.stack.clone(), snapshot: r.snapshot.id.clone(), file: r.file.clone(), sha256: r.sha256.clone() });
         Ok(r)
     }
 
     /// Applies the retention policy to every stack's snapshots in a target and removes unused
     /// data. Refused for append-only targets: prune those on the server, with its own credentials.
     pub async fn backup_prune(&self, req: &BackupPruneRequest, actor: &str) -> Result<BackupPruneResponse, AppError> {
-        let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(AppError::from)?.clone();
+        let t = crate::backup::target(&self.shared.cfg, req.target.as_deref()).map_err(AppError::from)?.clone();
         if t.append_only {
             return Err(AppError::Refused(hafen_api::Message::new("run_appendonly").arg("_0", &t.name)));
         }
-        let lk = self.target_locks.of(&t.name);
+        let lk = self.ops.targets.of(&t.name);
         let _g = lk.write().await;
-        let repo = crate::backup::open_target(&self.cfg, &t).await.map_err(AppError::from)?;
-        let policy = self.cfg.backup_retention.clone();
+        let repo = crate::backup::open_target(&self.shared.cfg, &t).await.map_err(AppError::from)?;
+        let policy = self.shared.cfg.backup_retention.clone();
         let now = chrono::Utc::now();
         let (kept, forgotten, skipped) = tokio::task::spawn_blocking(move || crate::backup::apply_retention(&repo, &policy, None, now))
             .await
             .map_err(backup_text)?
             .map_err(backup_text)?;
-        self.emit(actor, Event::BackupPruned { target: t.name.clone(), forgotten: forgotten.len() });
+        self.alerts.emit(actor, Event::BackupPruned { target: t.name.clone(), forgotten: forgotten.len() });
         Ok(BackupPruneResponse { target: t.name.clone(), kept, forgotten, skipped })
     }
 
     pub async fn backup_list(&self, target: Option<&str>) -> Result<Vec<hafen_backup::repo::SnapInfo>, AppError> {
-        let t = crate::backup::target(&self.cfg, target).map_err(AppError::from)?;
-        let repo = crate::backup::open_target(&self.cfg, t).await.map_err(AppError::from)?;
+        let t = crate::backup::target(&self.shared.cfg, target).map_err(AppError::from)?;
+        let repo = crate::backup::open_target(&self.shared.cfg, t).await.map_err(AppError::from)?;
         tokio::task::spawn_blocking(move || repo.snapshots())
             .await
             .map_err(backup_text)?
@@ -623,53 +639,19 @@ impl App {
     }
 
     pub async fn backup_check(&self, req: &BackupCheckRequest, actor: &str) -> Result<BackupCheckResponse, AppError> {
-        let t = crate::backup::target(&self.cfg, req.target.as_deref()).map_err(AppError::from)?;
-        let repo = crate::backup::open_target(&self.cfg, t).await.map_err(AppError::from)?;
+        let t = crate::backup::target(&self.shared.cfg, req.target.as_deref()).map_err(AppError::from)?;
+        let repo = crate::backup::open_target(&self.shared.cfg, t).await.map_err(AppError::from)?;
         let read = req.read_data;
         let problems = tokio::task::spawn_blocking(move || repo.check(read, None))
             .await
             .map_err(backup_text)?
             .map_err(backup_text)?;
         if problems.is_empty() {
-            self.emit(actor, Event::BackupChecked { target: t.name.clone(), subset: None });
+            self.alerts.emit(actor, Event::BackupChecked { target: t.name.clone(), subset: None });
         } else {
-            self.emit(actor, Event::BackupCheckFailed { target: t.name.clone(), subset: None, problems: problems.clone() });
+            self.alerts.emit(actor, Event::BackupCheckFailed { target: t.name.clone(), subset: None, problems: problems.clone() });
         }
         Ok(BackupCheckResponse { target: t.name.clone(), read_data: read, problems })
-    }
-
-    /// Waits until every service in `services` (all when empty) of `stack` runs and passes its
-    /// probe; Err with the states when `limit` passes.
-    pub(crate) async fn wait_healthy(&self, stack: &StackDef, services: &[String], limit: std::time::Duration) -> Result<(), String> {
-        let deadline = Instant::now() + limit;
-        loop {
-            self.kick_prober();
-            self.probe_all().await;
-            let states = self.engine.list_services(Some(&stack.id)).await.map_err(|e| e.to_string())?;
-            let h = lock(&self.health).clone();
-            let mut pending = Vec::new();
-            for (name, def) in &stack.services {
-                if !services.is_empty() && !services.contains(name) {
-                    continue;
-                }
-                let st = states.iter().find(|s| &s.service == name);
-                let ok = match (st, &def.probe) {
-                    (Some(st), Some(_)) => st.running && h.get(&st.name).is_some_and(|p| p.container_id == st.id && p.health == Health::Healthy),
-                    (Some(st), None) => st.running,
-                    (None, _) => false,
-                };
-                if !ok {
-                    pending.push(name.clone());
-                }
-            }
-            if pending.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("not healthy within {}s: {}", limit.as_secs(), pending.join(", ")));
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        }
     }
 
     /// Restores a stack from a snapshot: restore into staging and verify; stop the stack; swap its
@@ -683,7 +665,7 @@ impl App {
     /// `restore_stack` from `source` instead of a configured target (the whole-box recovery
     /// opens the repository from the recovery kit).
     pub async fn restore_stack_from(&self, req: &RestoreRequest, actor: &str, source: Option<hafen_backup::repo::Repo>) -> Result<crate::backup::RunReport, AppError> {
-        let _g = self.op_lock.lock().await;
+        let _g = self.ops.op_lock.lock().await;
         self.restore_locked(req, actor, source, &[]).await
     }
 
@@ -699,7 +681,7 @@ impl App {
     ) -> Result<crate::backup::RunReport, AppError> {
         use crate::backup::{open_target, target, Step};
         let id = req.stack.clone();
-        let stack = self.stack_def(&id)?;
+        let stack = self.shared.stack_def(&id)?;
         let berr = backup_text;
         let (repo, target_name) = match source {
             Some(r) => {
@@ -707,12 +689,12 @@ impl App {
                 (r, name)
             }
             None => {
-                let t = target(&self.cfg, req.target.as_deref()).map_err(|e| berr(e.to_string()))?;
-                (open_target(&self.cfg, t).await.map_err(|e| berr(e.to_string()))?, t.name.clone())
+                let t = target(&self.shared.cfg, req.target.as_deref()).map_err(|e| berr(e.to_string()))?;
+                (open_target(&self.shared.cfg, t).await.map_err(|e| berr(e.to_string()))?, t.name.clone())
             }
         };
         let at = match &req.at {
-            Some(s) => Some(hafen_backup::repo::parse_at(s).map_err(crate::app::refused_text)?),
+            Some(s) => Some(hafen_backup::repo::parse_at(s).map_err(crate::error::refused_text)?),
             None => None,
         };
         let mut report = crate::backup::RunReport { stack: id.clone(), target: target_name, ..Default::default() };
@@ -720,7 +702,7 @@ impl App {
             report.steps.push(Step { step: name.into(), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: started.elapsed().as_secs_f64() });
         };
         let ts = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
-        let staging = self.cfg.state_dir.join("restore").join(format!("{id}-{ts}"));
+        let staging = self.shared.cfg.state_dir.join("restore").join(format!("{id}-{ts}"));
         // 1. Into staging, then verify what the definition says must be there.
         let t0 = Instant::now();
         let (snap_id, tags, st2) = (req.snapshot.clone().unwrap_or_else(|| "latest".into()), vec![format!("stack:{id}")], staging.clone());
@@ -757,26 +739,26 @@ impl App {
         }
         // Settings and secrets: from the snapshot when this box does not know the stack.
         let meta: serde_json::Value = std::fs::read(staging.join("hafen/meta/run.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        if self.store.stack(&id)?.is_none() {
+        if self.shared.store.stack(&id)?.is_none() {
             let settings: BTreeMap<String, String> = serde_json::from_value(meta["settings"].clone()).unwrap_or_default();
-            self.store.put_stack(&id, true, &settings, &stack.file_hash)?;
+            self.shared.store.put_stack(&id, true, &settings, &stack.file_hash)?;
         }
         let secrets_src = staging.join("hafen/secrets");
         if secrets_src.is_dir() {
-            let dst = self.cfg.secrets_dir().join(&id);
+            let dst = self.shared.cfg.secrets_dir().join(&id);
             std::fs::create_dir_all(&dst).map_err(|e| berr(e.to_string()))?;
             for e in std::fs::read_dir(&secrets_src).map_err(|e| berr(e.to_string()))?.flatten() {
                 std::fs::copy(e.path(), dst.join(e.file_name())).map_err(|e| berr(e.to_string()))?;
             }
         }
-        let settings = self.settings_for(&stack, &BTreeMap::new())?;
+        let settings = self.stacks.settings_for(&stack, &BTreeMap::new())?;
 
         // 2. Stop the stack (services only; volumes and network stay).
         let t0 = Instant::now();
-        let actual = Actual::read(&*self.engine, &id).await?;
+        let actual = Actual::read(&*self.shared.engine, &id).await?;
         let mut stop = reconcile::plan_remove(&id, &actual, false);
         stop.actions.retain(|a| matches!(a, Action::RemoveService { .. }));
-        let (_, r) = self.apply(&stop, actor, false).await;
+        let (_, r) = self.stacks.apply(&stop, actor, false).await;
         step(&mut report, "stop", t0, &r.as_ref().map(|_| "services stopped".to_string()).map_err(|e| e.to_string()));
         r?;
 
@@ -785,8 +767,8 @@ impl App {
         let mut swapped: Vec<(std::path::PathBuf, std::path::PathBuf)> = Vec::new();
         let swap = async {
             for (v, def) in &stack.volumes {
-                self.engine.create_volume(&id, v).await.map_err(|e| e.to_string())?;
-                let path = self.engine.volume_path(&id, v).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("volume {v} has no path"))?;
+                self.shared.engine.create_volume(&id, v).await.map_err(|e| e.to_string())?;
+                let path = self.shared.engine.volume_path(&id, v).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("volume {v} has no path"))?;
                 let aside = path.with_file_name(format!("_data.pre-restore-{ts}"));
                 std::fs::rename(&path, &aside).map_err(|e| format!("moving {} aside: {e}", path.display()))?;
                 swapped.push((path.clone(), aside.clone()));
@@ -816,7 +798,7 @@ impl App {
         let result: Result<(), String> = async {
             swap?;
             let dump_services: Vec<String> = stack.backup.dumps.iter().filter(|d| d.restore.is_some()).map(|d| d.service.clone()).collect();
-            let (plan, _) = self.desired(&stack, &settings, true, false).await.map_err(|e| e.to_string())?;
+            let (plan, _) = self.stacks.desired(&stack, &settings, true, false).await.map_err(|e| e.to_string())?;
             let mut first = plan.clone();
             first.actions.retain(|a| match a {
                 Action::CreateService { spec } | Action::RecreateService { spec, .. } => dump_services.contains(&spec.service),
@@ -824,10 +806,10 @@ impl App {
                 _ => true,
             });
             if !dump_services.is_empty() {
-                let (_, r) = self.apply(&first, actor, false).await;
+                let (_, r) = self.stacks.apply(&first, actor, false).await;
                 r.map_err(|e| e.to_string())?;
                 // (An empty list would mean every service to `wait_healthy`.)
-                self.wait_healthy(&stack, &dump_services, std::time::Duration::from_secs(300)).await?;
+                self.health.wait_healthy(&stack, &dump_services, std::time::Duration::from_secs(300)).await?;
             }
             for d in stack.backup.dumps.iter().filter(|d| d.restore.is_some()) {
                 let t0 = Instant::now();
@@ -845,7 +827,7 @@ impl App {
                     }
                 });
                 let cmd = d.restore.clone().unwrap_or_default();
-                let out = self.engine.exec_stdin(&hafen_engine::container_name(&id, &d.service), &cmd, rx, std::time::Duration::from_secs(6 * 3600)).await;
+                let out = self.shared.engine.exec_stdin(&hafen_engine::container_name(&id, &d.service), &cmd, rx, std::time::Duration::from_secs(6 * 3600)).await;
                 let _ = reader.await;
                 let r = match out {
                     Ok(o) if o.exit_code == 0 => Ok(format!("`{}` loaded {}", cmd.join(" "), d.file)),
@@ -857,14 +839,14 @@ impl App {
             }
             for m in migrations {
                 let t0 = Instant::now();
-                let r = self.run_migration(&stack, &settings, m).await;
+                let r = self.stacks.run_migration(&stack, &settings, m).await;
                 report.steps.push(Step { step: format!("migrate {}", m.service), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: t0.elapsed().as_secs_f64() });
                 r?;
             }
-            let (plan, _) = self.desired(&stack, &settings, true, false).await.map_err(|e| e.to_string())?;
-            let (_, r) = self.apply(&plan, actor, false).await;
+            let (plan, _) = self.stacks.desired(&stack, &settings, true, false).await.map_err(|e| e.to_string())?;
+            let (_, r) = self.stacks.apply(&plan, actor, false).await;
             r.map_err(|e| e.to_string())?;
-            self.wait_healthy(&stack, &[], stack.upgrade.health_deadline).await
+            self.health.wait_healthy(&stack, &[], stack.upgrade.health_deadline).await
         }
         .await;
         let t0 = Instant::now();
@@ -877,25 +859,25 @@ impl App {
             }
             Err(e) => {
                 // Put the previous state back and start it as it was.
-                let actual = Actual::read(&*self.engine, &id).await?;
+                let actual = Actual::read(&*self.shared.engine, &id).await?;
                 let mut stop = reconcile::plan_remove(&id, &actual, false);
                 stop.actions.retain(|a| matches!(a, Action::RemoveService { .. }));
-                let _ = self.apply(&stop, actor, false).await;
+                let _ = self.stacks.apply(&stop, actor, false).await;
                 for (path, aside) in &swapped {
                     let failed = path.with_file_name(format!("_data.failed-restore-{ts}"));
                     let _ = std::fs::rename(path, &failed);
                     let _ = std::fs::rename(aside, path);
                     let _ = std::fs::remove_dir_all(&failed);
                 }
-                if let Ok((plan, _)) = self.desired(&stack, &settings, true, false).await {
-                    let _ = self.apply(&plan, actor, false).await;
+                if let Ok((plan, _)) = self.stacks.desired(&stack, &settings, true, false).await {
+                    let _ = self.stacks.apply(&plan, actor, false).await;
                 }
                 step(&mut report, "rollback", t0, &Ok("previous volumes put back and the stack started again".into()));
                 report.error = Some(e.clone());
             }
         }
         let _ = std::fs::remove_dir_all(&staging);
-        self.emit(actor, match &report.error {
+        self.alerts.emit(actor, match &report.error {
             None => Event::RestoreFinished { stack: id.clone(), snapshot: snap.id.clone() },
             Some(e) => Event::RestoreFailed { stack: id.clone(), error: e.clone() },
         });
@@ -909,10 +891,10 @@ impl App {
         if target.append_only {
             return Ok(0);
         }
-        let lk = self.target_locks.of(&target.name);
+        let lk = self.ops.targets.of(&target.name);
         let _g = lk.write().await;
-        let repo = crate::backup::open_target(&self.cfg, target).await.map_err(AppError::from)?;
-        let policy = self.cfg.backup_retention.clone();
+        let repo = crate::backup::open_target(&self.shared.cfg, target).await.map_err(AppError::from)?;
+        let policy = self.shared.cfg.backup_retention.clone();
         let tag = if stack == crate::backup::HOST_TAG { stack.to_string() } else { format!("stack:{stack}") };
         let now = chrono::Utc::now();
         let (_, forgotten, skipped) = tokio::task::spawn_blocking(move || crate::backup::apply_retention(&repo, &policy, Some(&tag), now))
@@ -925,58 +907,45 @@ impl App {
         Ok(forgotten.len())
     }
 
-    /// Now, when the scheduled job `job` is due by `expr` and its persisted last run (a first
-    /// start records now and owes nothing).
-    pub(crate) fn job_due(&self, job: &str, expr: &str) -> Option<chrono::DateTime<chrono::Utc>> {
-        let schedule = hafen_core::schedule::parse(expr).ok()?;
-        let now = chrono::Utc::now();
-        let last = self.store.job_last_run(job).ok().flatten().and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()).map(|d| d.with_timezone(&chrono::Utc));
-        if last.is_none() {
-            let _ = self.store.set_job(job, &now.to_rfc3339(), None);
-            return None;
-        }
-        matches!(hafen_core::schedule::due(&schedule, last, now), hafen_core::schedule::Due::Now { .. }).then_some(now)
-    }
-
     /// The rotating read check: when due, read one part of the packs of every target
     /// (`backup_check_parts`), so every pack is read regularly; problems are an alert event.
     pub async fn backup_check_tick(&self) {
         const JOB: &str = "read-check";
-        if self.cfg.backup_targets.is_empty() {
+        if self.shared.cfg.backup_targets.is_empty() {
             return;
         }
-        let Some(now) = self.job_due(JOB, &self.cfg.backup_check_schedule) else { return };
-        let subset = hafen_core::schedule::check_subset(now, self.cfg.backup_check_parts);
+        let Some(now) = self.shared.job_due(JOB, &self.shared.cfg.backup_check_schedule) else { return };
+        let subset = hafen_core::schedule::check_subset(now, self.shared.cfg.backup_check_parts);
         let mut errors = Vec::new();
-        for t in self.cfg.backup_targets.clone() {
-            let lk = self.target_locks.of(&t.name);
+        for t in self.shared.cfg.backup_targets.clone() {
+            let lk = self.ops.targets.of(&t.name);
             let _shared = lk.read().await;
-            let repo = match crate::backup::open_target(&self.cfg, &t).await {
+            let repo = match crate::backup::open_target(&self.shared.cfg, &t).await {
                 Ok(r) => r,
                 Err(e) => {
                     errors.push(format!("{}: {e}", t.name));
-                    self.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems: vec![e.to_string()] });
+                    self.alerts.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems: vec![e.to_string()] });
                     continue;
                 }
             };
             let sub = subset.clone();
             let r = tokio::task::spawn_blocking(move || repo.check(true, Some(&sub))).await;
             match r {
-                Ok(Ok(p)) if p.is_empty() => self.emit("scheduler", Event::BackupChecked { target: t.name.clone(), subset: Some(subset.clone()) }),
+                Ok(Ok(p)) if p.is_empty() => self.alerts.emit("scheduler", Event::BackupChecked { target: t.name.clone(), subset: Some(subset.clone()) }),
                 Ok(Ok(problems)) => {
                     errors.push(format!("{}: {}", t.name, problems.join("; ")));
                     tracing::error!(target = %t.name, "the read check found problems: {}", problems.join("; "));
-                    self.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems });
+                    self.alerts.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems });
                 }
                 Ok(Err(e)) => {
                     errors.push(format!("{}: {e}", t.name));
-                    self.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems: vec![e.to_string()] });
+                    self.alerts.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems: vec![e.to_string()] });
                 }
                 Err(e) => errors.push(format!("{}: {e}", t.name)),
             }
         }
         let err = (!errors.is_empty()).then(|| errors.join("; "));
-        if let Err(e) = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref()) {
+        if let Err(e) = self.shared.store.set_job(JOB, &now.to_rfc3339(), err.as_deref()) {
             tracing::error!(error = %e, "could not record the read check");
         }
     }
@@ -985,10 +954,10 @@ impl App {
     /// back up every deployed stack to the first target, then apply retention.
     pub async fn backup_schedule_tick(&self) {
         const JOB: &str = "nightly-backup";
-        let Some(target) = self.cfg.backup_targets.first().cloned() else { return };
-        let Some(now) = self.job_due(JOB, &self.cfg.backup_schedule) else { return };
+        let Some(target) = self.shared.cfg.backup_targets.first().cloned() else { return };
+        let Some(now) = self.shared.job_due(JOB, &self.shared.cfg.backup_schedule) else { return };
         let mut errors = Vec::new();
-        let stacks: Vec<String> = self.store.stacks().map(|v| v.into_iter().filter(|s| s.enabled).map(|s| s.id).collect()).unwrap_or_default();
+        let stacks: Vec<String> = self.shared.store.stacks().map(|v| v.into_iter().filter(|s| s.enabled).map(|s| s.id).collect()).unwrap_or_default();
         for id in stacks {
             let req = BackupRunRequest { stack: id.clone(), target: Some(target.name.clone()), host: false };
             match self.backup_run(&req, "scheduler").await {
@@ -1011,15 +980,15 @@ impl App {
             Err(e) => errors.push(format!("hafen state: {e}")),
         }
         let err = (!errors.is_empty()).then(|| errors.join("; "));
-        if let Err(e) = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref()) {
+        if let Err(e) = self.shared.store.set_job(JOB, &now.to_rfc3339(), err.as_deref()) {
             tracing::error!(error = %e, "could not record the backup run");
         }
         if err.is_none() {
             // The dead man's switch: silence at the heartbeat URL means trouble.
-            if let Err(e) = crate::notify::enqueue_heartbeat(&self.store, &self.cfg.notify) {
+            if let Err(e) = crate::notify::enqueue_heartbeat(&self.shared.store, &self.shared.cfg.notify) {
                 tracing::error!(error = %e, "could not queue the heartbeat");
             }
-            self.notify_wake.notify_one();
+            self.alerts.notify_wake.notify_one();
         }
     }
 }
@@ -1027,6 +996,15 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backups_own_errors_travel_as_their_codes() {
+        // Seen as shipped: no target configured was English in a German CLI.
+        let b = AppError::from(BackupError::NoTarget);
+        assert_eq!(b.message().code, "run_notarget");
+        let de = hafen_core::i18n::render_error("de", &b.message()).unwrap();
+        assert!(de != hafen_core::i18n::render_error("en", &b.message()).unwrap() && !de.contains("no backup target"), "{de}");
+    }
 
     #[tokio::test]
     async fn absent_backup_disk_writes_nothing_underneath() {

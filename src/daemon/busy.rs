@@ -1,7 +1,8 @@
 //! Which stacks have a long operation running now (a backup, an update), as a set with guards:
 //! the mark goes when its guard is dropped — also when the operation's future is dropped half-way
-//! (a client that went away) or panics — so a stack is never left marked busy by accident. Each
-//! service owns its own set (`App::backups`, `App::updating`).
+//! (a client that went away) or panics — so a stack is never left marked busy by accident. The
+//! services that change a stack share one `Ops`: the lock every change of a stack takes, and
+//! the marks of running backups and updates and the backup targets' locks.
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
@@ -51,6 +52,20 @@ impl TargetLocks {
     pub fn of(&self, name: &str) -> std::sync::Arc<tokio::sync::RwLock<()>> {
         self.locks.lock().unwrap_or_else(|e| e.into_inner()).entry(name.to_string()).or_default().clone()
     }
+}
+
+/// What runs on the stacks now, shared by the services that change them (stacks, backups,
+/// updates): each takes what it needs from here explicitly.
+#[derive(Debug, Default)]
+pub struct Ops {
+    /// One change of a stack at a time (deploy, remove, reconcile, restore, update).
+    pub op_lock: tokio::sync::Mutex<()>,
+    /// Stacks (and hafen's own state) with a backup running now.
+    pub backups: Busy,
+    /// Stacks with an update running now (from its backup on).
+    pub updating: Busy,
+    /// The lock of each backup target.
+    pub targets: TargetLocks,
 }
 
 #[cfg(test)]

@@ -5,11 +5,15 @@
 
 rust_i18n::i18n!("../../locales", fallback = "en");
 
+pub mod alerts;
 pub mod app;
 pub mod backup;
 pub mod busy;
 pub mod catalogue;
+pub mod checks;
 pub mod config;
+pub mod error;
+pub mod health;
 pub mod host;
 pub mod images;
 pub mod metrics;
@@ -22,6 +26,8 @@ pub mod registry;
 pub mod secrets;
 pub mod serve;
 pub mod server;
+pub mod shared;
+pub mod stacks;
 pub mod update;
 pub mod watch;
 pub mod worker;

@@ -65,14 +65,14 @@ pub async fn restore_all(repo: Repo, config_override: Option<&Path>, at: Option<
     let mut outcomes = Vec::new();
     for id in stacks {
         say(t!("recover_stack", stack = &id).to_string());
-        let deployed = app.deploy(&id, &hafen_api::DeployRequest::default(), "recovery").await;
+        let deployed = app.stacks.deploy(&id, &hafen_api::DeployRequest::default(), "recovery").await;
         if let Err(e) = deployed {
             say(t!("recover_stack_failed", stack = &id, error = e.to_string()).to_string());
             outcomes.push(StackOutcome { stack: id, snapshot: None, error: Some(e.to_string()) });
             continue;
         }
         let req = hafen_api::RestoreRequest { stack: id.clone(), snapshot: None, at: at.map(|t| chrono::DateTime::from_timestamp(t, 0).unwrap_or_default().to_rfc3339()), target: None };
-        let o = match app.restore_stack_from(&req, "recovery", Some(repo.clone())).await {
+        let o = match app.backups.restore_stack_from(&req, "recovery", Some(repo.clone())).await {
             Ok(r) => StackOutcome { stack: id.clone(), snapshot: r.snapshot.map(|s| s.id), error: r.error },
             Err(e) => StackOutcome { stack: id.clone(), snapshot: None, error: Some(e.to_string()) },
         };

@@ -127,22 +127,22 @@ pub async fn run(app: Arc<App>, listener: tokio::net::UnixListener, cancel: Canc
     // queued (notify::run_outbox), so delivery never waits for the notifier's round.
     {
         let (app, cancel) = (app.clone(), cancel.clone());
-        tracker.spawn(async move { crate::notify::run_outbox(&app.store, &app.cfg.notify, cancel, &app.notify_wake).await });
+        tracker.spawn(async move { crate::notify::run_outbox(&app.shared.store, &app.shared.cfg.notify, cancel, &app.alerts.notify_wake).await });
     }
     for w in workers(&app) {
         crate::worker::spawn(&tracker, &app, &cancel, w);
     }
     tracker.close();
-    tracing::info!(socket = %app.cfg.socket.display(), "hafen ready");
+    tracing::info!(socket = %app.shared.cfg.socket.display(), "hafen ready");
     cancel.cancelled().await;
     let _ = api.await;
-    if tokio::time::timeout(app.cfg.shutdown_deadline, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(app.shared.cfg.shutdown_deadline, tracker.wait()).await.is_err() {
         tracing::warn!(still_running = tracker.len(), "drain deadline passed; stopping anyway");
     }
-    if let Err(e) = app.store.checkpoint() {
+    if let Err(e) = app.shared.store.checkpoint() {
         tracing::error!(error = %e, "state store checkpoint failed");
     }
-    let _ = std::fs::remove_file(&app.cfg.socket);
+    let _ = std::fs::remove_file(&app.shared.cfg.socket);
     tracing::info!("hafen stopped");
 }
 
@@ -157,7 +157,7 @@ pub fn workers(app: &App) -> Vec<Box<dyn Worker>> {
         Box::new(Notifier),
     ];
     w.extend(crate::watch::host_checks(app));
-    if app.cfg.metrics_listen.is_some() {
+    if app.shared.cfg.metrics_listen.is_some() {
         w.push(Box::new(Metrics));
     }
     w
@@ -173,22 +173,22 @@ impl Worker for Reconciler {
         "reconciler"
     }
     fn every(&self, app: &App) -> Line {
-        Line::code("every_secs_and_events", &[("secs", app.cfg.reconcile_interval.as_secs().to_string())])
+        Line::code("every_secs_and_events", &[("secs", app.shared.cfg.reconcile_interval.as_secs().to_string())])
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
-        app.reconcile_all().await;
-        let status = match app.last_reconcile_error() {
+        app.stacks.reconcile_all().await;
+        let status = match app.stacks.last_reconcile_error() {
             Some(e) => Status { state: "error", detail: e.into() },
             None => Status { state: "ok", detail: Line::code("all_as_desired", &[]) },
         };
-        let mut wait = app.cfg.reconcile_interval;
-        if let Some(due) = crate::app::lock(&app.healer).next_due() {
+        let mut wait = app.shared.cfg.reconcile_interval;
+        if let Some(due) = app.stacks.next_restart_due() {
             wait = wait.min(due.saturating_duration_since(std::time::Instant::now()) + Duration::from_millis(20));
         }
         Round { status: Some(status), wait }
     }
     fn wakes_on<'a>(&self, app: &'a App) -> Option<&'a tokio::sync::Notify> {
-        Some(&app.kick_reconcile)
+        Some(&app.shared.wake_reconciler)
     }
 }
 
@@ -204,12 +204,12 @@ impl Worker for Notifier {
         Line::code("notifier_every", &[])
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
-        app.remind_tick();
-        let pending = app.store.outbox_pending().unwrap_or(0);
-        app.metrics.set_notifications_pending(pending as u64);
-        let alerts = app.store.alerts().unwrap_or_default();
+        app.alerts.remind_tick();
+        let pending = app.shared.store.outbox_pending().unwrap_or(0);
+        app.shared.metrics.set_notifications_pending(pending as u64);
+        let alerts = app.shared.store.alerts().unwrap_or_default();
         for sev in ["warning", "critical"] {
-            app.metrics.set_alerts_open(sev, alerts.iter().filter(|a| a.severity == sev).count() as u64);
+            app.shared.metrics.set_alerts_open(sev, alerts.iter().filter(|a| a.severity == sev).count() as u64);
         }
         let open = alerts.len();
         let status = Status { state: if pending > 0 { "warning" } else { "ok" }, detail: Line::code("notifier_detail", &[("open", open.to_string()), ("pending", pending.to_string())]) };
@@ -229,9 +229,9 @@ impl Worker for Prober {
         Line::code("each_probe", &[])
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
-        app.probe_all().await;
-        if app.health_dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            app.update_stack_health().await;
+        app.health.probe_all().await;
+        if app.health.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            app.stacks.update_stack_health().await;
         }
         Round { status: Some(Status { state: "ok", detail: Line::code("probes_when_due", &[]) }), wait: Duration::from_secs(1) }
     }
@@ -247,12 +247,12 @@ impl Worker for BackupScheduler {
         "backup-scheduler"
     }
     fn every(&self, app: &App) -> Line {
-        app.cfg.backup_schedule.clone().into()
+        app.shared.cfg.backup_schedule.clone().into()
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
-        app.backup_schedule_tick().await;
-        app.backup_check_tick().await;
-        let detail = if app.cfg.backup_targets.is_empty() { "no_target" } else { "next_run" };
+        app.backups.backup_schedule_tick().await;
+        app.backups.backup_check_tick().await;
+        let detail = if app.shared.cfg.backup_targets.is_empty() { "no_target" } else { "next_run" };
         Round { status: Some(Status { state: "ok", detail: Line::code(detail, &[]) }), wait: Duration::from_secs(2) }
     }
 }
@@ -269,16 +269,16 @@ impl Worker for Updater {
         "updater"
     }
     fn every(&self, app: &App) -> Line {
-        app.cfg.updates.check_schedule.clone().into()
+        app.shared.cfg.updates.check_schedule.clone().into()
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
         if !self.resumed {
-            app.update_resume().await;
+            app.updates.update_resume().await;
             self.resumed = true;
             return Round { status: Some(Status { state: "ok", detail: Line::code("next_check", &[]) }), wait: Duration::ZERO };
         }
-        // The tick reports its own outcome (`App::update_tick`).
-        app.update_tick().await;
+        // The tick reports its own outcome (`Updates::update_tick`).
+        app.updates.update_tick().await;
         Round::wait(Duration::from_secs(5))
     }
 }
@@ -296,11 +296,11 @@ impl Worker for Metrics {
         Line::code("on_request", &[])
     }
     async fn round(&mut self, app: &Arc<App>) -> Round {
-        let Some(addr) = app.cfg.metrics_listen else { return Round::wait(Duration::from_secs(3600)) };
+        let Some(addr) = app.shared.cfg.metrics_listen else { return Round::wait(Duration::from_secs(3600)) };
         let detail = match crate::metrics::bind(addr).await {
             Ok(l) => {
-                app.workers.set("metrics", Line::code("on_request", &[]), "ok", Line::code("serving", &[("url", format!("http://{addr}/metrics"))]));
-                match crate::metrics::serve_on(l, app.metrics.clone(), CancellationToken::new()).await {
+                app.shared.workers.set("metrics", Line::code("on_request", &[]), "ok", Line::code("serving", &[("url", format!("http://{addr}/metrics"))]));
+                match crate::metrics::serve_on(l, app.shared.metrics.clone(), CancellationToken::new()).await {
                     Ok(()) => "stopped".to_string(),
                     Err(e) => format!("stopped: {e}"),
                 }

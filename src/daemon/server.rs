@@ -3,7 +3,8 @@
 //! credentials of the Unix socket), recorded as the actor of what it changes.
 
 use hafen_api::*;
-use crate::app::{App, AppError};
+use crate::app::App;
+use crate::error::AppError;
 use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -109,23 +110,23 @@ async fn health() -> Json<HealthResponse> {
 }
 
 async fn status(State(app): State<Arc<App>>) -> R<StatusResponse> {
-    Ok(Json(app.status().await?))
+    Ok(Json(app.stacks.status().await?))
 }
 
 async fn list(State(app): State<Arc<App>>) -> R<Vec<StackSummary>> {
-    Ok(Json(app.list().await?))
+    Ok(Json(app.stacks.list().await?))
 }
 
 async fn show(State(app): State<Arc<App>>, Path(id): Path<String>) -> R<StackDetail> {
-    Ok(Json(app.show(&id).await?))
+    Ok(Json(app.stacks.show(&id).await?))
 }
 
 async fn deploy(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Path(id): Path<String>, Json(req): Json<DeployRequest>) -> R<DeployResponse> {
-    Ok(Json(app.deploy(&id, &req, &peer.actor()).await?))
+    Ok(Json(app.stacks.deploy(&id, &req, &peer.actor()).await?))
 }
 
 async fn remove(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Path(id): Path<String>, Json(req): Json<RemoveRequest>) -> R<RemoveResponse> {
-    Ok(Json(app.remove(&id, &req, &peer.actor()).await?))
+    Ok(Json(app.stacks.remove(&id, &req, &peer.actor()).await?))
 }
 
 #[derive(serde::Deserialize)]
@@ -135,7 +136,7 @@ struct LogsQuery {
 }
 
 async fn logs(State(app): State<Arc<App>>, Path(id): Path<String>, Query(q): Query<LogsQuery>) -> R<LogsResponse> {
-    Ok(Json(app.logs(&id, q.service.as_deref(), q.tail.unwrap_or(100)).await?))
+    Ok(Json(app.stacks.logs(&id, q.service.as_deref(), q.tail.unwrap_or(100)).await?))
 }
 
 #[derive(serde::Deserialize)]
@@ -148,9 +149,9 @@ struct EventsQuery {
 }
 
 async fn events(State(app): State<Arc<App>>, Query(q): Query<EventsQuery>) -> R<Vec<hafen_store::EventRecord>> {
-    let read = || app.store.events(q.since.unwrap_or(0), q.stack.as_deref(), q.limit.unwrap_or(1000)).map_err(AppError::from);
+    let read = || app.shared.store.events(q.since.unwrap_or(0), q.stack.as_deref(), q.limit.unwrap_or(1000)).map_err(AppError::from);
     // Subscribe before reading, so an event recorded in between still wakes us.
-    let mut rx = app.bus.subscribe();
+    let mut rx = app.alerts.bus.subscribe();
     let ev = read()?;
     let wait = std::time::Duration::from_secs(q.wait.unwrap_or(0).min(60));
     if !ev.is_empty() || wait.is_zero() {
@@ -171,11 +172,11 @@ async fn events(State(app): State<Arc<App>>, Query(q): Query<EventsQuery>) -> R<
 }
 
 async fn workers(State(app): State<Arc<App>>) -> Json<Vec<hafen_api::WorkerInfo>> {
-    Json(app.workers.list())
+    Json(app.shared.workers.list())
 }
 
 async fn alerts(State(app): State<Arc<App>>) -> R<Vec<hafen_store::AlertRecord>> {
-    Ok(Json(app.store.alerts().map_err(AppError::from)?))
+    Ok(Json(app.shared.store.alerts().map_err(AppError::from)?))
 }
 
 #[derive(serde::Deserialize)]
@@ -185,12 +186,12 @@ struct AuditQuery {
 }
 
 async fn audit(State(app): State<Arc<App>>, Query(q): Query<AuditQuery>) -> R<Vec<hafen_store::audit::AuditRecord>> {
-    Ok(Json(app.store.audit(q.since.unwrap_or(0), q.limit.unwrap_or(10_000)).map_err(AppError::from)?))
+    Ok(Json(app.shared.store.audit(q.since.unwrap_or(0), q.limit.unwrap_or(10_000)).map_err(AppError::from)?))
 }
 
 async fn audit_verify(State(app): State<Arc<App>>) -> R<AuditVerifyResponse> {
-    let records = app.store.audit(0, usize::MAX >> 1).map_err(AppError::from)?;
-    let head = hafen_store::audit::read_head(&app.store.path);
+    let records = app.shared.store.audit(0, usize::MAX >> 1).map_err(AppError::from)?;
+    let head = hafen_store::audit::read_head(&app.shared.store.path);
     Ok(Json(match hafen_store::audit::verify(&records, head) {
         Ok(n) => AuditVerifyResponse { ok: true, records: n, broken_at: None, reason: None },
         Err(b) => AuditVerifyResponse { ok: false, records: records.len(), broken_at: Some(b.seq), reason: Some(b.reason) },
@@ -198,14 +199,14 @@ async fn audit_verify(State(app): State<Arc<App>>) -> R<AuditVerifyResponse> {
 }
 
 async fn notify_test(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>) -> R<Vec<NotifyTestResult>> {
-    let results = crate::notify::send_test(&app.cfg.notify).await;
+    let results = crate::notify::send_test(&app.shared.cfg.notify).await;
     let out: Vec<NotifyTestResult> = results.into_iter().map(|(channel, r)| NotifyTestResult { channel, ok: r.is_ok(), error: r.err() }).collect();
     tracing::info!(actor = %peer.actor(), channels = out.len(), "test notification sent");
     Ok(Json(out))
 }
 
 async fn backup_run(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<BackupRunRequest>) -> R<crate::backup::RunReport> {
-    Ok(Json(app.backup_run(&req, &peer.actor()).await?))
+    Ok(Json(app.backups.backup_run(&req, &peer.actor()).await?))
 }
 
 #[derive(serde::Deserialize)]
@@ -214,23 +215,23 @@ struct TargetQuery {
 }
 
 async fn backup_list(State(app): State<Arc<App>>, Query(q): Query<TargetQuery>) -> R<Vec<hafen_backup::repo::SnapInfo>> {
-    Ok(Json(app.backup_list(q.target.as_deref()).await?))
+    Ok(Json(app.backups.backup_list(q.target.as_deref()).await?))
 }
 
 async fn backup_check(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<BackupCheckRequest>) -> R<BackupCheckResponse> {
-    Ok(Json(app.backup_check(&req, &peer.actor()).await?))
+    Ok(Json(app.backups.backup_check(&req, &peer.actor()).await?))
 }
 
 async fn backup_prune(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<BackupPruneRequest>) -> R<BackupPruneResponse> {
-    Ok(Json(app.backup_prune(&req, &peer.actor()).await?))
+    Ok(Json(app.backups.backup_prune(&req, &peer.actor()).await?))
 }
 
 async fn backup_export(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<BackupExportRequest>) -> R<hafen_backup::export::ExportReport> {
-    Ok(Json(app.backup_export(&req, &peer.actor()).await?))
+    Ok(Json(app.backups.backup_export(&req, &peer.actor()).await?))
 }
 
 async fn restore(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<RestoreRequest>) -> R<crate::backup::RunReport> {
-    Ok(Json(app.restore_stack(&req, &peer.actor()).await?))
+    Ok(Json(app.backups.restore_stack(&req, &peer.actor()).await?))
 }
 
 #[derive(serde::Deserialize)]
@@ -243,29 +244,29 @@ struct StackQuery {
 }
 
 async fn update_list(State(app): State<Arc<App>>, Query(q): Query<StackQuery>) -> R<Vec<hafen_store::UpdateRecord>> {
-    Ok(Json(app.update_list(q.stack.as_deref())?))
+    Ok(Json(app.updates.update_list(q.stack.as_deref())?))
 }
 
 async fn update_check(State(app): State<Arc<App>>, Query(q): Query<StackQuery>) -> R<Vec<crate::update::StackCheck>> {
     if q.rebuild {
-        app.rebuild_check(q.stack.as_deref()).await?;
+        app.updates.rebuild_check(q.stack.as_deref()).await?;
     }
-    Ok(Json(app.update_check(q.stack.as_deref()).await?))
+    Ok(Json(app.updates.update_check(q.stack.as_deref()).await?))
 }
 
 async fn update_plan(State(app): State<Arc<App>>, Path(id): Path<String>, Query(q): Query<StackQuery>) -> R<crate::update::PlanView> {
-    Ok(Json(app.update_plan(&id, q.to.as_deref()).await?))
+    Ok(Json(app.updates.update_plan(&id, q.to.as_deref()).await?))
 }
 
 async fn update_apply(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Path(id): Path<String>, Json(req): Json<UpdateRequest>) -> R<crate::update::ApplyReport> {
-    Ok(Json(app.update_apply(&id, req.to.as_deref(), &peer.actor()).await?))
+    Ok(Json(app.updates.update_apply(&id, req.to.as_deref(), &peer.actor()).await?))
 }
 
 async fn update_rollback(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Path(id): Path<String>) -> R<hafen_store::UpdateRecord> {
-    Ok(Json(app.update_rollback(&id, &peer.actor()).await?))
+    Ok(Json(app.updates.update_rollback(&id, &peer.actor()).await?))
 }
 
 async fn update_pin(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Path(id): Path<String>, Json(req): Json<UpdateRequest>) -> R<serde_json::Value> {
-    app.update_pin(&id, req.to.as_deref(), &peer.actor())?;
+    app.updates.update_pin(&id, req.to.as_deref(), &peer.actor())?;
     Ok(Json(serde_json::json!({ "stack": id, "pinned": req.to })))
 }

@@ -11,11 +11,17 @@
 use super::registry::{ImageRef, Registry};
 use hafen_core::version::{candidates, decide, hop_change, plan_path, Decision, HopChange, Policy, Version};
 use hafen_api::{BackupRunRequest, RestoreRequest};
-use crate::app::{lock, App, AppError};
+use crate::alerts::Alerts;
+use crate::backup::Backups;
+use crate::busy::Ops;
+use crate::error::AppError;
+use crate::health::Health;
+use crate::shared::{lock, Shared};
+use crate::stacks::{last_lines, Stacks};
+use std::sync::{Arc, Mutex};
 use crate::catalogue::model::{ImageSource, MigrationDef};
 use crate::catalogue::StackDef;
 use hafen_core::events::Event;
-use crate::reconcile::{self, Action, Actual};
 use hafen_store::{ImagePin, UpdateRecord};
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -56,19 +62,48 @@ fn built_services(stack: &StackDef) -> Vec<(String, String)> {
         .collect()
 }
 
-impl App {
+/// The update service: check, plan, apply (hop by hop, each a transaction), roll back, pins,
+/// the automatic tick and the rebuild check. It takes the pre-update backup and the data move
+/// from the backup service and the stack's stop, plan and start from the stacks service.
+pub struct Updates {
+    shared: Arc<Shared>,
+    alerts: Arc<Alerts>,
+    health: Arc<Health>,
+    stacks: Arc<Stacks>,
+    backups: Arc<Backups>,
+    ops: Arc<Ops>,
+    /// The last throwaway rebuild of each recipe that differed (pending Debian updates).
+    rebuilds: Mutex<BTreeMap<String, crate::images::rebuild::Probe>>,
+    /// Test hook: stop the world before this step of an update (see docs/testing.md).
+    pause_update: Option<String>,
+}
+
+impl Updates {
+    pub fn new(shared: Arc<Shared>, alerts: Arc<Alerts>, health: Arc<Health>, stacks: Arc<Stacks>, backups: Arc<Backups>, ops: Arc<Ops>) -> Updates {
+        Updates {
+            shared,
+            alerts,
+            health,
+            stacks,
+            backups,
+            ops,
+            rebuilds: Mutex::new(BTreeMap::new()),
+            pause_update: std::env::var("HAFEN_TEST_PAUSE_UPDATE").ok().filter(|s| !s.is_empty()),
+        }
+    }
+
     fn tracked<'a>(&self, stack: &'a StackDef) -> Result<&'a str, AppError> {
         stack
             .upgrade
             .track
             .as_deref()
-            .ok_or_else(|| crate::app::refused("update_no_track", &[("id", stack.id.clone())]))
+            .ok_or_else(|| crate::error::refused("update_no_track", &[("id", stack.id.clone())]))
     }
 
     /// The image each registry service runs now, by tag (the pin an update moved, else the
     /// definition's).
     fn current_refs(&self, stack: &StackDef) -> Result<BTreeMap<String, String>, AppError> {
-        let pins = self.store.pins(&stack.id)?;
+        let pins = self.shared.store.pins(&stack.id)?;
         let mut out = BTreeMap::new();
         for (name, svc) in &stack.services {
             if let ImageSource::Registry { name: img, tag: Some(tag), digest: None } = &svc.image {
@@ -81,17 +116,17 @@ impl App {
     }
 
     fn deployed_def(&self, id: &str) -> Result<StackDef, AppError> {
-        let stack = self.catalogue().stacks.get(id).cloned().ok_or_else(|| crate::app::refused("update_no_definition", &[("id", id.to_string())]))?;
-        if self.store.stack(id)?.is_none() {
-            return Err(crate::app::refused("update_not_deployed", &[("id", id.to_string())]));
+        let stack = self.shared.catalogue().stacks.get(id).cloned().ok_or_else(|| crate::error::refused("update_no_definition", &[("id", id.to_string())]))?;
+        if self.shared.store.stack(id)?.is_none() {
+            return Err(crate::error::refused("update_not_deployed", &[("id", id.to_string())]));
         }
         Ok(stack)
     }
 
     fn policy_of(&self, id: &str) -> Result<Policy, AppError> {
-        let p = self.cfg.updates.policy(id);
+        let p = self.shared.cfg.updates.policy(id);
         let stack = self.deployed_def(id)?;
-        let pin = self.store.version_pin(id)?.and_then(|v| Version::parse(&v));
+        let pin = self.shared.store.version_pin(id)?.and_then(|v| Version::parse(&v));
         Ok(Policy { mode: p.mode, channel: stack.upgrade.channel, window: p.window.clone(), pin, security_automatic: p.security_automatic })
     }
 
@@ -101,15 +136,15 @@ impl App {
         let track = self.tracked(stack)?;
         let refs = self.current_refs(stack)?;
         let cur_ref = refs.get(track).cloned().unwrap_or_default();
-        let r = ImageRef::parse(&cur_ref).ok_or_else(|| crate::app::refused("not_image_ref", &[("value", cur_ref.clone())]))?;
+        let r = ImageRef::parse(&cur_ref).ok_or_else(|| crate::error::refused("not_image_ref", &[("value", cur_ref.clone())]))?;
         let cur_tag = r.tag.clone().unwrap_or_default();
-        let current = Version::parse(&cur_tag).ok_or_else(|| crate::app::refused("tag_not_version", &[("tag", cur_tag.clone()), ("id", stack.id.clone())]))?;
-        let reg = Registry::new(&self.cfg.registries);
-        let tags = reg.tags(&r).await.map_err(crate::app::refused_text)?;
-        let pinned_digest = self.store.pins(&stack.id)?.get(track).and_then(|p| p.digest.clone());
+        let current = Version::parse(&cur_tag).ok_or_else(|| crate::error::refused("tag_not_version", &[("tag", cur_tag.clone()), ("id", stack.id.clone())]))?;
+        let reg = Registry::new(&self.shared.cfg.registries);
+        let tags = reg.tags(&r).await.map_err(crate::error::refused_text)?;
+        let pinned_digest = self.shared.store.pins(&stack.id)?.get(track).and_then(|p| p.digest.clone());
         let rebuild = match (pinned_digest, tags.contains(&cur_tag)) {
             (Some(d), true) => {
-                let now = reg.digest(&r, &cur_tag).await.map_err(crate::app::refused_text)?;
+                let now = reg.digest(&r, &cur_tag).await.map_err(crate::error::refused_text)?;
                 !d.ends_with(&now)
             }
             _ => false,
@@ -121,7 +156,7 @@ impl App {
     pub async fn update_check(&self, only: Option<&str>) -> Result<Vec<StackCheck>, AppError> {
         let ids: Vec<String> = match only {
             Some(id) => vec![id.to_string()],
-            None => self.store.stacks()?.into_iter().filter(|s| s.enabled).map(|s| s.id).filter(|id| self.catalogue().stacks.get(id).is_some_and(|d| d.upgrade.track.is_some() || !built_services(d).is_empty())).collect(),
+            None => self.shared.store.stacks()?.into_iter().filter(|s| s.enabled).map(|s| s.id).filter(|id| self.shared.catalogue().stacks.get(id).is_some_and(|d| d.upgrade.track.is_some() || !built_services(d).is_empty())).collect(),
         };
         let mut out = Vec::new();
         for id in ids {
@@ -165,7 +200,7 @@ impl App {
         let stack = self.deployed_def(id)?;
         if stack.upgrade.track.is_none() {
             if let Some(t) = target {
-                return Err(crate::app::refused("update_debian_built", &[("id", id.to_string()), ("to", t.to_string())]));
+                return Err(crate::error::refused("update_debian_built", &[("id", id.to_string()), ("to", t.to_string())]));
             }
             let pending = self.pending_rebuilds(&stack)?;
             if pending.is_empty() {
@@ -184,13 +219,13 @@ impl App {
         let mut avail = candidates(&current, &tags, if target.is_some() { crate::catalogue::model::Channel::Major } else { policy.channel });
         let target = match target {
             Some(t) => {
-                let v = Version::parse(t).ok_or_else(|| crate::app::refused("not_version", &[("value", t.to_string())]))?;
+                let v = Version::parse(t).ok_or_else(|| crate::error::refused("not_version", &[("value", t.to_string())]))?;
                 if v != current && !tags.contains(&v.tag) {
-                    return Err(crate::app::refused("no_such_tag", &[("id", id.to_string()), ("tag", t.to_string())]));
+                    return Err(crate::error::refused("no_such_tag", &[("id", id.to_string()), ("tag", t.to_string())]));
                 }
                 if let Some(p) = &policy.pin {
                     if &v > p {
-                        return Err(crate::app::refused("update_pinned", &[("id", id.to_string()), ("pin", p.to_string()), ("to", t.to_string())]));
+                        return Err(crate::error::refused("update_pinned", &[("id", id.to_string()), ("pin", p.to_string()), ("to", t.to_string())]));
                     }
                 }
                 v
@@ -206,7 +241,7 @@ impl App {
                 }
             }
         };
-        let path = if target == current { vec![current.clone()] } else { plan_path(&current, &target, &avail, &stack.upgrade).map_err(|e| crate::app::refused_text(format!("{id}: {e}")))? };
+        let path = if target == current { vec![current.clone()] } else { plan_path(&current, &target, &avail, &stack.upgrade).map_err(|e| crate::error::refused_text(format!("{id}: {e}")))? };
         let mut refs = self.current_refs(&stack)?;
         let mut from = current.clone();
         let mut hops = Vec::new();
@@ -228,9 +263,9 @@ impl App {
         if plan.hops.is_empty() {
             return Ok(ApplyReport { stack: id.into(), hops: vec![], version: plan.current, error: None });
         }
-        let running = if self.store.update_open_for(id)? { None } else { self.updating.mark(id) };
+        let running = if self.shared.store.update_open_for(id)? { None } else { self.ops.updating.mark(id) };
         let Some(running) = running else {
-            return Err(crate::app::refused("update_running", &[("id", id.to_string())]));
+            return Err(crate::error::refused("update_running", &[("id", id.to_string())]));
         };
         let mut report = ApplyReport { stack: id.into(), hops: vec![], version: plan.current.clone(), error: None };
         for hop in &plan.hops {
@@ -269,45 +304,45 @@ impl App {
 
     async fn update_step(&self, id: i64, stack: &str, step: &str, detail: String, actor: &str) {
         self.update_pause(step).await;
-        if let Err(e) = self.store.update_step(id, step, "running") {
+        if let Err(e) = self.shared.store.update_step(id, step, "running") {
             tracing::error!(error = %e, "could not record the update step");
         }
-        self.emit(actor, Event::UpdateStep { stack: stack.into(), id, step: step.into(), detail });
+        self.alerts.emit(actor, Event::UpdateStep { stack: stack.into(), id, step: step.into(), detail });
     }
 
     async fn run_hop(&self, id: &str, hop: &HopView, actor: &str) -> Result<UpdateRecord, AppError> {
         let stack = self.deployed_def(id)?;
-        let target = self.cfg.backup_targets.first().map(|t| t.name.clone()).ok_or_else(|| {
-            crate::app::refused("update_no_target", &[("id", id.to_string())])
+        let target = self.shared.cfg.backup_targets.first().map(|t| t.name.clone()).ok_or_else(|| {
+            crate::error::refused("update_no_target", &[("id", id.to_string())])
         })?;
-        let old_pins = self.store.pins(id)?;
+        let old_pins = self.shared.store.pins(id)?;
         let new_refs: BTreeMap<String, String> = hop.images.iter().map(|(s, (_, n))| (s.clone(), n.clone())).collect();
         // 1. A fresh backup; nothing is recorded as begun before it exists.
         self.update_pause("backup").await;
-        let b = self.backup_run(&BackupRunRequest { stack: id.into(), target: Some(target.clone()), host: false }, actor).await;
+        let b = self.backups.backup_run(&BackupRunRequest { stack: id.into(), target: Some(target.clone()), host: false }, actor).await;
         let snapshot = match b {
             Ok(r) if r.error.is_none() && r.snapshot.is_some() => r.snapshot.map(|s| s.id).unwrap_or_default(),
             Ok(r) => return Err(self.abort_early(id, hop, "backup", r.error.unwrap_or_else(|| "no snapshot".into()), actor)),
             Err(e) => return Err(self.abort_early(id, hop, "backup", e.to_string(), actor)),
         };
-        let uid = self.store.update_begin(&hafen_store::NewHop { stack: id, from: &hop.from, to: &hop.to, target: &target, old_pins: &old_pins, new_refs: &new_refs, actor })?;
-        self.store.update_snapshot(uid, &snapshot)?;
-        self.emit(actor, Event::UpdateStarted { stack: id.into(), from: hop.from.clone(), to: hop.to.clone(), id: uid });
+        let uid = self.shared.store.update_begin(&hafen_store::NewHop { stack: id, from: &hop.from, to: &hop.to, target: &target, old_pins: &old_pins, new_refs: &new_refs, actor })?;
+        self.shared.store.update_snapshot(uid, &snapshot)?;
+        self.alerts.emit(actor, Event::UpdateStarted { stack: id.into(), from: hop.from.clone(), to: hop.to.clone(), id: uid });
         // 2. Pull (nothing has changed yet: a failure aborts).
         self.update_step(uid, id, "pull", new_refs.values().cloned().collect::<Vec<_>>().join(", "), actor).await;
         let mut new_pins = old_pins.clone();
         for (svc, r) in &new_refs {
             let pulled = async {
                 if hop.to == REBUILD {
-                    let image_id = self.engine.image_id(r).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("the rebuilt image {r} is gone; run `hafen update check --rebuild` again"))?;
+                    let image_id = self.shared.engine.image_id(r).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("the rebuilt image {r} is gone; run `hafen update check --rebuild` again"))?;
                     return Ok(ImagePin { stack: id.into(), service: svc.clone(), reference: r.clone(), image_id, digest: None, pinned_at: hafen_store::now() });
                 }
                 let rr = ImageRef::parse(r).ok_or_else(|| format!("`{r}` is not an image reference"))?;
                 // The registry first: a vanished tag or an unreachable registry is named as such.
-                Registry::new(&self.cfg.registries).digest(&rr, rr.tag.as_deref().unwrap_or("latest")).await.map_err(|e| e.to_string())?;
-                self.engine.pull_image(r, self.registry_login(r)).await.map_err(|e| e.to_string())?;
-                let digest = self.engine.image_digest(r).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("{r} has no registry digest after the pull"))?;
-                let image_id = self.engine.image_id(r).await.map_err(|e| e.to_string())?.unwrap_or_default();
+                Registry::new(&self.shared.cfg.registries).digest(&rr, rr.tag.as_deref().unwrap_or("latest")).await.map_err(|e| e.to_string())?;
+                self.shared.engine.pull_image(r, self.shared.registry_login(r)).await.map_err(|e| e.to_string())?;
+                let digest = self.shared.engine.image_digest(r).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("{r} has no registry digest after the pull"))?;
+                let image_id = self.shared.engine.image_id(r).await.map_err(|e| e.to_string())?.unwrap_or_default();
                 Ok::<ImagePin, String>(ImagePin { stack: id.into(), service: svc.clone(), reference: r.clone(), image_id, digest: Some(digest), pinned_at: hafen_store::now() })
             }
             .await;
@@ -316,14 +351,14 @@ impl App {
                     new_pins.insert(svc.clone(), p);
                 }
                 Err(e) => {
-                    self.store.update_end(uid, "aborted", Some(&e), None)?;
-                    self.emit(actor, Event::UpdateAborted { stack: id.into(), to: hop.to.clone(), id: uid, step: "pull".into(), error: e });
-                    return Ok(self.store.update_record(uid)?.expect("update row"));
+                    self.shared.store.update_end(uid, "aborted", Some(&e), None)?;
+                    self.alerts.emit(actor, Event::UpdateAborted { stack: id.into(), to: hop.to.clone(), id: uid, step: "pull".into(), error: e });
+                    return Ok(self.shared.store.update_record(uid)?.expect("update row"));
                 }
             }
         }
         // 3.– From here on the stack changes: rolled back on any failure.
-        let _g = self.op_lock.lock().await;
+        let _g = self.ops.op_lock.lock().await;
         let down = Instant::now();
         let change = HopChange {
             version: hop.to.clone(),
@@ -339,15 +374,15 @@ impl App {
                     self.commit_rebuild(uid, id, &hop.images, &old_pins).await;
                 }
                 let secs = down.elapsed().as_secs_f64();
-                self.store.update_end(uid, "committed", None, Some(secs))?;
-                self.emit(actor, Event::UpdateCommitted { stack: id.into(), from: hop.from.clone(), to: hop.to.clone(), id: uid, downtime: secs });
+                self.shared.store.update_end(uid, "committed", None, Some(secs))?;
+                self.alerts.emit(actor, Event::UpdateCommitted { stack: id.into(), from: hop.from.clone(), to: hop.to.clone(), id: uid, downtime: secs });
                 for key in [format!("update_rolled_back:{id}"), format!("update_failed:{id}"), format!("update_available:{id}")] {
-                    self.resolve(&key);
+                    self.alerts.resolve(&key);
                 }
-                self.store.update_record(uid)?.expect("update row")
+                self.shared.store.update_record(uid)?.expect("update row")
             }
             Err(e) => {
-                self.store.update_error(uid, &format!("{}: {}", e.step, e.error))?;
+                self.shared.store.update_error(uid, &format!("{}: {}", e.step, e.error))?;
                 self.roll_back(uid, &e.step, &e.error, &e.log, down, actor).await?
             }
         };
@@ -356,8 +391,8 @@ impl App {
 
     /// The backup failed: nothing was begun, nothing changed.
     fn abort_early(&self, id: &str, hop: &HopView, step: &str, error: String, actor: &str) -> AppError {
-        self.emit(actor, Event::UpdateAborted { stack: id.into(), to: hop.to.clone(), id: 0, step: step.into(), error: error.clone() });
-        crate::app::refused("update_aborted", &[("id", id.to_string()), ("to", hop.to.clone()), ("step", step.to_string()), ("error", error)])
+        self.alerts.emit(actor, Event::UpdateAborted { stack: id.into(), to: hop.to.clone(), id: 0, step: step.into(), error: error.clone() });
+        crate::error::refused("update_aborted", &[("id", id.to_string()), ("to", hop.to.clone()), ("step", step.to_string()), ("error", error)])
     }
 
     /// Steps 3–7 of a hop (the caller holds `op_lock`).
@@ -365,16 +400,16 @@ impl App {
     async fn forward(&self, uid: i64, stack: &StackDef, change: &HopChange, new_pins: &BTreeMap<String, ImagePin>, snapshot: &str, target: &str, actor: &str) -> Result<(), StepError> {
         let id = stack.id.as_str();
         self.update_step(uid, id, "stop", "stopping every service".into(), actor).await;
-        self.stop_services(id, actor).await.map_err(|e| fail("stop", e))?;
+        self.stacks.stop_services(id, actor).await.map_err(|e| fail("stop", e))?;
         self.update_step(uid, id, "switch", "image pins moved to the new version".into(), actor).await;
-        self.store.replace_pins(id, new_pins).map_err(|e| fail("switch", e))?;
-        let settings = self.settings_for(stack, &BTreeMap::new()).map_err(|e| fail("switch", e))?;
+        self.shared.store.replace_pins(id, new_pins).map_err(|e| fail("switch", e))?;
+        let settings = self.stacks.settings_for(stack, &BTreeMap::new()).map_err(|e| fail("switch", e))?;
         if !change.database_moves.is_empty() {
             // The database's new major version starts empty and loads the pre-update dump; the
             // migrations run before the application starts.
             self.update_step(uid, id, "data", format!("{} move by dump and load from snapshot {}", change.database_moves.join(", "), short_id(snapshot)), actor).await;
             let req = RestoreRequest { stack: id.into(), snapshot: Some(snapshot.into()), at: None, target: Some(target.into()) };
-            let rep = self.restore_locked(&req, actor, None, &change.migrations).await.map_err(|e| fail("data", e))?;
+            let rep = self.backups.restore_locked(&req, actor, None, &change.migrations).await.map_err(|e| fail("data", e))?;
             if let Some(e) = rep.error {
                 let log = rep.steps.iter().filter(|s| !s.ok).map(|s| format!("{}: {}", s.step, s.detail)).collect::<Vec<_>>().join("\n");
                 let step = if rep.steps.iter().any(|s| !s.ok && s.step.starts_with("migrate")) { "migrate" } else { "data" };
@@ -386,26 +421,26 @@ impl App {
                 // What the migrations need runs first (their dependencies), then each one.
                 let needs = dependencies(stack, &change.migrations.iter().map(|m| m.service.clone()).collect::<Vec<_>>());
                 if !needs.is_empty() {
-                    self.start_only(stack, &settings, &needs, actor).await.map_err(|e| fail("migrate", e))?;
-                    self.wait_healthy(stack, &needs, stack.upgrade.health_deadline).await.map_err(|e| fail("migrate", e))?;
+                    self.stacks.start_only(stack, &settings, &needs, actor).await.map_err(|e| fail("migrate", e))?;
+                    self.health.wait_healthy(stack, &needs, stack.upgrade.health_deadline).await.map_err(|e| fail("migrate", e))?;
                 }
                 for m in &change.migrations {
-                    self.run_migration(stack, &settings, m).await.map_err(|e| {
+                    self.stacks.run_migration(stack, &settings, m).await.map_err(|e| {
                         let (error, log) = e.split_once('\n').map(|(a, b)| (a.to_string(), b.to_string())).unwrap_or((e.clone(), String::new()));
                         StepError { step: "migrate".into(), error, log }
                     })?;
                 }
             }
             self.update_step(uid, id, "start", "starting every service".into(), actor).await;
-            let (plan, _) = self.desired(stack, &settings, true, false).await.map_err(|e| fail("start", e))?;
-            let (_, r) = self.apply(&plan, actor, false).await;
+            let (plan, _) = self.stacks.desired(stack, &settings, true, false).await.map_err(|e| fail("start", e))?;
+            let (_, r) = self.stacks.apply(&plan, actor, false).await;
             r.map_err(|e| fail("start", e))?;
         }
         self.update_step(uid, id, "health", format!("waiting up to {}s for the probes", stack.upgrade.health_deadline.as_secs()), actor).await;
-        if let Err(e) = self.wait_healthy(stack, &[], stack.upgrade.health_deadline).await {
+        if let Err(e) = self.health.wait_healthy(stack, &[], stack.upgrade.health_deadline).await {
             let mut log = String::new();
             for svc in stack.services.keys() {
-                if let Ok(l) = self.engine.logs(&hafen_engine::container_name(id, svc), 15).await {
+                if let Ok(l) = self.shared.engine.logs(&hafen_engine::container_name(id, svc), 15).await {
                     if !l.trim().is_empty() {
                         log.push_str(&format!("[{svc}]\n{}\n", l.trim_end()));
                     }
@@ -416,76 +451,18 @@ impl App {
         Ok(())
     }
 
-    /// Removes the stack's containers (volumes and network stay).
-    async fn stop_services(&self, id: &str, actor: &str) -> Result<(), AppError> {
-        let actual = Actual::read(&*self.engine, id).await?;
-        let mut stop = reconcile::plan_remove(id, &actual, false);
-        stop.actions.retain(|a| matches!(a, Action::RemoveService { .. }));
-        let (_, r) = self.apply(&stop, actor, false).await;
-        r
-    }
-
-    /// Creates and starts only `services` of the stack.
-    async fn start_only(&self, stack: &StackDef, settings: &BTreeMap<String, String>, services: &[String], actor: &str) -> Result<(), AppError> {
-        let (mut plan, _) = self.desired(stack, settings, true, false).await?;
-        plan.actions.retain(|a| match a {
-            Action::CreateService { spec } | Action::RecreateService { spec, .. } => services.contains(&spec.service),
-            Action::StartService { service, .. } => services.contains(service),
-            _ => true,
-        });
-        let (_, r) = self.apply(&plan, actor, false).await;
-        r
-    }
-
-    /// Runs one migration: in its service's container when that runs already (a database
-    /// started first for the migrations of the services on it), else in a one-off container of
-    /// the service's new image (mounts, secrets and hardening as the service; no ports). Err:
-    /// the reason, a line break, the output's last lines.
-    pub(crate) async fn run_migration(&self, stack: &StackDef, settings: &BTreeMap<String, String>, m: &MigrationDef) -> Result<String, String> {
-        let limit = stack.upgrade.health_deadline.max(std::time::Duration::from_secs(3600));
-        let running = self.engine.list_services(Some(&stack.id)).await.map_err(|e| e.to_string())?.into_iter().any(|s| s.service == m.service && s.running);
-        if running {
-            let out = self.engine.exec(&hafen_engine::container_name(&stack.id, &m.service), &m.command, limit).await.map_err(|e| e.to_string())?;
-            return if out.exit_code == 0 {
-                Ok(format!("`{}` in the running {} finished", m.command.join(" "), m.service))
-            } else {
-                Err(format!("the migration `{}` in {} exited with {}\n{}", m.command.join(" "), m.service, out.exit_code, last_lines(&format!("{}{}", out.stdout, out.stderr), 20)))
-            };
-        }
-        let (plan, _) = self.desired(stack, settings, true, false).await.map_err(|e| e.to_string())?;
-        let spec = plan
-            .actions
-            .iter()
-            .find_map(|a| match a {
-                Action::CreateService { spec } | Action::RecreateService { spec, .. } if spec.service == m.service => Some(spec.clone()),
-                _ => None,
-            });
-        // The service's container is gone (the stack was stopped by removing its containers);
-        // a container still there would be a leftover: the migration needs a fresh one.
-        let Some(mut spec) = spec else { return Err(format!("`{}` still has a container; the migration runs only on a stopped stack", m.service)) };
-        spec.service = format!("{}-migrate", m.service);
-        spec.command = Some(m.command.clone());
-        let out = self.engine.run_once(&spec, limit).await.map_err(|e| e.to_string())?;
-        let tail = last_lines(&format!("{}{}", out.stdout, out.stderr), 20);
-        if out.exit_code == 0 {
-            Ok(format!("`{}` in {} finished", m.command.join(" "), m.service))
-        } else {
-            Err(format!("the migration `{}` in {} exited with {}\n{tail}", m.command.join(" "), m.service, out.exit_code))
-        }
-    }
-
     /// Back to the pins before the hop and the data of the pre-update snapshot (the caller
     /// holds `op_lock`).
     async fn roll_back(&self, uid: i64, step: &str, error: &str, log: &str, down: Instant, actor: &str) -> Result<UpdateRecord, AppError> {
-        let rec = self.store.update_record(uid)?.ok_or_else(|| crate::app::refused("no_update", &[("id", uid.to_string())]))?;
+        let rec = self.shared.store.update_record(uid)?.ok_or_else(|| crate::error::refused("no_update", &[("id", uid.to_string())]))?;
         let id = rec.stack.clone();
-        self.store.update_step(uid, "rollback", "rolling_back")?;
+        self.shared.store.update_step(uid, "rollback", "rolling_back")?;
         let result: Result<(), String> = async {
-            self.store.replace_pins(&id, &rec.old_pins).map_err(|e| e.to_string())?;
+            self.shared.store.replace_pins(&id, &rec.old_pins).map_err(|e| e.to_string())?;
             self.update_pause("rollback").await;
             let snapshot = rec.snapshot.clone().ok_or("the update has no pre-update snapshot")?;
             let req = RestoreRequest { stack: id.clone(), snapshot: Some(snapshot), at: None, target: Some(rec.target.clone()) };
-            let rep = self.restore_locked(&req, actor, None, &[]).await.map_err(|e| e.to_string())?;
+            let rep = self.backups.restore_locked(&req, actor, None, &[]).await.map_err(|e| e.to_string())?;
             match rep.error {
                 None => Ok(()),
                 Some(e) => Err(e),
@@ -497,9 +474,9 @@ impl App {
         let snap = rec.snapshot.as_deref().map(short_id).unwrap_or_default();
         match result {
             Ok(()) => {
-                self.store.update_end(uid, "rolled_back", None, Some(secs))?;
-                self.emit(actor, Event::UpdateRolledBack { stack: id.clone(), from: rec.from_version.clone(), to: rec.to_version.clone(), id: uid, step: step.into(), error: error.into(), downtime: secs });
-                self.raise(
+                self.shared.store.update_end(uid, "rolled_back", None, Some(secs))?;
+                self.alerts.emit(actor, Event::UpdateRolledBack { stack: id.clone(), from: rec.from_version.clone(), to: rec.to_version.clone(), id: uid, step: step.into(), error: error.into(), downtime: secs });
+                self.alerts.raise(
                     &format!("update_rolled_back:{id}"),
                     "update_rolled_back",
                     crate::notify::Severity::Warning,
@@ -514,35 +491,35 @@ impl App {
             }
             Err(e) => {
                 let msg = format!("{step}: {error}; rollback: {e}");
-                self.store.update_end(uid, "failed", Some(&msg), None)?;
-                self.emit(actor, Event::UpdateFailed { stack: id.clone(), to: rec.to_version.clone(), id: uid, error: msg.clone() });
-                self.raise(&format!("update_failed:{id}"), "update_failed", crate::notify::Severity::Critical, Some(&id), &[("stack", s(&id)), ("to", rec.to_version.clone()), ("error", msg)], vec![]);
+                self.shared.store.update_end(uid, "failed", Some(&msg), None)?;
+                self.alerts.emit(actor, Event::UpdateFailed { stack: id.clone(), to: rec.to_version.clone(), id: uid, error: msg.clone() });
+                self.alerts.raise(&format!("update_failed:{id}"), "update_failed", crate::notify::Severity::Critical, Some(&id), &[("stack", s(&id)), ("to", rec.to_version.clone()), ("error", msg)], vec![]);
             }
         }
-        Ok(self.store.update_record(uid)?.expect("update row"))
+        Ok(self.shared.store.update_record(uid)?.expect("update row"))
     }
 
     /// `hafen update rollback`: takes back the stack's last committed hop (its images and the
     /// data of its pre-update snapshot; what changed since is lost, so it asks first on the CLI).
     pub async fn update_rollback(&self, id: &str, actor: &str) -> Result<UpdateRecord, AppError> {
         self.deployed_def(id)?;
-        if self.store.update_open_for(id)? || self.updating.contains(id) {
-            return Err(crate::app::refused("update_running_wait", &[("id", id.to_string())]));
+        if self.shared.store.update_open_for(id)? || self.ops.updating.contains(id) {
+            return Err(crate::error::refused("update_running_wait", &[("id", id.to_string())]));
         }
         // The newest hop still in effect (one taken back is `rolled_back` now).
-        let Some(last) = self.store.updates(Some(id), 200)?.into_iter().find(|u| u.state == "committed") else {
-            return Err(crate::app::refused("nothing_to_roll_back", &[("id", id.to_string())]));
+        let Some(last) = self.shared.store.updates(Some(id), 200)?.into_iter().find(|u| u.state == "committed") else {
+            return Err(crate::error::refused("nothing_to_roll_back", &[("id", id.to_string())]));
         };
-        let _g = self.op_lock.lock().await;
+        let _g = self.ops.op_lock.lock().await;
         let down = Instant::now();
-        self.stop_services(id, actor).await?;
+        self.stacks.stop_services(id, actor).await?;
         self.roll_back(last.id, "rollback requested", &format!("asked by {actor}"), "", down, actor).await
     }
 
     /// At start: transactions a killed daemon left open. Before the stop nothing changed (the
     /// old version still runs): aborted. After it: rolled back to the old version and its data.
     pub async fn update_resume(&self) {
-        let open = match self.store.open_updates() {
+        let open = match self.shared.store.open_updates() {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(error = %e, "could not read open updates");
@@ -552,14 +529,14 @@ impl App {
         for rec in open {
             let msg = format!("hafen stopped during the step `{}`", rec.step);
             if rec.state == "running" && rec.step == "pull" {
-                let _ = self.store.update_end(rec.id, "aborted", Some(&msg), None);
-                self.emit("hafen", Event::UpdateAborted { stack: rec.stack.clone(), to: rec.to_version.clone(), id: rec.id, step: rec.step.clone(), error: msg });
+                let _ = self.shared.store.update_end(rec.id, "aborted", Some(&msg), None);
+                self.alerts.emit("hafen", Event::UpdateAborted { stack: rec.stack.clone(), to: rec.to_version.clone(), id: rec.id, step: rec.step.clone(), error: msg });
                 continue;
             }
             tracing::warn!(stack = %rec.stack, id = rec.id, step = %rec.step, "an update was interrupted; rolling it back");
-            let _g = self.op_lock.lock().await;
+            let _g = self.ops.op_lock.lock().await;
             let down = Instant::now();
-            let _ = self.stop_services(&rec.stack, "hafen").await;
+            let _ = self.stacks.stop_services(&rec.stack, "hafen").await;
             if let Err(e) = self.roll_back(rec.id, &rec.step, &msg, "", down, "hafen").await {
                 tracing::error!(error = %e, stack = %rec.stack, "rollback of an interrupted update failed");
             }
@@ -571,14 +548,14 @@ impl App {
     pub async fn update_tick(&self) {
         const JOB: &str = "update-check";
         const REBUILD_JOB: &str = "rebuild-check";
-        if let Some(now) = self.job_due(REBUILD_JOB, &self.cfg.updates.rebuild_schedule) {
+        if let Some(now) = self.shared.job_due(REBUILD_JOB, &self.shared.cfg.updates.rebuild_schedule) {
             let err = self.rebuild_check(None).await.err().map(|e| e.to_string());
-            let _ = self.store.set_job(REBUILD_JOB, &now.to_rfc3339(), err.as_deref());
+            let _ = self.shared.store.set_job(REBUILD_JOB, &now.to_rfc3339(), err.as_deref());
             if let Some(e) = err {
                 tracing::error!(error = %e, "the throwaway rebuilds failed");
             }
         }
-        let Some(now) = self.job_due(JOB, &self.cfg.updates.check_schedule) else { return };
+        let Some(now) = self.shared.job_due(JOB, &self.shared.cfg.updates.check_schedule) else { return };
         let mut errors = Vec::new();
         match self.update_check(None).await {
             Ok(checks) => {
@@ -592,19 +569,19 @@ impl App {
                         Some(Decision::Notify { path }) | Some(Decision::WaitForWindow { path, .. }) if !path.is_empty() => {
                             let shown = path.join(" → ");
                             let key = format!("update_available:{}", c.stack);
-                            let known = self.store.alert(&key).ok().flatten().is_some_and(|a| a.args.get("path") == Some(&shown));
+                            let known = self.shared.store.alert(&key).ok().flatten().is_some_and(|a| a.args.get("path") == Some(&shown));
                             if !known {
-                                self.emit(ACTOR_TICK, Event::UpdateAvailable { stack: c.stack.clone(), current: c.current.clone(), path: path.clone() });
-                                self.resolve(&key);
+                                self.alerts.emit(ACTOR_TICK, Event::UpdateAvailable { stack: c.stack.clone(), current: c.current.clone(), path: path.clone() });
+                                self.alerts.resolve(&key);
                                 let s = |v: &str| v.to_string();
-                                self.raise(&key, "update_available", crate::notify::Severity::Warning, Some(&c.stack), &[("stack", s(&c.stack)), ("current", c.current.clone()), ("path", shown)], vec![]);
+                                self.alerts.raise(&key, "update_available", crate::notify::Severity::Warning, Some(&c.stack), &[("stack", s(&c.stack)), ("current", c.current.clone()), ("path", shown)], vec![]);
                             }
                         }
                         Some(Decision::Apply { path, .. }) => {
                             // A hop that failed is not tried again by itself (until one to the
                             // same version went through).
                             let wanted: Vec<String> = if path.is_empty() { vec![REBUILD.into()] } else { path.clone() };
-                            let failed_before = self.store.updates(Some(&c.stack), 50).unwrap_or_default().iter().find(|u| wanted.contains(&u.to_version)).is_some_and(|u| u.state == "rolled_back" || u.state == "failed");
+                            let failed_before = self.shared.store.updates(Some(&c.stack), 50).unwrap_or_default().iter().find(|u| wanted.contains(&u.to_version)).is_some_and(|u| u.state == "rolled_back" || u.state == "failed");
                             if failed_before {
                                 continue;
                             }
@@ -626,8 +603,8 @@ impl App {
             Err(e) => errors.push(e.to_string()),
         }
         let err = (!errors.is_empty()).then(|| errors.join("; "));
-        let _ = self.store.set_job(JOB, &now.to_rfc3339(), err.as_deref());
-        self.workers.set("updater", &self.cfg.updates.check_schedule, if err.is_some() { "warning" } else { "ok" }, err.map(crate::worker::Line::Text).unwrap_or_else(|| crate::worker::Line::code("registries_asked", &[])));
+        let _ = self.shared.store.set_job(JOB, &now.to_rfc3339(), err.as_deref());
+        self.shared.workers.set("updater", &self.shared.cfg.updates.check_schedule, if err.is_some() { "warning" } else { "ok" }, err.map(crate::worker_status::Line::Text).unwrap_or_else(|| crate::worker_status::Line::code("registries_asked", &[])));
     }
 
     /// `hafen update check --rebuild`: a throwaway rebuild of every recipe a deployed stack (or
@@ -636,28 +613,28 @@ impl App {
     pub async fn rebuild_check(&self, only: Option<&str>) -> Result<Vec<crate::images::rebuild::Probe>, AppError> {
         let ids: Vec<String> = match only {
             Some(id) => vec![id.to_string()],
-            None => self.store.stacks()?.into_iter().filter(|s| s.enabled).map(|s| s.id).collect(),
+            None => self.shared.store.stacks()?.into_iter().filter(|s| s.enabled).map(|s| s.id).collect(),
         };
         let mut seen = std::collections::BTreeSet::new();
         let mut out = Vec::new();
         let progress = |line: &str| tracing::info!(target: "hafen::images", "{line}");
         for id in ids {
             let stack = self.deployed_def(&id)?;
-            let pins = self.store.pins(&id)?;
+            let pins = self.shared.store.pins(&id)?;
             for (svc, recipe) in built_services(&stack) {
                 let current = match pins.get(&svc).map(|p| p.reference.clone()).filter(|r| r.starts_with(&format!("hafen/{recipe}:"))) {
                     Some(r) => r,
-                    None => crate::images::tag_for(&self.cfg.images_dir, &recipe)?,
+                    None => crate::images::tag_for(&self.shared.cfg.images_dir, &recipe)?,
                 };
                 if !seen.insert(current.clone()) {
                     continue;
                 }
-                let p = crate::images::rebuild::probe(&*self.engine, &self.cfg.images_dir, &recipe, &current, &self.cfg.debian_mirror, &self.cfg.build_dir(), &progress).await?;
+                let p = crate::images::rebuild::probe(&*self.shared.engine, &self.shared.cfg.images_dir, &recipe, &current, &self.shared.cfg.debian_mirror, &self.shared.cfg.build_dir(), &progress).await?;
                 let mut cache = lock(&self.rebuilds);
                 if let Some(old) = cache.remove(&current) {
                     // The throwaway rebuild before this one is not needed any more.
                     if old.fresh != p.fresh {
-                        let e = self.engine.clone();
+                        let e = self.shared.engine.clone();
                         tokio::spawn(async move { e.untag_image(&old.fresh).await });
                     }
                 }
@@ -672,13 +649,13 @@ impl App {
 
     /// The stack's built services whose image has a pending rebuild (service → probe).
     fn pending_rebuilds(&self, stack: &StackDef) -> Result<Vec<(String, crate::images::rebuild::Probe)>, AppError> {
-        let pins = self.store.pins(&stack.id)?;
+        let pins = self.shared.store.pins(&stack.id)?;
         let cache = lock(&self.rebuilds).clone();
         let mut out = Vec::new();
         for (svc, recipe) in built_services(stack) {
             let current = match pins.get(&svc).map(|p| p.reference.clone()).filter(|r| r.starts_with(&format!("hafen/{recipe}:"))) {
                 Some(r) => r,
-                None => crate::images::tag_for(&self.cfg.images_dir, &recipe)?,
+                None => crate::images::tag_for(&self.shared.cfg.images_dir, &recipe)?,
             };
             if let Some(p) = cache.get(&current) {
                 out.push((svc, p.clone()));
@@ -700,43 +677,33 @@ impl App {
             let prev = format!("{base}-prev{uid}");
             if let Some(p) = rollback_pins.get_mut(svc) {
                 let source = if p.image_id.is_empty() { old.clone() } else { p.image_id.clone() };
-                if self.engine.tag_image(&source, &prev).await.is_ok() {
+                if self.shared.engine.tag_image(&source, &prev).await.is_ok() {
                     p.reference = prev.clone();
                 }
             }
-            if let Err(e) = self.engine.tag_image(new, &base).await {
+            if let Err(e) = self.shared.engine.tag_image(new, &base).await {
                 tracing::error!(error = %e, "could not tag the rebuilt image as {base}");
             }
             lock(&self.rebuilds).remove(old);
         }
-        if let Err(e) = self.store.update_old_pins(uid, &rollback_pins) {
+        if let Err(e) = self.shared.store.update_old_pins(uid, &rollback_pins) {
             tracing::error!(error = %e, stack = id, "could not record the previous images of the rebuild");
         }
-    }
-
-    /// The configured login for the registry of `reference`, if any (an unreadable password
-    /// file is logged; the pull then fails with the registry's own refusal).
-    pub(crate) fn registry_login(&self, reference: &str) -> Option<(String, String)> {
-        let host = ImageRef::parse(reference)?.host;
-        super::registry::login_for(&self.cfg.registries, &host).unwrap_or_else(|e| {
-            tracing::error!(registry = %host, "{e}");
-            None
-        })
     }
 
     /// Version pins (`hafen update pin|unpin`).
     pub fn update_pin(&self, id: &str, version: Option<&str>, actor: &str) -> Result<(), AppError> {
         self.deployed_def(id)?;
         if let Some(v) = version {
-            Version::parse(v).ok_or_else(|| crate::app::refused("not_version", &[("value", v.to_string())]))?;
+            Version::parse(v).ok_or_else(|| crate::error::refused("not_version", &[("value", v.to_string())]))?;
         }
-        self.store.set_version_pin(id, version)?;
-        self.emit(actor, Event::UpdatePinned { stack: id.into(), version: version.map(String::from) });
+        self.shared.store.set_version_pin(id, version)?;
+        self.alerts.emit(actor, Event::UpdatePinned { stack: id.into(), version: version.map(String::from) });
         Ok(())
     }
 
     pub fn update_list(&self, id: Option<&str>) -> Result<Vec<UpdateRecord>, AppError> {
-        Ok(self.store.updates(id, 50)?)
+        Ok(self.shared.store.updates(id, 50)?)
     }
 }
 
@@ -787,7 +754,3 @@ fn short_id(s: &str) -> String {
     s.chars().take(8).collect()
 }
 
-fn last_lines(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}

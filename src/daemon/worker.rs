@@ -47,7 +47,7 @@ pub trait Worker: Send + Sync + 'static {
 
 /// Starts `w` on the tracker: listed at once as starting, then round after round until `cancel`.
 pub fn spawn(tracker: &TaskTracker, app: &Arc<App>, cancel: &CancellationToken, w: Box<dyn Worker>) {
-    app.workers.set(w.name(), w.every(app), "starting", Line::code("first_round", &[]));
+    app.shared.workers.set(w.name(), w.every(app), "starting", Line::code("first_round", &[]));
     tracker.spawn(run(app.clone(), cancel.clone(), w));
 }
 
@@ -58,7 +58,7 @@ async fn run(app: Arc<App>, cancel: CancellationToken, mut w: Box<dyn Worker>) {
             r = w.round(&app) => r,
         };
         if let Some(s) = round.status {
-            app.workers.set(w.name(), w.every(&app), s.state, s.detail);
+            app.shared.workers.set(w.name(), w.every(&app), s.state, s.detail);
         }
         let wake = async {
             match w.wakes_on(&app) {
@@ -99,13 +99,13 @@ mod tests {
         let (_dir, app) = crate::app::tests::app_with_fake_engine();
         let (tracker, cancel) = (TaskTracker::new(), CancellationToken::new());
         spawn(&tracker, &app, &cancel, Box::new(Counter(0)));
-        let first = app.workers.list().into_iter().find(|w| w.name == "counter").expect("listed before its first round");
+        let first = app.shared.workers.list().into_iter().find(|w| w.name == "counter").expect("listed before its first round");
         assert!(first.state == "starting" || first.detail.starts_with("round"), "{first:?}");
         if first.state == "starting" {
             assert_eq!((first.detail.as_str(), first.detail_text.as_ref().map(|m| m.code.as_str())), ("first round not run yet", Some("worker.first_round")));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let later = app.workers.list().into_iter().find(|w| w.name == "counter").unwrap();
+        let later = app.shared.workers.list().into_iter().find(|w| w.name == "counter").unwrap();
         assert_eq!(later.state, "ok");
         let n: u32 = later.detail.trim_start_matches("round ").parse().unwrap();
         assert!(n >= 2, "{later:?}");

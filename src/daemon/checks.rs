@@ -1,0 +1,236 @@
+//! Host checks: disk space with a trend and a days-until-full forecast (Docker's data root and
+//! every local backup target), mounted backup disks, memory pressure and out-of-memory kills,
+//! clock synchronisation, SMART, and the age of each stack's last good backup. Each raises or
+//! resolves its alert by level and reports its own line for `hafen worker list`; the
+//! measurements themselves are `host`'s. Owns the disks' trends and each check's last level.
+
+use crate::alerts::Alerts;
+use crate::notify::Severity;
+use crate::shared::{lock, Shared};
+use crate::worker_status::Line;
+use hafen_core::alerts::{backup_age_level, Level};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+pub struct HostChecks {
+    shared: Arc<Shared>,
+    alerts: Arc<Alerts>,
+    /// Used-space samples per disk, for the days-until-full forecast.
+    trends: Mutex<BTreeMap<String, crate::host::Trend>>,
+    /// The last level of each host check item (alert key), to record changes once.
+    check_levels: Mutex<BTreeMap<String, Level>>,
+}
+
+/// Formats bytes for people (`12.3 GB`).
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < UNITS.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[i]) }
+}
+
+fn level_word(l: Level) -> &'static str {
+    match l {
+        Level::Ok => "ok",
+        Level::Warning => "warning",
+        Level::Critical => "critical",
+    }
+}
+
+impl HostChecks {
+    pub fn new(shared: Arc<Shared>, alerts: Arc<Alerts>) -> HostChecks {
+        HostChecks { shared, alerts, trends: Mutex::new(BTreeMap::new()), check_levels: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// `every Ns` of the host checks.
+    pub fn every(&self) -> Line {
+        Line::code("every_secs", &[("secs", self.shared.cfg.health.host_check_interval.as_secs().to_string())])
+    }
+
+    /// Raises (warning or critical) or resolves `key` by a check's level, and records level
+    /// changes of the named check as an event.
+    fn by_level(&self, check: &str, key: &str, code: &str, level: Level, stack: Option<&str>, pairs: &[(&str, String)], detail: &str) {
+        match level {
+            Level::Ok => self.alerts.resolve(key),
+            Level::Warning => self.alerts.raise(key, code, Severity::Warning, stack, pairs, vec![]),
+            Level::Critical => self.alerts.raise(key, code, Severity::Critical, stack, pairs, vec![]),
+        }
+        let before = lock(&self.check_levels).insert(key.to_string(), level);
+        let changed = match before {
+            Some(b) => b != level,
+            None => level != Level::Ok,
+        };
+        if changed {
+            self.alerts.emit("hafen", hafen_core::events::Event::HostCheckChanged { check: check.into(), level: level_word(level).into(), detail: detail.into() });
+        }
+    }
+
+    /// Disk space of Docker's data root and of every local backup target: level, trend and
+    /// forecast of days until full.
+    pub async fn check_disks(&self) {
+        use crate::config::TargetKind;
+        let mut disks: Vec<(String, std::path::PathBuf)> = Vec::new();
+        if let Ok(Some(root)) = self.shared.engine.data_root().await {
+            disks.push(("docker".into(), root));
+        }
+        for t in &self.shared.cfg.backup_targets {
+            if let TargetKind::Local { path, require_mount } = &t.kind {
+                if !*require_mount || crate::backup::is_mount_point(path) {
+                    disks.push((format!("target:{}", t.name), path.clone()));
+                }
+            }
+        }
+        let (warn, crit) = (self.shared.cfg.health.disk_warning, self.shared.cfg.health.disk_critical);
+        let mut worst = Level::Ok;
+        let mut lines = Vec::new();
+        for (what, path) in disks {
+            let u = match crate::host::disk_usage(&path) {
+                Ok(u) => u,
+                Err(e) => {
+                    lines.push(format!("{what} ({}): {e}", path.display()));
+                    continue;
+                }
+            };
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+            let forecast = {
+                let mut trends = lock(&self.trends);
+                let tr = trends.entry(what.clone()).or_insert_with(|| crate::host::Trend::new(24 * 60, 24.0 * 3600.0));
+                tr.push(now, u.used);
+                tr.forecast_days(u.capacity())
+            };
+            let level = crate::host::disk_level(&u, warn, crit);
+            worst = worst.max(level);
+            let pct = if u.total > 0 { u.free as f64 * 100.0 / u.total as f64 } else { 0.0 };
+            let fc = forecast.map(|d| format!("{d:.1}")).unwrap_or_else(|| "-".into());
+            let line = format!(
+                "{what} ({}): {} free of {} ({pct:.1} %){}",
+                path.display(),
+                human_bytes(u.free),
+                human_bytes(u.total),
+                forecast.map(|d| format!(", full in about {d:.1} days")).unwrap_or_default()
+            );
+            self.shared.metrics.set_disk(&what, &path.display().to_string(), u.total, u.free, forecast);
+            self.by_level(
+                "disk-space",
+                &format!("disk_low:{what}"),
+                "disk_low",
+                level,
+                None,
+                &[("what", what.clone()), ("path", path.display().to_string()), ("free", human_bytes(u.free)), ("total", human_bytes(u.total)), ("percent", format!("{pct:.1}")), ("forecast", fc)],
+                &line,
+            );
+            lines.push(line);
+        }
+        self.shared.workers.set("disk-space", self.every(), level_word(worst), lines.join("; "));
+    }
+
+    /// USB/NAS backup disks that must be mounted.
+    pub async fn check_backup_disks(&self) {
+        use crate::config::TargetKind;
+        let mut lines = Vec::new();
+        let mut worst = Level::Ok;
+        for t in &self.shared.cfg.backup_targets {
+            let TargetKind::Local { path, require_mount: true } = &t.kind else { continue };
+            let present = crate::backup::is_mount_point(path);
+            let level = if present { Level::Ok } else { Level::Warning };
+            worst = worst.max(level);
+            let line = format!("{} ({}): {}", t.name, path.display(), if present { "mounted" } else { "NOT MOUNTED" });
+            self.by_level("backup-disk", &format!("target_absent:{}", t.name), "target_absent", level, None, &[("target", t.name.clone()), ("path", path.display().to_string())], &line);
+            lines.push(line);
+        }
+        if lines.is_empty() {
+            lines.push("no backup target needs a mounted disk".into());
+        }
+        self.shared.workers.set("backup-disk", self.every(), level_word(worst), lines.join("; "));
+    }
+
+    /// Memory pressure and OOM kills since the last check.
+    pub async fn check_memory(&self, last_ooms: &std::sync::Mutex<Option<u64>>) {
+        let every = self.every();
+        let m = match crate::host::memory() {
+            Ok(m) => m,
+            Err(e) => return self.shared.workers.set("memory", every, "error", format!("/proc/meminfo: {e}")),
+        };
+        let level = crate::host::memory_level(&m);
+        let psi = m.psi_some_avg60.map(|p| format!(", pressure {p:.1} %")).unwrap_or_default();
+        let line = format!("{} available of {}{psi}", human_bytes(m.available), human_bytes(m.total));
+        self.by_level("memory", "memory_pressure", "memory_pressure", level, None, &[("available", human_bytes(m.available)), ("total", human_bytes(m.total)), ("detail", line.clone())], &line);
+        let mut detail = line;
+        if let Some(now) = crate::host::oom_kills() {
+            let before = lock(last_ooms).replace(now);
+            match before {
+                Some(b) if now > b => {
+                    self.alerts.raise("oom_kill", "oom_kill", Severity::Warning, None, &[("count", (now - b).to_string())], vec![]);
+                    detail.push_str(&format!("; {} processes killed for lack of memory since the last check", now - b));
+                }
+                Some(_) => self.alerts.resolve("oom_kill"),
+                None => {}
+            }
+        }
+        self.shared.workers.set("memory", every, level_word(level), detail);
+    }
+
+    pub async fn check_clock(&self) {
+        let every = self.every();
+        match crate::host::clock_sync() {
+            Ok(c) => {
+                let level = if c.synchronised { Level::Ok } else { Level::Warning };
+                self.by_level("clock", "clock_unsynced", "clock_unsynced", level, None, &[("detail", c.detail.clone())], &c.detail);
+                self.shared.workers.set("clock", every, level_word(level), c.detail);
+            }
+            Err(e) => self.shared.workers.set("clock", every, "error", e),
+        }
+    }
+
+    pub async fn check_smart(&self) {
+        let every = self.every();
+        if !crate::host::smart_available() {
+            return self.shared.workers.set("smart", every, "ok", Line::code("smart_missing", &[]));
+        }
+        let results = tokio::task::spawn_blocking(crate::host::smart).await.unwrap_or_default();
+        let mut worst = Level::Ok;
+        let mut lines = Vec::new();
+        for r in results {
+            let level = if r.passed { Level::Ok } else { Level::Critical };
+            worst = worst.max(level);
+            let line = format!("{}: {}", r.device, r.detail);
+            self.by_level("smart", &format!("smart_failed:{}", r.device), "smart_failed", level, None, &[("device", r.device.clone()), ("detail", r.detail.clone())], &line);
+            lines.push(line);
+        }
+        if lines.is_empty() {
+            lines.push("smartctl found no disks".into());
+        }
+        self.shared.workers.set("smart", every, level_word(worst), lines.join("; "));
+    }
+
+    /// Age of each deployed stack's last good backup.
+    pub async fn check_backup_age(&self) {
+        let every = self.every();
+        if self.shared.cfg.backup_targets.is_empty() {
+            return self.shared.workers.set("backup-age", every, "warning", Line::code("backup_age_no_target", &[]));
+        }
+        let max = chrono::Duration::from_std(self.shared.cfg.health.backup_max_age).unwrap_or(chrono::Duration::hours(36));
+        let now = chrono::Utc::now();
+        let parse = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&chrono::Utc));
+        let mut worst = Level::Ok;
+        let mut lines = Vec::new();
+        for rec in self.shared.store.stacks().unwrap_or_default().into_iter().filter(|r| r.enabled) {
+            let last = self.shared.store.last_event_of("backup_finished", &rec.id).ok().flatten();
+            let (age, level) = backup_age_level(last.as_deref().and_then(parse), parse(&rec.updated_at), now, max);
+            worst = worst.max(level);
+            self.shared.metrics.set_backup_age(&rec.id, age.num_seconds() as f64);
+            let hours = format!("{:.1}", age.num_minutes() as f64 / 60.0);
+            let line = match &last {
+                Some(l) => format!("{}: last good backup {l} ({hours} h ago)", rec.id),
+                None => format!("{}: never backed up (deployed {hours} h ago)", rec.id),
+            };
+            self.by_level("backup-age", &format!("backup_stale:{}", rec.id), "backup_stale", level, Some(&rec.id), &[("stack", rec.id.clone()), ("age", hours), ("last", last.clone().unwrap_or_else(|| "-".into()))], &line);
+            lines.push(line);
+        }
+        self.shared.workers.set("backup-age", every, level_word(worst), lines.join("; "));
+    }
+}

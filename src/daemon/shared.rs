@@ -1,0 +1,108 @@
+//! The ports every service of the daemon shares, and nothing else: the configuration, the state
+//! store, the container engine, the metrics, the workers' status board, the catalogue as read
+//! from disk (re-read only when a file changed), and the signal that wakes the reconciler. Also
+//! the few lookups every service needs from these ports (a stack's definition, a registry's
+//! login, whether a scheduled job is due). The services' own state lives in the services.
+
+use crate::catalogue::{Catalogue, StackDef};
+use crate::config::Config;
+use crate::error::AppError;
+use hafen_engine::Engine;
+use hafen_store::Store;
+use std::sync::{Arc, Mutex};
+
+pub struct Shared {
+    pub cfg: Config,
+    pub store: Store,
+    pub engine: Arc<dyn Engine>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// What `hafen worker list` shows.
+    pub workers: crate::worker_status::Registry,
+    /// Wakes the reconciler early (an engine event, a service turned unhealthy, a restart due).
+    pub wake_reconciler: tokio::sync::Notify,
+    /// The catalogue as last read, with the newest modification time of its files.
+    catalogue: Mutex<(Option<std::time::SystemTime>, Arc<Catalogue>)>,
+}
+
+/// A poisoned lock is still the data: a panic elsewhere must not stop every later caller.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub fn new(cfg: Config, store: Store, engine: Arc<dyn Engine>) -> Shared {
+        Shared {
+            cfg,
+            store,
+            engine,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
+            workers: Default::default(),
+            wake_reconciler: tokio::sync::Notify::new(),
+            catalogue: Mutex::new((None, Arc::new(Catalogue::default()))),
+        }
+    }
+
+    /// The stack definitions, re-read only when a file under the stacks directory changed.
+    pub fn catalogue(&self) -> Arc<Catalogue> {
+        let stamp = newest_mtime(&self.cfg.stacks_dir);
+        let mut c = lock(&self.catalogue);
+        if c.0.is_none() || c.0 != stamp {
+            *c = (stamp, Arc::new(Catalogue::load(&self.cfg.stacks_dir)));
+        }
+        c.1.clone()
+    }
+
+    /// One stack's definition; a broken definition is `Definition` with its issues, an
+    /// unknown id `NotFound` with the ids there are.
+    pub(crate) fn stack_def(&self, id: &str) -> Result<StackDef, AppError> {
+        let c = self.catalogue();
+        if let Some(s) = c.stacks.get(id) {
+            return Ok(s.clone());
+        }
+        let file = self.cfg.stacks_dir.join(id).join("stack.yaml").display().to_string();
+        let issues: Vec<String> = c.issues.iter().filter(|i| i.file == file).map(|i| i.to_string()).collect();
+        if !issues.is_empty() {
+            return Err(AppError::Definition { id: id.into(), issues });
+        }
+        Err(AppError::NotFound {
+            id: id.into(),
+            dir: self.cfg.stacks_dir.display().to_string(),
+            available: c.stacks.keys().cloned().collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// The configured login for the registry of `reference`, if any (an unreadable password
+    /// file is logged; the pull then fails with the registry's own refusal).
+    pub(crate) fn registry_login(&self, reference: &str) -> Option<(String, String)> {
+        let host = crate::registry::ImageRef::parse(reference)?.host;
+        crate::registry::login_for(&self.cfg.registries, &host).unwrap_or_else(|e| {
+            tracing::error!(registry = %host, "{e}");
+            None
+        })
+    }
+
+    /// Now, when the scheduled job `job` is due by `expr` and its persisted last run (a first
+    /// start records now and owes nothing).
+    pub(crate) fn job_due(&self, job: &str, expr: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+        let schedule = hafen_core::schedule::parse(expr).ok()?;
+        let now = chrono::Utc::now();
+        let last = self.store.job_last_run(job).ok().flatten().and_then(|s| chrono::DateTime::parse_from_rfc3339(&s).ok()).map(|d| d.with_timezone(&chrono::Utc));
+        if last.is_none() {
+            let _ = self.store.set_job(job, &now.to_rfc3339(), None);
+            return None;
+        }
+        matches!(hafen_core::schedule::due(&schedule, last, now), hafen_core::schedule::Due::Now { .. }).then_some(now)
+    }
+}
+
+fn newest_mtime(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    let mut newest = std::fs::metadata(dir).and_then(|m| m.modified()).ok()?;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        for p in [e.path(), e.path().join("stack.yaml")] {
+            if let Ok(t) = std::fs::metadata(&p).and_then(|m| m.modified()) {
+                newest = newest.max(t);
+            }
+        }
+    }
+    Some(newest)
+}
