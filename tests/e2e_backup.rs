@@ -115,11 +115,17 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     let def = d.dir.path().join("stacks").join(id).join("stack.yaml");
     let text = std::fs::read_to_string(&def).unwrap();
     std::fs::write(&def, text.replace("restore: [psql, -U, tryton, -d, tryton, -v, ON_ERROR_STOP=1, -q]", "restore: [sh, -c, 'cat >/dev/null; echo simulated failure >&2; exit 3']")).unwrap();
-    let o = d.cli(&["restore", "--stack", id, "--json"]);
+    // Read in German (the daemon speaks English): the steps and the failure in German, and the
+    // command's own words (`simulated failure`) as they came.
+    let o = d.cli_in("de", &["restore", "--stack", id]);
     assert!(!o.status.success());
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(report["error"].as_str().unwrap_or("").contains("simulated failure"), "{report}");
-    assert!(report["steps"].as_array().unwrap().iter().any(|s| s["step"] == "rollback"), "{report}");
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(err.contains("simulated failure") && err.contains("endete mit 3"), "{err}");
+    assert!(out.contains("bisherige Volumes zurückgelegt") && out.contains("Dienste angehalten") && out.contains("Zwischenbereich"), "{out}");
+    let english = ["exited with", "services stopped", "swapped", "staging", "previous volumes", "loaded", "failed", "restore of"];
+    let text = format!("{out}{err}").replace("simulated failure", "");
+    let found: Vec<&&str> = english.iter().filter(|w| text.contains(**w)).collect();
+    assert!(found.is_empty(), "a German restore printed English {found:?}:\n{out}{err}");
     std::fs::write(&def, text).unwrap();
     wait_for(std::time::Duration::from_secs(300), || (d.json(&["stack", "show", id])["summary"]["state"] == "healthy").then_some(())).expect("not healthy after the rollback");
     let r = tryton_rpc(port, "/tryton/", "common.db.login", json!(["admin", {"password": pw}, "en"]));

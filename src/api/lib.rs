@@ -275,6 +275,10 @@ pub struct WorkerInfo {
     /// `detail` as a code with arguments, when the daemon has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail_text: Option<Message>,
+    /// `detail` as several lines with codes (one per disk, stack, …), joined with `; ` by front
+    /// ends; empty when `detail_text` or `detail` says it all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detail_lines: Vec<Message>,
 }
 
 
@@ -386,15 +390,24 @@ pub struct RunReport {
     pub steps: Vec<RunStep>,
     pub quiesced_seconds: f64,
     pub check_problems: Vec<String>,
+    /// The failure in the daemon's words (English).
     pub error: Option<String>,
+    /// The failure as an error code with arguments (`err.<code>`), which front ends render in
+    /// their reader's language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_text: Option<Message>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunStep {
     pub step: String,
     pub ok: bool,
+    /// What happened, in English (or as it came from elsewhere: a command's error output).
     pub detail: String,
     pub seconds: f64,
+    /// `detail` as a catalogue key (`run.…`) with arguments, for the reader's language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<Message>,
 }
 
 /// What `hafen update check` shows for one stack.

@@ -87,9 +87,9 @@ pub async fn restore_stack(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
         print_json(&r);
     } else {
         for s in &r.steps {
-            println!("  {} {:<16} {:>6.1}s  {}", if s.ok { "✓" } else { "✗" }, step_name(&s.step), s.seconds, s.detail);
+            println!("  {} {:<16} {:>6.1}s  {}", if s.ok { "✓" } else { "✗" }, step_name(&s.step), s.seconds, step_detail(s));
         }
-        match &r.error {
+        match run_error(&r) {
             None => println!("{}", t!("restore_stack_ok", stack = stack)),
             Some(e) => eprintln!("{}", t!("restore_stack_failed", stack = stack, error = e)),
         }
@@ -108,9 +108,9 @@ pub async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
                 print_json(&r);
             } else {
                 for s in &r.steps {
-                    println!("  {} {:<14} {:>6.1}s  {}", if s.ok { "✓" } else { "✗" }, step_name(&s.step), s.seconds, s.detail);
+                    println!("  {} {:<14} {:>6.1}s  {}", if s.ok { "✓" } else { "✗" }, step_name(&s.step), s.seconds, step_detail(s));
                 }
-                match (&r.snapshot, &r.error) {
+                match (&r.snapshot, &run_error(&r)) {
                     (Some(snap), None) => println!("{}", t!("backup_ok", stack = stack, target = r.target, id = &snap.id[..8.min(snap.id.len())], secs = format!("{:.1}", r.quiesced_seconds))),
                     (_, Some(e)) => eprintln!("{}", t!("backup_failed", stack = stack, error = e)),
                     _ => {}
@@ -226,6 +226,20 @@ pub fn keys(cli: &Cli, k: &KeysCmd) -> anyhow::Result<i32> {
 
 /// A step of a backup or restore run (`open`, `dump /dumps/db.sql`, `swap`, …) in the reader's
 /// language: the step's word from the catalogue (`runstep.*`), what it worked on as it came.
+/// A step's detail in the reader's language (as it came when it came from elsewhere).
+fn step_detail(s: &hafen_api::RunStep) -> String {
+    s.text.as_ref().map(|m| hafen_core::i18n::render(&rust_i18n::locale(), m)).unwrap_or_else(|| s.detail.clone())
+}
+
+/// A run's failure in the reader's language; the daemon's own words for a code this build
+/// does not know.
+fn run_error(r: &hafen_api::RunReport) -> Option<String> {
+    let e = r.error.as_ref()?;
+    let lang = rust_i18n::locale();
+    let known = |m: &hafen_api::Message| hafen_core::i18n::render_error(&lang, m).or_else(|| hafen_core::i18n::lookup(&lang, &m.code).map(|_| hafen_core::i18n::render(&lang, m)));
+    Some(r.error_text.as_ref().and_then(known).unwrap_or_else(|| e.clone()))
+}
+
 fn step_name(step: &str) -> String {
     let lang = rust_i18n::locale();
     let key = |s: &str| format!("runstep.{}", s.replace(['-', ' '], "_"));

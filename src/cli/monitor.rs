@@ -46,7 +46,14 @@ pub async fn worker_list(cli: &Cli, json: bool) -> anyhow::Result<i32> {
     for i in &w {
         let lang = rust_i18n::locale();
         let text = |m: &Option<hafen_api::Message>, english: &str| m.as_ref().map(|m| hafen_core::i18n::render(&lang, m)).unwrap_or_else(|| english.to_string());
-        println!("{:<18} {:<9} {:<24} {:<26} {}", i.name, word(&i.state), i.last_run.as_deref().unwrap_or("-"), text(&i.every_text, &i.every), text(&i.detail_text, &i.detail));
+        let detail = |i: &hafen_api::WorkerInfo| {
+            if i.detail_lines.is_empty() {
+                text(&i.detail_text, &i.detail)
+            } else {
+                i.detail_lines.iter().map(|m| hafen_core::i18n::render(&lang, m)).collect::<Vec<_>>().join("; ")
+            }
+        };
+        println!("{:<18} {:<9} {:<24} {:<26} {}", i.name, word(&i.state), i.last_run.as_deref().unwrap_or("-"), text(&i.every_text, &i.every), detail(i));
     }
     Ok(0)
 }

@@ -33,10 +33,31 @@ pub enum Event {
     ServiceCrashLooped { stack: String, service: String, restarts: u32, window_secs: u64 },
     /// The stack's combined health changed (starting, healthy, degraded, unhealthy, failed).
     StackHealthChanged { stack: String, from: String, to: String },
-    AlertRaised { key: String, severity: String, message: String },
-    AlertResolved { key: String, message: String },
-    /// A host check changed level (ok, warning, critical).
-    HostCheckChanged { check: String, level: String, detail: String },
+    /// `message` is the English subject as the event log has kept it since the first release;
+    /// `title` the alert's title as a catalogue key (`alert.<code>.title`) with its arguments,
+    /// which front ends render in their reader's language (absent in older records).
+    AlertRaised {
+        key: String,
+        severity: String,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<Message>,
+    },
+    AlertResolved {
+        key: String,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<Message>,
+    },
+    /// A host check changed level (ok, warning, critical). `detail` is the English line;
+    /// `text` the same line as a catalogue key with arguments (absent in older records).
+    HostCheckChanged {
+        check: String,
+        level: String,
+        detail: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<Message>,
+    },
     /// Newer versions are available (policy notify, or automatic outside its window).
     UpdateAvailable { stack: String, current: String, path: Vec<String> },
     /// An update hop began (its backup first).
@@ -162,9 +183,9 @@ impl Event {
                 m("crash_looped").arg("stack", stack).arg("service", service).arg("restarts", restarts).arg("window", human_secs(*window_secs))
             }
             Event::StackHealthChanged { stack, from, to } => m("stack_health_changed").arg("stack", stack).arg("from", from).arg("to", to),
-            Event::AlertRaised { key, severity, message } => m("alert_raised").arg("key", key).arg("severity", severity).arg("message", message),
-            Event::AlertResolved { key, message } => m("alert_resolved").arg("key", key).arg("message", message),
-            Event::HostCheckChanged { check, level, detail } => m("host_check_changed").arg("check", check).arg("level", level).arg("detail", detail),
+            Event::AlertRaised { key, severity, message, .. } => m("alert_raised").arg("key", key).arg("severity", severity).arg("message", message),
+            Event::AlertResolved { key, message, .. } => m("alert_resolved").arg("key", key).arg("message", message),
+            Event::HostCheckChanged { check, level, detail, .. } => m("host_check_changed").arg("check", check).arg("level", level).arg("detail", detail),
             Event::UpdateAvailable { stack, current, path } => m("update_available").arg("stack", stack).arg("current", current).arg("path", path.join(" → ")),
             Event::UpdateStarted { stack, from, to, id } => m("update_started").arg("stack", stack).arg("from", from).arg("to", to).arg("id", id),
             Event::UpdateStep { stack, id, step, detail } => m("update_step").arg("stack", stack).arg("id", id).arg("step", step).arg("detail", detail),
@@ -201,6 +222,15 @@ impl Event {
                 if let Some(a) = crate::describe::action_key(action) {
                     t.args.insert("description".into(), crate::i18n::render(lang, &a));
                 }
+            }
+            // Texts that travel as a code of their own: the alert's title, the host check's line.
+            let nested = match self {
+                Event::AlertRaised { title: Some(t), .. } | Event::AlertResolved { title: Some(t), .. } => Some(("message", t)),
+                Event::HostCheckChanged { text: Some(t), .. } => Some(("detail", t)),
+                _ => None,
+            };
+            if let Some((arg, m)) = nested.filter(|(_, m)| crate::i18n::lookup(lang, &m.code).is_some()) {
+                t.args.insert(arg.into(), crate::i18n::render(lang, m));
             }
             // State words (healthy, degraded, warning, …) in the reader's language too.
             for arg in ["from", "to", "severity", "level"] {
@@ -276,9 +306,9 @@ mod tests {
                 "t/db CRASH LOOP: 5 restarts within 10m; hafen stopped restarting it",
             ),
             (Event::StackHealthChanged { stack: s("t"), from: s("healthy"), to: s("degraded") }, "t: healthy → degraded"),
-            (Event::AlertRaised { key: s("k"), severity: s("critical"), message: s("m") }, "alert k (critical): m"),
-            (Event::AlertResolved { key: s("k"), message: s("m") }, "alert k resolved: m"),
-            (Event::HostCheckChanged { check: s("disk"), level: s("warning"), detail: s("d") }, "host check disk: warning: d"),
+            (Event::AlertRaised { key: s("k"), severity: s("critical"), message: s("m"), title: None }, "alert k (critical): m"),
+            (Event::AlertResolved { key: s("k"), message: s("m"), title: None }, "alert k resolved: m"),
+            (Event::HostCheckChanged { check: s("disk"), level: s("warning"), detail: s("d"), text: None }, "host check disk: warning: d"),
             (Event::UpdateAvailable { stack: s("t"), current: s("6.0"), path: vec![s("6.2"), s("7.0")] }, "t: updates available from 6.0: 6.2 → 7.0"),
             (Event::UpdateStarted { stack: s("t"), from: s("6.0"), to: s("7.0"), id: 4 }, "update 4 of t from 6.0 to 7.0 started"),
             (Event::UpdateStep { stack: s("t"), id: 4, step: s("pull"), detail: s("d") }, "update 4 of t: pull: d"),
@@ -300,5 +330,24 @@ mod tests {
             let detail = serde_json::to_value(e).unwrap();
             assert_eq!(render_detail("de", &detail).as_deref(), Some(de.as_str()));
         }
+    }
+
+    /// An alert's title and a host check's line travel as codes: the English line stays as the
+    /// log kept it, the German one has no English in it.
+    #[test]
+    fn alert_titles_and_host_check_lines_render_in_the_readers_language() {
+        let title = Message::new("alert.memory_pressure.title");
+        let raised = Event::AlertRaised { key: s("memory_pressure"), severity: s("warning"), message: s("[hafen box] WARNING: Memory is short"), title: Some(title.clone()) };
+        assert_eq!(raised.message(), "alert memory_pressure (warning): [hafen box] WARNING: Memory is short");
+        assert_eq!(raised.message_in("de"), "Alarm memory_pressure (Warnung): Arbeitsspeicher knapp");
+        let resolved = Event::AlertResolved { key: s("memory_pressure"), message: s("[hafen box] RESOLVED: Memory is short"), title: Some(title) };
+        assert_eq!(resolved.message_in("de"), "Alarm memory_pressure behoben: Arbeitsspeicher knapp");
+        let line = Message::new("host.memory").arg("available", "1.0 GB").arg("total", "8.0 GB");
+        let e = Event::HostCheckChanged { check: s("memory"), level: s("warning"), detail: crate::i18n::render("en", &line), text: Some(line) };
+        assert_eq!(e.message(), "host check memory: warning: 1.0 GB available of 8.0 GB");
+        assert_eq!(e.message_in("de"), "Host-Prüfung memory: Warnung: 1.0 GB von 8.0 GB verfügbar");
+        // A record from before the codes renders as it was kept.
+        let old: Event = serde_json::from_value(serde_json::json!({"kind": "alert_resolved", "key": "k", "message": "m"})).unwrap();
+        assert_eq!(old.message_in("de"), "Alarm k behoben: m");
     }
 }

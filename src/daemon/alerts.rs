@@ -156,7 +156,7 @@ impl Alerts {
             let n = self.notice(kind, &a);
             let text = crate::notify::render(&n, "en");
             self.send(&n);
-            self.emit("hafen", hafen_core::events::Event::AlertRaised { key: key.into(), severity: a.severity.clone(), message: text.subject });
+            self.emit("hafen", hafen_core::events::Event::AlertRaised { key: key.into(), severity: a.severity.clone(), message: text.subject, title: Some(title(&a)) });
         }
     }
 
@@ -170,7 +170,7 @@ impl Alerts {
         let n = self.notice(NoticeKind::Resolved, &a);
         let text = crate::notify::render(&n, "en");
         self.send(&n);
-        self.emit("hafen", hafen_core::events::Event::AlertResolved { key: key.into(), message: text.subject });
+        self.emit("hafen", hafen_core::events::Event::AlertResolved { key: key.into(), message: text.subject, title: Some(title(&a)) });
     }
 
     /// Repeats open alerts every `remind_every`.
@@ -185,4 +185,10 @@ impl Alerts {
             }
         }
     }
+}
+
+/// The alert's title as a catalogue key with its arguments, for the event line in the reader's
+/// language (`alert.<code>.title`).
+fn title(a: &AlertRecord) -> hafen_api::Message {
+    hafen_api::Message { code: format!("alert.{}.title", a.code), args: a.args.clone() }
 }

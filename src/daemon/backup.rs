@@ -88,6 +88,40 @@ pub use hafen_api::RunReport;
 
 
 pub use hafen_api::RunStep as Step;
+use hafen_api::Message;
+
+/// A step whose detail is a catalogue text (`run.…`): its English line and its code.
+fn said(step: impl Into<String>, ok: bool, m: Message, seconds: f64) -> Step {
+    Step { step: step.into(), ok, detail: hafen_core::i18n::render("en", &m), seconds, text: Some(m) }
+}
+
+/// A text that came from elsewhere (an engine's or a command's error), as it is, in every language.
+fn quoted(e: impl ToString) -> Message {
+    Message::new("run.quoted").arg("text", e.to_string())
+}
+
+/// A step whose detail came from elsewhere in either case (a migration's output or error).
+/// A run's failure, as an error code (`err.<code>`) or a text's key (`run.…`), with the
+/// daemon's own rendering beside it.
+trait Fail {
+    fn fail(&mut self, m: Message);
+}
+
+impl Fail for RunReport {
+    fn fail(&mut self, m: Message) {
+        let lang = rust_i18n::locale();
+        self.error = Some(hafen_core::i18n::render_error(&lang, &m).unwrap_or_else(|| hafen_core::i18n::render(&lang, &m)));
+        self.error_text = Some(m);
+    }
+}
+
+fn quoted_step(step: String, r: &Result<String, String>, seconds: f64) -> Step {
+    let (ok, text) = match r {
+        Ok(t) => (true, t),
+        Err(t) => (false, t),
+    };
+    Step { step, ok, detail: text.clone(), seconds, text: None }
+}
 
 pub fn target<'a>(cfg: &'a Config, name: Option<&str>) -> Result<&'a BackupTarget, BackupError> {
     let names = || cfg.backup_targets.iter().map(|t| t.name.clone()).collect::<Vec<_>>().join(", ");
@@ -215,12 +249,12 @@ async fn run_hooks(engine: &dyn Engine, stack: &str, hooks: &[crate::catalogue::
         let t = Instant::now();
         let r = engine.exec(&container_name(stack, &h.service), &h.command, Duration::from_secs(300)).await;
         let (ok, detail) = match r {
-            Ok(o) if o.exit_code == 0 => (true, format!("`{}` in {}", h.command.join(" "), h.service)),
-            Ok(o) => (false, format!("`{}` in {} exited with {}: {}", h.command.join(" "), h.service, o.exit_code, o.stderr.trim())),
-            Err(e) => (false, e.to_string()),
+            Ok(o) if o.exit_code == 0 => (true, Message::new("run.hook_ok").arg("cmd", h.command.join(" ")).arg("service", &h.service)),
+            Ok(o) => (false, Message::new("run.hook_failed").arg("cmd", h.command.join(" ")).arg("service", &h.service).arg("code", o.exit_code).arg("stderr", o.stderr.trim())),
+            Err(e) => (false, quoted(e)),
         };
         all_ok &= ok;
-        report.steps.push(Step { step: what.into(), ok, detail, seconds: t.elapsed().as_secs_f64() });
+        report.steps.push(said(what, ok, detail, t.elapsed().as_secs_f64()));
     }
     all_ok
 }
@@ -238,7 +272,7 @@ pub async fn backup_stack(
     let mut report = RunReport { stack: stack.id.clone(), target: t.name.clone(), ..Default::default() };
     let started = Instant::now();
     let repo = open_target(cfg, t).await?;
-    report.steps.push(Step { step: "open".into(), ok: true, detail: t.location(), seconds: started.elapsed().as_secs_f64() });
+    report.steps.push(Step { step: "open".into(), ok: true, detail: t.location(), seconds: started.elapsed().as_secs_f64(), text: None });
 
     // hafen's own record of the stack, stored at /hafen/meta in the snapshot.
     let meta = cfg.state_dir.join("tmp").join(format!("backup-{}-{}", stack.id, std::process::id()));
@@ -279,7 +313,7 @@ pub async fn backup_stack(
             }
             match engine.volume_path(&stack.id, name).await? {
                 Some(p) => parts.push(Part::Dir { src: p, dst: PathBuf::from("/volumes").join(name) }),
-                None => report.steps.push(Step { step: "volume".into(), ok: false, detail: format!("volume {name} does not exist yet"), seconds: 0.0 }),
+                None => report.steps.push(said("volume", false, Message::new("run.volume_missing").arg("name", name), 0.0)),
             }
         }
         let mut producers = Vec::new();
@@ -297,13 +331,17 @@ pub async fn backup_stack(
                 let verdict = tokio::select! {
                     r = engine_ref.exec_stream(&container, &cmd, tx, Duration::from_secs(6 * 3600)) => match &r {
                         Ok(o) if o.exit_code == 0 => Ok(()),
-                        Ok(o) => Err(format!("`{}` exited with {}: {}", cmd.join(" "), o.exit_code, o.stderr.trim())),
-                        Err(e) => Err(e.to_string()),
+                        Ok(o) => Err(Message::new("run.command_failed").arg("cmd", cmd.join(" ")).arg("code", o.exit_code).arg("stderr", o.stderr.trim())),
+                        Err(e) => Err(quoted(e)),
                     },
-                    _ = stop.cancelled() => Err(format!("`{}` was stopped at the quiesce limit", cmd.join(" "))),
+                    _ = stop.cancelled() => Err(Message::new("run.dump_stopped").arg("cmd", cmd.join(" "))),
                 };
-                let _ = dtx.send(verdict.clone());
-                Step { step: format!("dump {file}"), ok: verdict.is_ok(), detail: verdict.err().unwrap_or_else(|| format!("`{}`", cmd.join(" "))), seconds: t.elapsed().as_secs_f64() }
+                let _ = dtx.send(verdict.clone().map_err(|m| hafen_core::i18n::render("en", &m)));
+                let seconds = t.elapsed().as_secs_f64();
+                match verdict {
+                    Ok(()) => said(format!("dump {file}"), true, Message::new("run.command").arg("cmd", cmd.join(" ")), seconds),
+                    Err(m) => said(format!("dump {file}"), false, m, seconds),
+                }
             };
             producers.push(fut);
             parts.push(Part::Stream { dst: PathBuf::from("/dumps").join(&d.file), data: rx, done: drx });
@@ -330,12 +368,7 @@ pub async fn backup_stack(
                 stop_flag.store(true, std::sync::atomic::Ordering::Relaxed);
                 stop.cancel();
                 let limit = stack.backup.max_quiesce.unwrap_or_default();
-                report.steps.push(Step {
-                    step: "quiesce limit".into(),
-                    ok: false,
-                    detail: format!("the capture took longer than max_quiesce ({}s); it was stopped and the post-hooks ran", limit.as_secs()),
-                    seconds: quiesce.elapsed().as_secs_f64(),
-                });
+                report.steps.push(said("quiesce limit", false, Message::new("run.quiesce_limit").arg("secs", limit.as_secs()), quiesce.elapsed().as_secs_f64()));
                 run_hooks(engine, &stack.id, &stack.backup.post, "post-hook", &mut report).await;
                 report.quiesced_seconds = quiesce.elapsed().as_secs_f64();
                 post_done = true;
@@ -344,7 +377,8 @@ pub async fn backup_stack(
         };
         report.steps.extend(steps);
         if let Ok(Ok((snap, _))) = &archived {
-            report.steps.push(Step { step: "snapshot".into(), ok: true, detail: format!("{} files, {} bytes read, {} bytes added", snap.files, snap.bytes, snap.added), seconds: t_archive.elapsed().as_secs_f64() });
+            let m = Message::new("run.snapshot").arg("files", snap.files).arg("bytes", snap.bytes).arg("added", snap.added);
+            report.steps.push(said("snapshot", true, m, t_archive.elapsed().as_secs_f64()));
         }
         match archived {
             Ok(Ok((snap, repo))) if !post_done => Ok((snap, repo)),
@@ -370,14 +404,14 @@ pub async fn backup_stack(
             let id = snap.id.clone();
             let t_check = Instant::now();
             let problems = tokio::task::spawn_blocking(move || repo.check_snapshot(&id)).await.map_err(|e| BackupError::Io(e.to_string()))??;
-            report.steps.push(Step { step: "check".into(), ok: problems.is_empty(), detail: "structure: index, packs, the new snapshot's trees".into(), seconds: t_check.elapsed().as_secs_f64() });
+            report.steps.push(said("check", problems.is_empty(), Message::new("run.check"), t_check.elapsed().as_secs_f64()));
             report.check_problems = problems;
             report.snapshot = Some(snap);
             if !report.check_problems.is_empty() {
-                report.error = Some(format!("the structural check after the backup found problems: {}", report.check_problems.join("; ")));
+                report.fail(Message::new("run_check_problems").arg("problems", report.check_problems.join("; ")));
             }
         }
-        Err(e) => report.error = Some(e.to_string()),
+        Err(e) => report.fail(e.message()),
     }
     Ok(report)
 }
@@ -406,7 +440,7 @@ pub async fn backup_host(cfg: &Config, store: &hafen_store::Store, target_name: 
     let mut report = RunReport { stack: HOST_TAG.into(), target: t.name.clone(), ..Default::default() };
     let started = Instant::now();
     let repo = open_target(cfg, t).await?;
-    report.steps.push(Step { step: "open".into(), ok: true, detail: t.location(), seconds: started.elapsed().as_secs_f64() });
+    report.steps.push(Step { step: "open".into(), ok: true, detail: t.location(), seconds: started.elapsed().as_secs_f64(), text: None });
     let staging = cfg.state_dir.join("tmp").join(format!("host-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
     let io = |p: &Path, e: std::io::Error| BackupError::Io(format!("{}: {e}", p.display()));
@@ -448,13 +482,13 @@ pub async fn backup_host(cfg: &Config, store: &hafen_store::Store, target_name: 
             let id = snap.id.clone();
             report.check_problems = tokio::task::spawn_blocking(move || repo.check_snapshot(&id)).await.map_err(|e| BackupError::Io(e.to_string()))??;
             if !report.check_problems.is_empty() {
-                report.error = Some(format!("the structural check after the backup found problems: {}", report.check_problems.join("; ")));
+                report.fail(Message::new("run_check_problems").arg("problems", report.check_problems.join("; ")));
             }
             report.snapshot = Some(snap);
         }
-        Err(e) => report.error = Some(e.to_string()),
+        Err(e) => report.fail(e.message()),
     }
-    report.steps.push(Step { step: "host state".into(), ok: report.error.is_none(), detail: "config, state store, keys, secrets, stack definitions".into(), seconds: started.elapsed().as_secs_f64() });
+    report.steps.push(said("host state", report.error.is_none(), Message::new("run.host_state"), started.elapsed().as_secs_f64()));
     Ok(report)
 }
 
@@ -679,7 +713,7 @@ impl Backups {
         source: Option<hafen_backup::repo::Repo>,
         migrations: &[crate::catalogue::model::MigrationDef],
     ) -> Result<crate::backup::RunReport, AppError> {
-        use crate::backup::{open_target, target, Step};
+        use crate::backup::{open_target, target};
         let id = req.stack.clone();
         let stack = self.shared.stack_def(&id)?;
         let berr = backup_text;
@@ -698,8 +732,12 @@ impl Backups {
             None => None,
         };
         let mut report = crate::backup::RunReport { stack: id.clone(), target: target_name, ..Default::default() };
-        let step = |report: &mut crate::backup::RunReport, name: &str, started: Instant, r: &Result<String, String>| {
-            report.steps.push(Step { step: name.into(), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: started.elapsed().as_secs_f64() });
+        let step = |report: &mut crate::backup::RunReport, name: &str, started: Instant, r: &Result<Message, String>| {
+            let (ok, m) = match r {
+                Ok(m) => (true, m.clone()),
+                Err(e) => (false, quoted(e)),
+            };
+            report.steps.push(said(name, ok, m, started.elapsed().as_secs_f64()));
         };
         let ts = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
         let staging = self.shared.cfg.state_dir.join("restore").join(format!("{id}-{ts}"));
@@ -730,13 +768,14 @@ impl Backups {
                 missing.push(format!("volumes/{v}"));
             }
         }
-        let verified = if missing.is_empty() { Ok(format!("snapshot {} restored to staging and complete", &snap.id[..8])) } else { Err(format!("the snapshot lacks {}", missing.join(", "))) };
-        step(&mut report, "staging", t0, &verified);
-        if let Err(e) = verified {
+        if !missing.is_empty() {
+            let lacks = Message::new("run.snapshot_lacks").arg("missing", missing.join(", "));
+            report.steps.push(said("staging", false, lacks.clone(), t0.elapsed().as_secs_f64()));
             let _ = std::fs::remove_dir_all(&staging);
-            report.error = Some(e);
+            report.fail(Message::new("run_snapshot_lacks").arg("missing", missing.join(", ")));
             return Ok(report);
         }
+        step(&mut report, "staging", t0, &Ok(Message::new("run.staged").arg("id", &snap.id[..8])));
         // Settings and secrets: from the snapshot when this box does not know the stack.
         let meta: serde_json::Value = std::fs::read(staging.join("hafen/meta/run.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         if self.shared.store.stack(&id)?.is_none() {
@@ -759,7 +798,7 @@ impl Backups {
         let mut stop = reconcile::plan_remove(&id, &actual, false);
         stop.actions.retain(|a| matches!(a, Action::RemoveService { .. }));
         let (_, r) = self.stacks.apply(&stop, actor, false).await;
-        step(&mut report, "stop", t0, &r.as_ref().map(|_| "services stopped".to_string()).map_err(|e| e.to_string()));
+        step(&mut report, "stop", t0, &r.as_ref().map(|_| Message::new("run.stopped")).map_err(|e| e.to_string()));
         r?;
 
         // 3. Swap the volumes; the previous data stays aside until the restore succeeded.
@@ -789,16 +828,16 @@ impl Backups {
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m.mode() & 0o7777)).map_err(|e| e.to_string())?;
                 }
             }
-            Ok::<String, String>(format!("{} volume(s) swapped; previous data kept aside", stack.volumes.len()))
+            Ok::<Message, String>(Message::new("run.swapped").arg("count", stack.volumes.len()))
         }
         .await;
         step(&mut report, "swap", t0, &swap);
 
         // 4. Databases first, then the dumps, then everything, then the probes.
-        let result: Result<(), String> = async {
-            swap?;
+        let result: Result<(), Message> = async {
+            swap.map_err(quoted)?;
             let dump_services: Vec<String> = stack.backup.dumps.iter().filter(|d| d.restore.is_some()).map(|d| d.service.clone()).collect();
-            let (plan, _) = self.stacks.desired(&stack, &settings, true, false).await.map_err(|e| e.to_string())?;
+            let (plan, _) = self.stacks.desired(&stack, &settings, true, false).await.map_err(quoted)?;
             let mut first = plan.clone();
             first.actions.retain(|a| match a {
                 Action::CreateService { spec } | Action::RecreateService { spec, .. } => dump_services.contains(&spec.service),
@@ -807,9 +846,9 @@ impl Backups {
             });
             if !dump_services.is_empty() {
                 let (_, r) = self.stacks.apply(&first, actor, false).await;
-                r.map_err(|e| e.to_string())?;
+                r.map_err(quoted)?;
                 // (An empty list would mean every service to `wait_healthy`.)
-                self.health.wait_healthy(&stack, &dump_services, std::time::Duration::from_secs(300)).await?;
+                self.health.wait_healthy(&stack, &dump_services, std::time::Duration::from_secs(300)).await.map_err(quoted)?;
             }
             for d in stack.backup.dumps.iter().filter(|d| d.restore.is_some()) {
                 let t0 = Instant::now();
@@ -830,23 +869,27 @@ impl Backups {
                 let out = self.shared.engine.exec_stdin(&hafen_engine::container_name(&id, &d.service), &cmd, rx, std::time::Duration::from_secs(6 * 3600)).await;
                 let _ = reader.await;
                 let r = match out {
-                    Ok(o) if o.exit_code == 0 => Ok(format!("`{}` loaded {}", cmd.join(" "), d.file)),
-                    Ok(o) => Err(format!("`{}` exited with {}: {}", cmd.join(" "), o.exit_code, o.stderr.trim())),
-                    Err(e) => Err(e.to_string()),
+                    Ok(o) if o.exit_code == 0 => Ok(Message::new("run.loaded").arg("cmd", cmd.join(" ")).arg("file", &d.file)),
+                    Ok(o) => Err(Message::new("run.command_failed").arg("cmd", cmd.join(" ")).arg("code", o.exit_code).arg("stderr", o.stderr.trim())),
+                    Err(e) => Err(quoted(e)),
                 };
-                report.steps.push(Step { step: format!("load {}", d.file), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: t0.elapsed().as_secs_f64() });
+                let (ok, m) = match &r {
+                    Ok(m) => (true, m.clone()),
+                    Err(m) => (false, m.clone()),
+                };
+                report.steps.push(said(format!("load {}", d.file), ok, m, t0.elapsed().as_secs_f64()));
                 r?;
             }
             for m in migrations {
                 let t0 = Instant::now();
                 let r = self.stacks.run_migration(&stack, &settings, m).await;
-                report.steps.push(Step { step: format!("migrate {}", m.service), ok: r.is_ok(), detail: r.clone().unwrap_or_else(|e| e), seconds: t0.elapsed().as_secs_f64() });
-                r?;
+                report.steps.push(quoted_step(format!("migrate {}", m.service), &r, t0.elapsed().as_secs_f64()));
+                r.map_err(quoted)?;
             }
-            let (plan, _) = self.stacks.desired(&stack, &settings, true, false).await.map_err(|e| e.to_string())?;
+            let (plan, _) = self.stacks.desired(&stack, &settings, true, false).await.map_err(quoted)?;
             let (_, r) = self.stacks.apply(&plan, actor, false).await;
-            r.map_err(|e| e.to_string())?;
-            self.health.wait_healthy(&stack, &[], stack.upgrade.health_deadline).await
+            r.map_err(quoted)?;
+            self.health.wait_healthy(&stack, &[], stack.upgrade.health_deadline).await.map_err(quoted)
         }
         .await;
         let t0 = Instant::now();
@@ -855,7 +898,7 @@ impl Backups {
                 for (_, aside) in &swapped {
                     let _ = std::fs::remove_dir_all(aside);
                 }
-                step(&mut report, "healthy", t0, &Ok("all services pass their probes".into()));
+                step(&mut report, "healthy", t0, &Ok(Message::new("run.healthy")));
             }
             Err(e) => {
                 // Put the previous state back and start it as it was.
@@ -872,8 +915,8 @@ impl Backups {
                 if let Ok((plan, _)) = self.stacks.desired(&stack, &settings, true, false).await {
                     let _ = self.stacks.apply(&plan, actor, false).await;
                 }
-                step(&mut report, "rollback", t0, &Ok("previous volumes put back and the stack started again".into()));
-                report.error = Some(e.clone());
+                step(&mut report, "rollback", t0, &Ok(Message::new("run.rolled_back")));
+                report.fail(e.clone());
             }
         }
         let _ = std::fs::remove_dir_all(&staging);

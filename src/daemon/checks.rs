@@ -8,6 +8,7 @@ use crate::alerts::Alerts;
 use crate::notify::Severity;
 use crate::shared::{lock, Shared};
 use crate::worker_status::Line;
+use hafen_api::Message;
 use hafen_core::alerts::{backup_age_level, Level};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -53,7 +54,9 @@ impl HostChecks {
 
     /// Raises (warning or critical) or resolves `key` by a check's level, and records level
     /// changes of the named check as an event.
-    fn by_level(&self, check: &str, key: &str, code: &str, level: Level, stack: Option<&str>, pairs: &[(&str, String)], detail: &str) {
+    /// Raises or resolves the check's alert by level; a change of level is an event whose line
+    /// (`line`, a `host.…` text) front ends render in their reader's language.
+    fn by_level(&self, check: &str, key: &str, code: &str, level: Level, stack: Option<&str>, pairs: &[(&str, String)], line: &Message) {
         match level {
             Level::Ok => self.alerts.resolve(key),
             Level::Warning => self.alerts.raise(key, code, Severity::Warning, stack, pairs, vec![]),
@@ -65,7 +68,8 @@ impl HostChecks {
             None => level != Level::Ok,
         };
         if changed {
-            self.alerts.emit("hafen", hafen_core::events::Event::HostCheckChanged { check: check.into(), level: level_word(level).into(), detail: detail.into() });
+            let detail = hafen_core::i18n::render("en", line);
+            self.alerts.emit("hafen", hafen_core::events::Event::HostCheckChanged { check: check.into(), level: level_word(level).into(), detail, text: Some(line.clone()) });
         }
     }
 
@@ -91,7 +95,7 @@ impl HostChecks {
             let u = match crate::host::disk_usage(&path) {
                 Ok(u) => u,
                 Err(e) => {
-                    lines.push(format!("{what} ({}): {e}", path.display()));
+                    lines.push(Message::new("host.disk_error").arg("what", &what).arg("path", path.display()).arg("error", e));
                     continue;
                 }
             };
@@ -106,13 +110,13 @@ impl HostChecks {
             worst = worst.max(level);
             let pct = if u.total > 0 { u.free as f64 * 100.0 / u.total as f64 } else { 0.0 };
             let fc = forecast.map(|d| format!("{d:.1}")).unwrap_or_else(|| "-".into());
-            let line = format!(
-                "{what} ({}): {} free of {} ({pct:.1} %){}",
-                path.display(),
-                human_bytes(u.free),
-                human_bytes(u.total),
-                forecast.map(|d| format!(", full in about {d:.1} days")).unwrap_or_default()
-            );
+            let line = Message::new(if forecast.is_some() { "host.disk_forecast" } else { "host.disk" })
+                .arg("what", &what)
+                .arg("path", path.display())
+                .arg("free", human_bytes(u.free))
+                .arg("total", human_bytes(u.total))
+                .arg("percent", format!("{pct:.1}"))
+                .arg("days", &fc);
             self.shared.metrics.set_disk(&what, &path.display().to_string(), u.total, u.free, forecast);
             self.by_level(
                 "disk-space",
@@ -125,7 +129,7 @@ impl HostChecks {
             );
             lines.push(line);
         }
-        self.shared.workers.set("disk-space", self.every(), level_word(worst), lines.join("; "));
+        self.shared.workers.set("disk-space", self.every(), level_word(worst), Line::Msgs(lines));
     }
 
     /// USB/NAS backup disks that must be mounted.
@@ -138,14 +142,14 @@ impl HostChecks {
             let present = crate::backup::is_mount_point(path);
             let level = if present { Level::Ok } else { Level::Warning };
             worst = worst.max(level);
-            let line = format!("{} ({}): {}", t.name, path.display(), if present { "mounted" } else { "NOT MOUNTED" });
+            let line = Message::new(if present { "host.backup_disk_mounted" } else { "host.backup_disk_absent" }).arg("target", &t.name).arg("path", path.display());
             self.by_level("backup-disk", &format!("target_absent:{}", t.name), "target_absent", level, None, &[("target", t.name.clone()), ("path", path.display().to_string())], &line);
             lines.push(line);
         }
         if lines.is_empty() {
-            lines.push("no backup target needs a mounted disk".into());
+            lines.push(Message::new("host.backup_disk_none"));
         }
-        self.shared.workers.set("backup-disk", self.every(), level_word(worst), lines.join("; "));
+        self.shared.workers.set("backup-disk", self.every(), level_word(worst), Line::Msgs(lines));
     }
 
     /// Memory pressure and OOM kills since the last check.
@@ -156,22 +160,26 @@ impl HostChecks {
             Err(e) => return self.shared.workers.set("memory", every, "error", format!("/proc/meminfo: {e}")),
         };
         let level = crate::host::memory_level(&m);
-        let psi = m.psi_some_avg60.map(|p| format!(", pressure {p:.1} %")).unwrap_or_default();
-        let line = format!("{} available of {}{psi}", human_bytes(m.available), human_bytes(m.total));
-        self.by_level("memory", "memory_pressure", "memory_pressure", level, None, &[("available", human_bytes(m.available)), ("total", human_bytes(m.total)), ("detail", line.clone())], &line);
-        let mut detail = line;
+        let line = match m.psi_some_avg60 {
+            Some(p) => Message::new("host.memory_psi").arg("pressure", format!("{p:.1}")),
+            None => Message::new("host.memory"),
+        }
+        .arg("available", human_bytes(m.available))
+        .arg("total", human_bytes(m.total));
+        self.by_level("memory", "memory_pressure", "memory_pressure", level, None, &[("available", human_bytes(m.available)), ("total", human_bytes(m.total))], &line);
+        let mut detail = vec![line];
         if let Some(now) = crate::host::oom_kills() {
             let before = lock(last_ooms).replace(now);
             match before {
                 Some(b) if now > b => {
                     self.alerts.raise("oom_kill", "oom_kill", Severity::Warning, None, &[("count", (now - b).to_string())], vec![]);
-                    detail.push_str(&format!("; {} processes killed for lack of memory since the last check", now - b));
+                    detail.push(Message::new("host.oom_kills").arg("count", now - b));
                 }
                 Some(_) => self.alerts.resolve("oom_kill"),
                 None => {}
             }
         }
-        self.shared.workers.set("memory", every, level_word(level), detail);
+        self.shared.workers.set("memory", every, level_word(level), Line::Msgs(detail));
     }
 
     pub async fn check_clock(&self) {
@@ -179,8 +187,10 @@ impl HostChecks {
         match crate::host::clock_sync() {
             Ok(c) => {
                 let level = if c.synchronised { Level::Ok } else { Level::Warning };
-                self.by_level("clock", "clock_unsynced", "clock_unsynced", level, None, &[("detail", c.detail.clone())], &c.detail);
-                self.shared.workers.set("clock", every, level_word(level), c.detail);
+                // The alert names the kernel's flags and its error bound, words in no language.
+                let flags = format!("{}{}max. {} µs", c.why, if c.why.is_empty() { "" } else { ", " }, c.max_error_us);
+                self.by_level("clock", "clock_unsynced", "clock_unsynced", level, None, &[("detail", flags)], &c.detail);
+                self.shared.workers.set("clock", every, level_word(level), Line::Msg(c.detail));
             }
             Err(e) => self.shared.workers.set("clock", every, "error", e),
         }
@@ -197,14 +207,14 @@ impl HostChecks {
         for r in results {
             let level = if r.passed { Level::Ok } else { Level::Critical };
             worst = worst.max(level);
-            let line = format!("{}: {}", r.device, r.detail);
+            let line = Message::new("host.smart").arg("device", &r.device).arg("detail", &r.detail);
             self.by_level("smart", &format!("smart_failed:{}", r.device), "smart_failed", level, None, &[("device", r.device.clone()), ("detail", r.detail.clone())], &line);
             lines.push(line);
         }
         if lines.is_empty() {
-            lines.push("smartctl found no disks".into());
+            lines.push(Message::new("host.smart_none"));
         }
-        self.shared.workers.set("smart", every, level_word(worst), lines.join("; "));
+        self.shared.workers.set("smart", every, level_word(worst), Line::Msgs(lines));
     }
 
     /// Age of each deployed stack's last good backup.
@@ -225,12 +235,14 @@ impl HostChecks {
             self.shared.metrics.set_backup_age(&rec.id, age.num_seconds() as f64);
             let hours = format!("{:.1}", age.num_minutes() as f64 / 60.0);
             let line = match &last {
-                Some(l) => format!("{}: last good backup {l} ({hours} h ago)", rec.id),
-                None => format!("{}: never backed up (deployed {hours} h ago)", rec.id),
-            };
+                Some(l) => Message::new("host.backup_age_last").arg("last", l),
+                None => Message::new("host.backup_age_never"),
+            }
+            .arg("stack", &rec.id)
+            .arg("hours", &hours);
             self.by_level("backup-age", &format!("backup_stale:{}", rec.id), "backup_stale", level, Some(&rec.id), &[("stack", rec.id.clone()), ("age", hours), ("last", last.clone().unwrap_or_else(|| "-".into()))], &line);
             lines.push(line);
         }
-        self.shared.workers.set("backup-age", every, level_word(worst), lines.join("; "));
+        self.shared.workers.set("backup-age", every, level_word(worst), Line::Msgs(lines));
     }
 }

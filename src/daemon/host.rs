@@ -282,8 +282,11 @@ pub struct ClockSync {
     pub synchronised: bool,
     /// The kernel's maximum error estimate in microseconds (grows by 500 ppm while unsynced).
     pub max_error_us: i64,
-    /// One line for people: what the kernel said.
-    pub detail: String,
+    /// The kernel's flags that say why the clock counts as unsynchronised (`STA_UNSYNC`,
+    /// `TIME_ERROR`); empty when it is synchronised.
+    pub why: String,
+    /// One line for people, as a catalogue key (`host.clock_…`) with arguments.
+    pub detail: hafen_api::Message,
 }
 
 /// Reads the kernel clock state with `adjtimex` (modes = 0: read only, needs no privilege).
@@ -303,19 +306,17 @@ pub fn interpret_timex(state: i32, status: i32, max_error_us: i64, est_error_us:
     let unsync_flag = status & libc::STA_UNSYNC != 0;
     let time_error = state == libc::TIME_ERROR;
     let synchronised = !unsync_flag && !time_error;
-    let detail = if synchronised {
-        format!("clock synchronised (max error {max_error_us} µs, estimated error {est_error_us} µs)")
-    } else {
-        let why = match (unsync_flag, time_error) {
-            (true, true) => "STA_UNSYNC set, state TIME_ERROR",
-            (true, false) => "STA_UNSYNC set",
-            _ => "state TIME_ERROR",
-        };
-        format!(
-            "clock not synchronised ({why}; max error {max_error_us} µs): is chrony, ntpd or systemd-timesyncd running and reaching a server?"
-        )
+    let why = match (unsync_flag, time_error) {
+        (false, false) => "",
+        (true, true) => "STA_UNSYNC, TIME_ERROR",
+        (true, false) => "STA_UNSYNC",
+        (false, true) => "TIME_ERROR",
     };
-    ClockSync { synchronised, max_error_us, detail }
+    let detail = hafen_api::Message::new(if synchronised { "host.clock_synced" } else { "host.clock_unsynced" })
+        .arg("max", max_error_us)
+        .arg("est", est_error_us)
+        .arg("why", why);
+    ClockSync { synchronised, max_error_us, why: why.into(), detail }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -649,14 +650,16 @@ mod tests {
 
     #[test]
     fn clock_sync_runs_and_explains() {
+        let en = |c: &ClockSync| hafen_core::i18n::render("en", &c.detail);
         let c = clock_sync().unwrap();
-        assert!(c.detail.contains("clock"), "{c:?}");
+        assert!(en(&c).contains("clock"), "{c:?}");
         let unsynced = interpret_timex(libc::TIME_OK, libc::STA_UNSYNC, 16_000_000, 0);
-        assert!(!unsynced.synchronised && unsynced.detail.contains("STA_UNSYNC"), "{unsynced:?}");
+        assert!(!unsynced.synchronised && en(&unsynced).contains("STA_UNSYNC"), "{unsynced:?}");
         let error = interpret_timex(libc::TIME_ERROR, 0, 100, 0);
-        assert!(!error.synchronised && error.detail.contains("TIME_ERROR"));
+        assert!(!error.synchronised && en(&error).contains("TIME_ERROR"));
         let ok = interpret_timex(libc::TIME_OK, 0x2001 /* STA_PLL | STA_NANO */, 1200, 30);
-        assert!(ok.synchronised && ok.max_error_us == 1200 && ok.detail.contains("1200 µs"), "{ok:?}");
+        assert!(ok.synchronised && ok.max_error_us == 1200 && en(&ok).contains("1200 µs"), "{ok:?}");
+        assert!(hafen_core::i18n::render("de", &unsynced.detail).starts_with("Uhr nicht abgeglichen (STA_UNSYNC;"), "{unsynced:?}");
     }
 
     const SCAN: &str = r#"{
