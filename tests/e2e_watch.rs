@@ -128,6 +128,17 @@ fn kill9_is_healed_a_failing_probe_alerts_once_and_the_audit_log_shows_tampering
     assert_eq!(out.status.code(), Some(1), "tampering must fail the check");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("record 3"), "names the record: {err}");
+    // The daemon found it by itself at start: a critical alert naming the first bad record.
+    let alert = wait_for(Duration::from_secs(60), || {
+        d.json(&["alerts"]).as_array().unwrap().iter().find(|a| a["key"] == "audit_broken").cloned()
+    })
+    .expect("no audit_broken alert after a start on a tampered log")
+    .0;
+    assert_eq!((alert["severity"].as_str(), alert["args"]["seq"].as_str()), (Some("critical"), Some("3")), "{alert}");
+    // In German, with no English in the reason.
+    let out = d.cli_in("de", &["audit", "verify"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Eintrag 3") && err.contains("nach dem Schreiben verändert") && !err.contains("was changed"), "{err}");
 }
 
 #[test]

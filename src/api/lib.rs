@@ -214,7 +214,11 @@ pub struct AuditVerifyResponse {
     pub records: usize,
     /// The first record that does not check out.
     pub broken_at: Option<i64>,
+    /// Why, in the daemon's words.
     pub reason: Option<String>,
+    /// Why, as a catalogue key (`audit.…`) with arguments, for the reader's language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_text: Option<Message>,
 }
 
 /// One channel's answer to `hafen notify test`.

@@ -95,7 +95,8 @@ pub async fn audit(cli: &Cli, a: &AuditCmd) -> anyhow::Result<i32> {
             } else if r.ok {
                 println!("{}", t!("audit_ok", count = r.records));
             } else {
-                eprintln!("{}", t!("audit_broken", seq = r.broken_at.unwrap_or(0), reason = r.reason.clone().unwrap_or_default()));
+                let reason = r.reason_text.as_ref().map(|m| hafen_core::i18n::render(&rust_i18n::locale(), m)).or_else(|| r.reason.clone()).unwrap_or_default();
+                eprintln!("{}", t!("audit_broken", seq = r.broken_at.unwrap_or(0), reason = reason));
             }
             Ok(if r.ok { 0 } else { 1 })
         }

@@ -4,6 +4,7 @@
 //! notification outbox (`notify`). Owns the event bus and the outbox's wake-up.
 
 use crate::notify::{args, Notice, NoticeKind, Severity, Step};
+use crate::error::AppError;
 use crate::shared::Shared;
 use hafen_core::alerts::reminders_due;
 use hafen_core::events::Event;
@@ -171,6 +172,24 @@ impl Alerts {
         let text = crate::notify::render(&n, "en");
         self.send(&n);
         self.emit("hafen", hafen_core::events::Event::AlertResolved { key: key.into(), message: text.subject, title: Some(title(&a)) });
+    }
+
+    /// Walks the audit log's hash chain (at start, daily, and on `hafen audit verify`): a break
+    /// is a critical alert naming the first bad record, in the notifications' language; an
+    /// intact chain closes that alert. Returns the number of records and the verdict.
+    pub fn check_audit(&self) -> Result<(usize, Result<usize, hafen_store::audit::Broken>), AppError> {
+        let records = self.shared.store.audit(0, usize::MAX >> 1)?;
+        let head = hafen_store::audit::read_head(&self.shared.store.path);
+        let verdict = hafen_store::audit::verify(&records, head);
+        match &verdict {
+            Ok(_) => self.resolve("audit_broken"),
+            Err(b) => {
+                tracing::error!(seq = b.seq, reason = %hafen_core::i18n::render("en", &b.reason), "the audit log does not verify");
+                let reason = hafen_core::i18n::render(&self.shared.cfg.notify.language, &b.reason);
+                self.raise("audit_broken", "audit_broken", Severity::Critical, None, &[("seq", b.seq.to_string()), ("reason", reason)], vec![]);
+            }
+        }
+        Ok((records.len(), verdict))
     }
 
     /// Repeats open alerts every `remind_every`.

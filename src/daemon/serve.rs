@@ -155,6 +155,7 @@ pub fn workers(app: &App) -> Vec<Box<dyn Worker>> {
         Box::new(Updater { resumed: false }),
         Box::new(crate::watch::EngineWatch::default()),
         Box::new(Notifier),
+        Box::new(AuditCheck),
     ];
     w.extend(crate::watch::host_checks(app));
     if app.shared.cfg.metrics_listen.is_some() {
@@ -214,6 +215,28 @@ impl Worker for Notifier {
         let open = alerts.len();
         let status = Status { state: if pending > 0 { "warning" } else { "ok" }, detail: Line::code("notifier_detail", &[("open", open.to_string()), ("pending", pending.to_string())]) };
         Round { status: Some(status), wait: Duration::from_secs(30) }
+    }
+}
+
+/// Worker `audit-check`: walks the audit log's hash chain at start and then daily; a break is a
+/// critical alert naming the first bad record (`Alerts::check_audit`).
+struct AuditCheck;
+
+#[async_trait]
+impl Worker for AuditCheck {
+    fn name(&self) -> &'static str {
+        "audit-check"
+    }
+    fn every(&self, _app: &App) -> Line {
+        Line::code("audit_every", &[])
+    }
+    async fn round(&mut self, app: &Arc<App>) -> Round {
+        let status = match app.alerts.check_audit() {
+            Ok((_, Ok(n))) => Status { state: "ok", detail: Line::code("audit_intact", &[("count", n.to_string())]) },
+            Ok((_, Err(b))) => Status { state: "critical", detail: Line::code("audit_broken", &[("seq", b.seq.to_string())]) },
+            Err(e) => Status { state: "error", detail: Line::Msg(e.message()) },
+        };
+        Round { status: Some(status), wait: Duration::from_secs(24 * 3600) }
     }
 }
 

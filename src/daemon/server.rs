@@ -190,11 +190,16 @@ async fn audit(State(app): State<Arc<App>>, Query(q): Query<AuditQuery>) -> R<Ve
 }
 
 async fn audit_verify(State(app): State<Arc<App>>) -> R<AuditVerifyResponse> {
-    let records = app.shared.store.audit(0, usize::MAX >> 1).map_err(AppError::from)?;
-    let head = hafen_store::audit::read_head(&app.shared.store.path);
-    Ok(Json(match hafen_store::audit::verify(&records, head) {
-        Ok(n) => AuditVerifyResponse { ok: true, records: n, broken_at: None, reason: None },
-        Err(b) => AuditVerifyResponse { ok: false, records: records.len(), broken_at: Some(b.seq), reason: Some(b.reason) },
+    let (records, verdict) = app.alerts.check_audit()?;
+    Ok(Json(match verdict {
+        Ok(n) => AuditVerifyResponse { ok: true, records: n, broken_at: None, reason: None, reason_text: None },
+        Err(b) => AuditVerifyResponse {
+            ok: false,
+            records,
+            broken_at: Some(b.seq),
+            reason: Some(hafen_core::i18n::render(&rust_i18n::locale(), &b.reason)),
+            reason_text: Some(b.reason),
+        },
     }))
 }
 

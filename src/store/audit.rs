@@ -48,36 +48,39 @@ pub fn read_head(store: &Path) -> Option<(i64, String)> {
     Some((seq.parse().ok()?, hash.to_string()))
 }
 
+/// The first record that does not check out, and why: a catalogue key (`audit.…`) with its
+/// arguments, which each reader sees in their language.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Broken {
     pub seq: i64,
-    pub reason: String,
+    pub reason: hafen_api::Message,
 }
 
 /// Walks the chain; `Ok(count)` when every record is intact and the tail matches the head.
 pub fn verify(records: &[AuditRecord], head: Option<(i64, String)>) -> Result<usize, Broken> {
+    use hafen_api::Message as M;
     let mut prev = GENESIS.to_string();
     let mut last_seq = 0;
     for r in records {
         if r.seq != last_seq + 1 {
-            return Err(Broken { seq: last_seq + 1, reason: format!("record {} is missing (the next one found is {})", last_seq + 1, r.seq) });
+            return Err(Broken { seq: last_seq + 1, reason: M::new("audit.missing").arg("seq", last_seq + 1).arg("next", r.seq) });
         }
         if r.prev != prev {
-            return Err(Broken { seq: r.seq, reason: format!("record {} does not follow record {}: its link to the previous hash was changed", r.seq, last_seq) });
+            return Err(Broken { seq: r.seq, reason: M::new("audit.relinked").arg("seq", r.seq).arg("prev", last_seq) });
         }
         if expected_hash(r) != r.hash {
-            return Err(Broken { seq: r.seq, reason: format!("record {} ({} by {} at {}) was changed after it was written", r.seq, r.action, r.actor, r.ts) });
+            return Err(Broken { seq: r.seq, reason: M::new("audit.changed").arg("seq", r.seq).arg("action", &r.action).arg("actor", &r.actor).arg("ts", &r.ts) });
         }
         prev = r.hash.clone();
         last_seq = r.seq;
     }
     if let Some((hseq, hhash)) = head {
         if hseq > last_seq {
-            return Err(Broken { seq: last_seq + 1, reason: format!("records {}–{hseq} were removed (the log ends at {last_seq})", last_seq + 1) });
+            return Err(Broken { seq: last_seq + 1, reason: M::new("audit.removed").arg("from", last_seq + 1).arg("to", hseq).arg("end", last_seq) });
         }
         if let Some(r) = records.iter().find(|r| r.seq == hseq) {
             if r.hash != hhash {
-                return Err(Broken { seq: hseq, reason: format!("record {hseq} differs from the one first written (its hash is not the one kept beside the store)") });
+                return Err(Broken { seq: hseq, reason: M::new("audit.differs").arg("seq", hseq) });
             }
         }
     }
@@ -124,7 +127,7 @@ mod tests {
         assert_eq!(verify(&gap, None).unwrap_err().seq, 2);
         let cut = &c[..3];
         let e = verify(cut, Some((5, c[4].hash.clone()))).unwrap_err();
-        assert!(e.reason.contains("removed"), "{e:?}");
+        assert!(e.reason.code == "audit.removed", "{e:?}");
         // A whole chain rewritten from some record on is caught by the head kept aside.
         let e = verify(&rehashed[..3], Some((3, c[2].hash.clone()))).unwrap_err();
         assert_eq!(e.seq, 3);

@@ -28,7 +28,7 @@ impl Issues {
         self.list.push(Issue {
             file: self.file.clone(),
             line,
-            path: if path.is_empty() { "(top level)".into() } else { path.to_string() },
+            path: if path.is_empty() { t!("v.path_top").to_string() } else { path.to_string() },
             message: message.into(),
         });
     }
@@ -50,7 +50,7 @@ pub fn parse_yaml(file: &str, src: &str) -> Result<Value, Vec<Issue>> {
         vec![Issue {
             file: file.to_string(),
             line: e.location().map(|l| l.line()),
-            path: "(syntax)".into(),
+            path: t!("v.path_syntax").to_string(),
             message: t!("v.yaml", e = e.to_string()).to_string(),
         }]
     })
@@ -148,16 +148,18 @@ pub fn key_str(k: &Value) -> String {
     }
 }
 
-pub fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "nothing",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
-    }
+/// What kind of value `v` is, in words (`a list`), for messages.
+pub fn kind(v: &Value) -> String {
+    let key = match v {
+        Value::Null => "v.kind.null",
+        Value::Bool(_) => "v.kind.bool",
+        Value::Number(_) => "v.kind.number",
+        Value::String(_) => "v.kind.string",
+        Value::Sequence(_) => "v.kind.list",
+        Value::Mapping(_) => "v.kind.mapping",
+        Value::Tagged(_) => "v.kind.tagged",
+    };
+    t!(key).to_string()
 }
 
 /// Iterates a mapping's entries as (key, value, path).

@@ -10,22 +10,23 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-/// Fields of Compose that hafen refuses, with the reason given to the admin.
+/// Fields of Compose that hafen refuses, with the catalogue key (`locales/validate.yml`) of the
+/// reason given to the admin.
 const REFUSED: &[(&str, &str)] = &[
-    ("privileged", "privileged containers can take over the host; hafen never creates them"),
-    ("network_mode", "host or shared networking breaks the stack's isolation; each stack gets its own network"),
-    ("network", "host or shared networking breaks the stack's isolation; each stack gets its own network"),
-    ("networks", "hafen gives each stack its own network; other networks cannot be joined"),
-    ("pid", "sharing the host's process namespace is not allowed"),
-    ("ipc", "sharing the host's IPC namespace is not allowed"),
-    ("uts", "sharing the host's UTS namespace is not allowed"),
-    ("userns_mode", "leaving user-namespace remapping is not allowed"),
-    ("devices", "host devices cannot be passed into containers"),
-    ("security_opt", "security options (seccomp, AppArmor, no-new-privileges) are set by hafen's policy"),
-    ("sysctls", "kernel parameters cannot be changed from a stack"),
-    ("cgroup_parent", "containers run in hafen's cgroup policy"),
-    ("volumes_from", "mounting another container's volumes is not allowed"),
-    ("cap_drop", "hafen drops all capabilities; use cap_add with the allowed list"),
+    ("privileged", "v.refused.privileged"),
+    ("network_mode", "v.refused.network"),
+    ("network", "v.refused.network"),
+    ("networks", "v.refused.networks"),
+    ("pid", "v.refused.pid"),
+    ("ipc", "v.refused.ipc"),
+    ("uts", "v.refused.uts"),
+    ("userns_mode", "v.refused.userns_mode"),
+    ("devices", "v.refused.devices"),
+    ("security_opt", "v.refused.security_opt"),
+    ("sysctls", "v.refused.sysctls"),
+    ("cgroup_parent", "v.refused.cgroup_parent"),
+    ("volumes_from", "v.refused.volumes_from"),
+    ("cap_drop", "v.refused.cap_drop"),
 ];
 
 /// Validates stack text. `dir_id` is the name of the directory it came from, which must equal `id`.
@@ -41,7 +42,7 @@ pub fn parse_stack(file: &str, src: &str, dir_id: Option<&str>) -> Result<StackD
         }
         _ => {
             if issues.is_empty() {
-                issues.push("", "the file is empty; a stack needs at least `version`, `id` and `services`");
+                issues.push("", t!("v.empty_file").to_string());
             }
             Err(issues.into_sorted())
         }
@@ -59,15 +60,15 @@ fn decode_stack(v: &Value, dir_id: Option<&str>, is: &mut Issues) -> Option<Stac
     let mut o = Obj::new(v, "", is)?;
     match o.req::<u32>("version", is) {
         Some(1) | None => {}
-        Some(n) => is.push("version", format!("format version {n} is not supported by this hafen; it reads version 1")),
+        Some(n) => is.push("version", t!("v.format_version", n = n).to_string()),
     }
     let id: String = o.req("id", is).unwrap_or_default();
     if !id.is_empty() && !is_ident(&id) {
-        is.push("id", format!("`{id}` is not a valid id: use lowercase letters, digits, - and _, starting with a letter"));
+        is.push("id", t!("v.bad_id", id = id).to_string());
     }
     if let (Some(d), false) = (dir_id, id.is_empty()) {
         if d != id {
-            is.push("id", format!("id `{id}` differs from its directory name `{d}`; rename one of them"));
+            is.push("id", t!("v.id_dir", id = id, d = d).to_string());
         }
     }
     let name: String = o.opt("name", is).unwrap_or_else(|| id.clone());
@@ -75,7 +76,7 @@ fn decode_stack(v: &Value, dir_id: Option<&str>, is: &mut Issues) -> Option<Stac
     let sphere: Option<String> = o.opt("sphere", is);
     if let Some(s) = &sphere {
         if !["office", "accounting", "casefiles", "infrastructure"].contains(&s.as_str()) {
-            is.push("sphere", format!("unknown sphere `{s}`; use office, accounting, casefiles or infrastructure"));
+            is.push("sphere", t!("v.sphere", s = s).to_string());
         }
     }
 
@@ -83,7 +84,7 @@ fn decode_stack(v: &Value, dir_id: Option<&str>, is: &mut Issues) -> Option<Stac
     if let Some(sv) = o.raw("settings") {
         for (k, v, p) in entries(sv, "settings", is) {
             if !is_ident(&k) {
-                is.push(&p, format!("setting name `{k}` is not valid: use lowercase letters, digits and _"));
+                is.push(&p, t!("v.setting_name", k = k).to_string());
             }
             if let Some(s) = decode_setting(v, &p, is) {
                 settings.insert(k, s);
@@ -94,13 +95,13 @@ fn decode_stack(v: &Value, dir_id: Option<&str>, is: &mut Issues) -> Option<Stac
     if let Some(sv) = o.raw("secrets") {
         for (k, v, p) in entries(sv, "secrets", is) {
             if !is_ident(&k) {
-                is.push(&p, format!("secret name `{k}` is not valid: use lowercase letters, digits and _"));
+                is.push(&p, t!("v.secret_name", k = k).to_string());
             }
             let mut length = 32usize;
             if let Some(mut so) = Obj::new(v, &p, is) {
                 if let Some(l) = so.opt::<usize>("length", is) {
                     if !(16..=128).contains(&l) {
-                        is.push(&so.path_of("length"), format!("length {l} is out of range; use 16 to 128 characters"));
+                        is.push(&so.path_of("length"), t!("v.secret_length", l = l).to_string());
                     }
                     length = l;
                 }
@@ -113,10 +114,10 @@ fn decode_stack(v: &Value, dir_id: Option<&str>, is: &mut Issues) -> Option<Stac
     if let Some(vv) = o.raw("volumes") {
         for (k, v, p) in entries(vv, "volumes", is) {
             if !is_ident(&k) {
-                is.push(&p, format!("volume name `{k}` is not valid: use lowercase letters, digits, - and _"));
+                is.push(&p, t!("v.volume_name", k = k).to_string());
             }
             let Some(mut vo) = Obj::new(v, &p, is) else {
-                is.push(&p, "a volume needs at least `kind` (db, data, config or cache)");
+                is.push(&p, t!("v.volume_needs_kind").to_string());
                 continue;
             };
             let kind = match vo.req::<String>("kind", is).as_deref() {
@@ -125,7 +126,7 @@ fn decode_stack(v: &Value, dir_id: Option<&str>, is: &mut Issues) -> Option<Stac
                 Some("config") => VolumeKind::Config,
                 Some("cache") => VolumeKind::Cache,
                 Some(other) => {
-                    is.push(&vo.path_of("kind"), format!("unknown volume kind `{other}`; use db, data, config or cache"));
+                    is.push(&vo.path_of("kind"), t!("v.volume_kind", k = other).to_string());
                     VolumeKind::Data
                 }
                 None => VolumeKind::Data,
@@ -141,28 +142,28 @@ fn decode_stack(v: &Value, dir_id: Option<&str>, is: &mut Issues) -> Option<Stac
         Some(sv) => {
             for (k, v, p) in entries(sv, "services", is) {
                 if !is_ident(&k) {
-                    is.push(&p, format!("service name `{k}` is not valid: use lowercase letters, digits, - and _"));
+                    is.push(&p, t!("v.service_name", k = k).to_string());
                 }
                 if let Some(s) = decode_service(v, &p, &settings, &secrets, &volumes, is) {
                     services.insert(k, s);
                 }
             }
             if services.is_empty() && is.is_empty() {
-                is.push("services", "a stack needs at least one service");
+                is.push("services", t!("v.no_services").to_string());
             }
         }
-        None => is.push("", "missing required field `services`"),
+        None => is.push("", t!("v.missing", key = "services").to_string()),
     }
     // Cross references: depends_on names services; order without cycles.
     for (name, s) in &services {
         for (i, d) in s.depends_on.iter().enumerate() {
             if !services.contains_key(d) {
-                is.push(&format!("services.{name}.depends_on[{i}]"), format!("depends on unknown service `{d}`"));
+                is.push(&format!("services.{name}.depends_on[{i}]"), t!("v.depends_unknown", d = d).to_string());
             }
         }
     }
     let order = topo_order(&services).unwrap_or_else(|cycle| {
-        is.push("services", format!("depends_on forms a cycle: {}", cycle.join(" → ")));
+        is.push("services", t!("v.cycle", cycle = cycle.join(" → ")).to_string());
         Vec::new()
     });
 
@@ -170,7 +171,7 @@ fn decode_stack(v: &Value, dir_id: Option<&str>, is: &mut Issues) -> Option<Stac
     let upgrade = o.raw("upgrade").map(|u| decode_upgrade(u, &services, is)).unwrap_or_default();
     for d in &upgrade.databases {
         if !backup.dumps.iter().any(|x| &x.service == d && x.restore.is_some()) {
-            is.push("upgrade.databases", format!("`{d}` needs a backup dump with a `restore` command: its data moves to a new major version by dump and load"));
+            is.push("upgrade.databases", t!("v.db_needs_restore", d = d).to_string());
         }
     }
     o.finish(is);
@@ -201,7 +202,7 @@ fn decode_setting(v: &Value, p: &str, is: &mut Issues) -> Option<SettingDef> {
         Some("hostname") => SettingType::Hostname,
         Some("email") => SettingType::Email,
         Some(other) => {
-            is.push(&o.path_of("type"), format!("unknown setting type `{other}`; use string, int, port, bool, hostname or email"));
+            is.push(&o.path_of("type"), t!("v.setting_type", t = other).to_string());
             SettingType::String
         }
         None => SettingType::String,
@@ -264,10 +265,10 @@ pub fn template_refs(s: &str) -> Result<Vec<String>, String> {
             continue;
         }
         let Some(body) = after.strip_prefix('{') else {
-            return Err(format!("`{s}`: a `$` must start `${{setting}}`; write `$$` for a literal dollar sign"));
+            return Err(t!("v.template_dollar", s = s).to_string());
         };
         let Some(end) = body.find('}') else {
-            return Err(format!("`{s}`: `${{` is not closed"));
+            return Err(t!("v.template_open", s = s).to_string());
         };
         out.push(body[..end].to_string());
         rest = &body[end + 1..];
@@ -280,12 +281,8 @@ fn check_template(s: &str, p: &str, settings: &BTreeMap<String, SettingDef>, is:
         Ok(refs) => {
             for r in refs {
                 if !settings.contains_key(&r) {
-                    let hint = if r.starts_with("secret") {
-                        " (secrets are never put into the environment; mount them with `secrets:` and use a *_FILE variable)"
-                    } else {
-                        ""
-                    };
-                    is.push(p, format!("`${{{r}}}` names no setting of this stack{hint}"));
+                    let hint = if r.starts_with("secret") { t!("v.template_secret_hint").to_string() } else { String::new() };
+                    is.push(p, t!("v.template_no_setting", r = r, hint = hint).to_string());
                 }
             }
         }
@@ -301,7 +298,7 @@ fn string_list(v: &Value, p: &str, is: &mut Issues) -> Vec<String> {
             .filter_map(|(v, ip)| {
                 let s = scalar(v);
                 if s.is_none() {
-                    is.push(&ip, "expected text");
+                    is.push(&ip, t!("v.want_text").to_string());
                 }
                 s
             })
@@ -320,12 +317,12 @@ fn decode_service(
     let mut o = Obj::new(v, p, is)?;
     for (field, why) in REFUSED {
         if o.raw(field).is_some() {
-            is.push(&o.path_of(field), format!("refused: {why}"));
+            is.push(&o.path_of(field), t!("v.refused_because", why = t!(*why)).to_string());
         }
     }
     let image = match (o.raw("image"), o.opt::<String>("build", is)) {
         (Some(_), Some(_)) => {
-            is.push(p, "give either `image` or `build`, not both");
+            is.push(p, t!("v.image_and_build").to_string());
             None
         }
         (Some(_), None) => {
@@ -340,12 +337,12 @@ fn decode_service(
         }
         (None, Some(r)) => {
             if !is_ident(&r) {
-                is.push(&child(p, "build"), format!("`{r}` is not a recipe name; recipes live in images/<name>/"));
+                is.push(&child(p, "build"), t!("v.not_recipe", r = r).to_string());
             }
             Some(ImageSource::Build { recipe: r })
         }
         (None, None) => {
-            is.push(p, "missing `image` (a registry reference) or `build` (a recipe from images/)");
+            is.push(p, t!("v.no_image").to_string());
             None
         }
     };
@@ -374,10 +371,10 @@ fn decode_service(
         };
         for (k, val, kp) in pairs {
             if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                is.push(&kp, format!("`{k}` is not a valid environment variable name"));
+                is.push(&kp, t!("v.env_name", k = k).to_string());
             }
             let Some(val) = val else {
-                is.push(&kp, format!("`{k}` has no value; hafen does not pass the host's environment into containers"));
+                is.push(&kp, t!("v.env_no_value", k = k).to_string());
                 continue;
             };
             check_template(&val, &kp, settings, is);
@@ -387,7 +384,7 @@ fn decode_service(
                 && !upper.ends_with("_FILE")
                 && !val.is_empty()
             {
-                is.push(&kp, format!("`{k}` looks like a secret written into the environment; declare it under `secrets:`, mount it and pass `{k}_FILE` instead"));
+                is.push(&kp, t!("v.env_secret", k = k).to_string());
             }
             environment.insert(k, val);
         }
@@ -396,7 +393,7 @@ fn decode_service(
     if let Some(vv) = o.raw("volumes") {
         for (v, ip) in items(vv, &child(p, "volumes"), is) {
             let Some(s) = scalar(v) else {
-                is.push(&ip, "use the short form `name:/path[:ro]`");
+                is.push(&ip, t!("v.volume_short_form").to_string());
                 continue;
             };
             let parts: Vec<&str> = s.split(':').collect();
@@ -405,24 +402,20 @@ fn decode_service(
                 [src, t, "ro"] => (*src, *t, true),
                 [src, t, "rw"] => (*src, *t, false),
                 _ => {
-                    is.push(&ip, format!("`{s}` is not `name:/path[:ro]`"));
+                    is.push(&ip, t!("v.volume_form", s = s).to_string());
                     continue;
                 }
             };
             if src.starts_with('/') || src.starts_with('.') || src.starts_with('~') {
-                let why = if src.contains("docker.sock") {
-                    "the Docker socket gives full control of the host; no container gets it"
-                } else {
-                    "host paths cannot be mounted; declare a named volume under `volumes:`"
-                };
-                is.push(&ip, format!("refused `{src}`: {why}"));
+                let why = if src.contains("docker.sock") { t!("v.mount_docker_socket") } else { t!("v.mount_host_path") };
+                is.push(&ip, t!("v.refused_mount", src = src, why = why).to_string());
                 continue;
             }
             if !volumes.contains_key(src) {
-                is.push(&ip, format!("volume `{src}` is not declared under the stack's `volumes:`"));
+                is.push(&ip, t!("v.volume_undeclared", v = src).to_string());
             }
             if !target.starts_with('/') || target.contains("..") {
-                is.push(&ip, format!("mount target `{target}` must be an absolute path without `..`"));
+                is.push(&ip, t!("v.mount_target", target = target).to_string());
             }
             vmounts.push(VolumeMount { volume: src.to_string(), target: target.to_string(), read_only: ro });
         }
@@ -430,7 +423,7 @@ fn decode_service(
     let tmpfs = o.raw("tmpfs").map(|t| string_list(t, &child(p, "tmpfs"), is)).unwrap_or_default();
     for (i, t) in tmpfs.iter().enumerate() {
         if !t.starts_with('/') {
-            is.push(&format!("{p}.tmpfs[{i}]"), format!("tmpfs target `{t}` must be an absolute path"));
+            is.push(&format!("{p}.tmpfs[{i}]"), t!("v.tmpfs_target", t = t).to_string());
         }
     }
     let mut smounts = Vec::new();
@@ -452,13 +445,13 @@ fn decode_service(
                 }
             };
             if !secrets.contains_key(&name) {
-                is.push(&ip, format!("secret `{name}` is not declared under the stack's `secrets:`"));
+                is.push(&ip, t!("v.secret_undeclared", name = name).to_string());
             }
             if !target.starts_with('/') || target.contains("..") {
-                is.push(&ip, format!("secret target `{target}` must be an absolute path without `..`"));
+                is.push(&ip, t!("v.secret_target", target = target).to_string());
             }
             if target.contains("docker.sock") {
-                is.push(&ip, format!("refused target `{target}`: nothing is ever mounted where a container looks for the Docker socket"));
+                is.push(&ip, t!("v.secret_docker_socket", target = target).to_string());
             }
             smounts.push(SecretMount { secret: name, target });
         }
@@ -467,14 +460,14 @@ fn decode_service(
     if let Some(pv) = o.raw("ports") {
         for (v, ip) in items(pv, &child(p, "ports"), is) {
             let Some(s) = scalar(v) else {
-                is.push(&ip, "use the short form `[IP:]HOST:CONTAINER[/tcp|udp]`");
+                is.push(&ip, t!("v.port_short_form").to_string());
                 continue;
             };
             match parse_port(&s) {
                 Ok(pd) => {
                     check_template(&pd.host_port, &ip, settings, is);
                     if template_refs(&pd.host_port).map(|r| r.is_empty()).unwrap_or(false) && pd.host_port.parse::<u16>().is_err() {
-                        is.push(&ip, format!("host port `{}` is not a number", pd.host_port));
+                        is.push(&ip, t!("v.host_port_nan", p = pd.host_port).to_string());
                     }
                     ports.push(pd);
                 }
@@ -486,7 +479,7 @@ fn decode_service(
     let user = o.raw("user").and_then(scalar);
     if let Some(u) = &user {
         if u == "0" || u == "root" || u.starts_with("0:") || u.starts_with("root:") {
-            is.push(&child(p, "user"), "running as root is refused; name the image's unprivileged user (uid:gid)");
+            is.push(&child(p, "user"), t!("v.root_user").to_string());
         }
     }
     let working_dir: Option<String> = o.opt("working_dir", is);
@@ -495,7 +488,7 @@ fn decode_service(
     for (i, c) in cap_add.iter().enumerate() {
         let c = c.trim_start_matches("CAP_");
         if !CAP_ALLOW_LIST.contains(&c) {
-            is.push(&format!("{p}.cap_add[{i}]"), format!("capability `{c}` is refused; allowed are {}", CAP_ALLOW_LIST.join(", ")));
+            is.push(&format!("{p}.cap_add[{i}]"), t!("v.capability", c = c, allowed = CAP_ALLOW_LIST.join(", ")).to_string());
         }
     }
     let cap_add: Vec<String> = cap_add.iter().map(|c| c.trim_start_matches("CAP_").to_string()).collect();
@@ -503,7 +496,7 @@ fn decode_service(
         Some(s) => match parse_size(&s) {
             Ok(n) if n >= 16 << 20 => n,
             Ok(_) => {
-                is.push(&child(p, "mem_limit"), format!("`{s}` is below the minimum of 16m"));
+                is.push(&child(p, "mem_limit"), t!("v.mem_minimum", s = s).to_string());
                 DEFAULT_MEM_LIMIT
             }
             Err(e) => {
@@ -516,7 +509,7 @@ fn decode_service(
     let pids_limit = match o.opt::<i64>("pids_limit", is) {
         Some(n) if (16..=32768).contains(&n) => n,
         Some(n) => {
-            is.push(&child(p, "pids_limit"), format!("{n} is out of range; use 16 to 32768"));
+            is.push(&child(p, "pids_limit"), t!("v.pids_range", n = n).to_string());
             DEFAULT_PIDS_LIMIT
         }
         None => DEFAULT_PIDS_LIMIT,
@@ -551,7 +544,7 @@ pub fn parse_image_ref(s: &str) -> Result<ImageSource, String> {
         Some((r, d)) => {
             let hexpart = d.strip_prefix("sha256:").unwrap_or("");
             if hexpart.len() != 64 || !hexpart.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) {
-                return Err(format!("digest `{d}` is not `sha256:` followed by 64 lowercase hex digits"));
+                return Err(t!("v.digest", d = d).to_string());
             }
             (r, Some(d.to_string()))
         }
@@ -564,15 +557,15 @@ pub fn parse_image_ref(s: &str) -> Result<ImageSource, String> {
     let valid_name = !name.is_empty()
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/:".contains(c));
     if !valid_name {
-        return Err(format!("`{s}` is not an image reference like `docker.io/library/postgres:16`"));
+        return Err(t!("v.image_ref", s = s).to_string());
     }
     if let Some(t) = &tag {
         if t.is_empty() || t.len() > 128 || !t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-            return Err(format!("tag `{t}` of `{s}` is not valid"));
+            return Err(t!("v.image_tag", t = t, s = s).to_string());
         }
     }
     if tag.is_none() && digest.is_none() {
-        return Err(format!("`{s}` has neither a tag nor a digest; name the version (`:1.2`) so updates stay deliberate"));
+        return Err(t!("v.image_unpinned", s = s).to_string());
     }
     Ok(ImageSource::Registry { name: name.to_string(), tag, digest })
 }
@@ -581,7 +574,7 @@ pub fn parse_image_ref(s: &str) -> Result<ImageSource, String> {
 pub fn parse_port(s: &str) -> Result<PortDef, String> {
     let (body, protocol) = match s.rsplit_once('/') {
         Some((b, pr)) if pr == "tcp" || pr == "udp" => (b, pr.to_string()),
-        Some((_, pr)) => return Err(format!("`{s}`: protocol `{pr}` must be tcp or udp")),
+        Some((_, pr)) => return Err(t!("v.port_protocol", s = s, pr = pr).to_string()),
         None => (s, "tcp".to_string()),
     };
     // Templates may contain ':' only inside ${…}; split on the last two colons outside braces.
@@ -598,12 +591,12 @@ pub fn parse_port(s: &str) -> Result<PortDef, String> {
     let (ip, host, cont) = match cuts.as_slice() {
         [a] => ("127.0.0.1", &body[..*a], &body[a + 1..]),
         [a, b] => (&body[..*a], &body[a + 1..*b], &body[b + 1..]),
-        _ => return Err(format!("`{s}` is not `[IP:]HOST:CONTAINER`; hafen never publishes a port without naming the host port")),
+        _ => return Err(t!("v.port_form", s = s).to_string()),
     };
     if ip.parse::<std::net::IpAddr>().is_err() {
-        return Err(format!("`{s}`: `{ip}` is not an IP address"));
+        return Err(t!("v.port_ip", s = s, ip = ip).to_string());
     }
-    let container_port = cont.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| format!("`{s}`: container port `{cont}` is not a port number"))?;
+    let container_port = cont.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| t!("v.container_port", s = s, c = cont).to_string())?;
     Ok(PortDef { host_ip: ip.to_string(), host_port: host.to_string(), container_port, protocol })
 }
 
@@ -625,7 +618,7 @@ fn decode_probe(v: &Value, p: &str, is: &mut Issues) -> Option<ProbeDef> {
             let port: u16 = h.req("port", is).unwrap_or(80);
             let path: String = h.opt("path", is).unwrap_or_else(|| "/".into());
             if !path.starts_with('/') {
-                is.push(&h.path_of("path"), format!("`{path}` must start with /"));
+                is.push(&h.path_of("path"), t!("v.probe_path", path = path).to_string());
             }
             let expect_status: u16 = h.opt("expect_status", is).unwrap_or(200);
             let expect_body: Option<String> = h.opt("expect_body", is);
@@ -643,7 +636,7 @@ fn decode_probe(v: &Value, p: &str, is: &mut Issues) -> Option<ProbeDef> {
     if let Some(ev) = o.raw("exec") {
         let command = string_list(ev, &child(p, "exec"), is);
         if command.is_empty() {
-            is.push(&child(p, "exec"), "an exec probe needs a command");
+            is.push(&child(p, "exec"), t!("v.probe_exec_empty").to_string());
         }
         kinds.push(ProbeKind::Exec { command });
     }
@@ -652,11 +645,11 @@ fn decode_probe(v: &Value, p: &str, is: &mut Issues) -> Option<ProbeDef> {
     let start_period = dur(&mut o, "start_period", Duration::from_secs(60), is);
     let retries = o.opt::<u32>("retries", is).unwrap_or(3);
     if timeout > interval {
-        is.push(&o.path_of("timeout"), "timeout is longer than interval; probes would overlap");
+        is.push(&o.path_of("timeout"), t!("v.probe_overlap").to_string());
     }
     o.finish(is);
     if kinds.len() != 1 {
-        is.push(p, "a probe needs exactly one of `http`, `tcp` or `exec`");
+        is.push(p, t!("v.probe_one").to_string());
         return None;
     }
     Some(ProbeDef { kind: kinds.pop()?, interval, timeout, start_period, retries })
@@ -666,7 +659,7 @@ fn decode_healthcheck(v: &Value, p: &str, is: &mut Issues) -> Option<Healthcheck
     let mut o = Obj::new(v, p, is)?;
     let test = o.raw("test").map(|t| string_list(t, &child(p, "test"), is)).unwrap_or_default();
     if !matches!(test.first().map(String::as_str), Some("CMD") | Some("CMD-SHELL")) {
-        is.push(&child(p, "test"), "test must start with CMD or CMD-SHELL, as in Compose");
+        is.push(&child(p, "test"), t!("v.healthcheck_test").to_string());
     }
     let interval = dur(&mut o, "interval", Duration::from_secs(30), is);
     let timeout = dur(&mut o, "timeout", Duration::from_secs(5), is);
@@ -682,11 +675,11 @@ fn hook_list(v: &Value, p: &str, services: &BTreeMap<String, ServiceDef>, is: &m
         let Some(mut o) = Obj::new(hv, &ip, is) else { continue };
         let service: String = o.req("service", is).unwrap_or_default();
         if !service.is_empty() && !services.contains_key(&service) {
-            is.push(&o.path_of("service"), format!("names unknown service `{service}`"));
+            is.push(&o.path_of("service"), t!("v.unknown_service", s = service).to_string());
         }
         let command = o.raw("command").map(|c| string_list(c, &o.path_of("command"), is)).unwrap_or_default();
         if command.is_empty() {
-            is.push(&ip, "a hook needs a `command`");
+            is.push(&ip, t!("v.hook_command").to_string());
         }
         o.finish(is);
         out.push(HookDef { service, command });
@@ -705,21 +698,21 @@ fn decode_backup(v: &Value, services: &BTreeMap<String, ServiceDef>, is: &mut Is
             let Some(mut d) = Obj::new(d, &ip, is) else { continue };
             let service: String = d.req("service", is).unwrap_or_default();
             if !service.is_empty() && !services.contains_key(&service) {
-                is.push(&d.path_of("service"), format!("names unknown service `{service}`"));
+                is.push(&d.path_of("service"), t!("v.unknown_service", s = service).to_string());
             }
             let command = d.raw("command").map(|c| string_list(c, &d.path_of("command"), is)).unwrap_or_default();
             if command.is_empty() {
-                is.push(&ip, "a dump needs a `command` that writes the dump to stdout");
+                is.push(&ip, t!("v.dump_command").to_string());
             }
             let file: String = d.req("file", is).unwrap_or_default();
             if file.contains('/') || file.starts_with('.') {
-                is.push(&d.path_of("file"), format!("`{file}` must be a plain file name"));
+                is.push(&d.path_of("file"), t!("v.dump_file_name", f = file).to_string());
             } else if !file.is_empty() && !files.insert(file.clone()) {
-                is.push(&d.path_of("file"), format!("`{file}` is used by two dumps"));
+                is.push(&d.path_of("file"), t!("v.dump_file_twice", f = file).to_string());
             }
             let restore = d.raw("restore").map(|c| string_list(c, &d.path_of("restore"), is));
             if restore.as_ref().is_some_and(|r| r.is_empty()) {
-                is.push(&d.path_of("restore"), "a restore command reads the dump on stdin; it cannot be empty");
+                is.push(&d.path_of("restore"), t!("v.restore_empty").to_string());
             }
             d.finish(is);
             dumps.push(DumpDef { service, command, file, restore });
@@ -743,7 +736,7 @@ fn decode_upgrade(v: &Value, services: &BTreeMap<String, ServiceDef>, is: &mut I
         Some("patch") => Channel::Patch,
         Some("major") => Channel::Major,
         Some(other) => {
-            is.push("upgrade.channel", format!("unknown channel `{other}`; use patch, minor or major"));
+            is.push("upgrade.channel", t!("v.channel", c = other).to_string());
             Channel::Minor
         }
     };
@@ -756,11 +749,11 @@ fn decode_upgrade(v: &Value, services: &BTreeMap<String, ServiceDef>, is: &mut I
             let to: String = m.req("to", is).unwrap_or_default();
             let service: String = m.req("service", is).unwrap_or_default();
             if !service.is_empty() && !services.contains_key(&service) {
-                is.push(&m.path_of("service"), format!("names unknown service `{service}`"));
+                is.push(&m.path_of("service"), t!("v.unknown_service", s = service).to_string());
             }
             let command = m.raw("command").map(|c| string_list(c, &m.path_of("command"), is)).unwrap_or_default();
             if command.is_empty() {
-                is.push(&ip, "a migration needs a `command`");
+                is.push(&ip, t!("v.migration_command").to_string());
             }
             m.finish(is);
             migrations.push(MigrationDef { to, service, command });
@@ -768,13 +761,13 @@ fn decode_upgrade(v: &Value, services: &BTreeMap<String, ServiceDef>, is: &mut I
     }
     let registry_image = |svc: &str| match services.get(svc).map(|s| &s.image) {
         Some(ImageSource::Registry { tag: Some(t), digest: None, .. }) => Ok(t.clone()),
-        Some(_) => Err(format!("service `{svc}` must use a registry image with a tag (`image: name:tag`) to be updated by its tag")),
-        None => Err(format!("names unknown service `{svc}`")),
+        Some(_) => Err(t!("v.track_needs_tag", s = svc).to_string()),
+        None => Err(t!("v.unknown_service", s = svc).to_string()),
     };
     let track: Option<String> = o.opt("track", is);
     if let Some(t) = &track {
         match registry_image(t) {
-            Ok(tag) if crate::version::Version::parse(&tag).is_none() => is.push("upgrade.track", format!("the tag `{tag}` of service `{t}` is not a version (like 7.0 or 31.0.2)")),
+            Ok(tag) if crate::version::Version::parse(&tag).is_none() => is.push("upgrade.track", t!("v.track_not_version", tag = tag, s = t).to_string()),
             Ok(_) => {}
             Err(e) => is.push("upgrade.track", e),
         }
@@ -787,7 +780,7 @@ fn decode_upgrade(v: &Value, services: &BTreeMap<String, ServiceDef>, is: &mut I
                     let Some(prefix) = scalar(k) else { continue };
                     let p = format!("upgrade.with.{prefix}");
                     if crate::version::Version::parse(&prefix).is_none() {
-                        is.push(&p, format!("`{prefix}` is not a version prefix (like 7.0)"));
+                        is.push(&p, t!("v.not_version_prefix", p = prefix).to_string());
                     }
                     let mut tags = BTreeMap::new();
                     match v {
@@ -798,33 +791,33 @@ fn decode_upgrade(v: &Value, services: &BTreeMap<String, ServiceDef>, is: &mut I
                                     is.push(&p, e);
                                 }
                                 if track.as_deref() == Some(svc.as_str()) {
-                                    is.push(&p, format!("`{svc}` is the tracked service; its tag is the version itself"));
+                                    is.push(&p, t!("v.with_tracked", s = svc).to_string());
                                 }
                                 tags.insert(svc, tag);
                             }
                         }
-                        _ => is.push(&p, "give a map of service → tag"),
+                        _ => is.push(&p, t!("v.with_tags_map").to_string()),
                     }
                     with.push((prefix, tags));
                 }
             }
-            _ => is.push("upgrade.with", "give a map of version prefix → (service → tag)"),
+            _ => is.push("upgrade.with", t!("v.with_map").to_string()),
         }
         if track.is_none() {
-            is.push("upgrade.with", "`with` needs `track` (the service whose tag is the version)");
+            is.push("upgrade.with", t!("v.with_needs_track").to_string());
         }
     }
     let databases = o.raw("databases").map(|r| string_list(r, "upgrade.databases", is)).unwrap_or_default();
     for d in &databases {
         if !services.contains_key(d) {
-            is.push("upgrade.databases", format!("names unknown service `{d}`"));
+            is.push("upgrade.databases", t!("v.unknown_service", s = d).to_string());
         }
     }
     let mut health_deadline = UpgradeDef::default().health_deadline;
     if let Some(s) = o.raw("health_deadline").and_then(scalar) {
         match parse_duration(&s) {
             Ok(d) if d >= Duration::from_secs(5) => health_deadline = d,
-            Ok(_) => is.push("upgrade.health_deadline", format!("`{s}` is too short; give at least 5s")),
+            Ok(_) => is.push("upgrade.health_deadline", t!("v.deadline_short", s = s).to_string()),
             Err(e) => is.push("upgrade.health_deadline", e),
         }
     }
@@ -871,4 +864,74 @@ pub fn topo_order(services: &BTreeMap<String, ServiceDef>) -> Result<Vec<String>
         visit(n, services, &mut state, &mut Vec::new(), &mut out)?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Puts the process-wide locale back when dropped, also when an assertion fails.
+    struct RestoreLocale(String);
+    impl Drop for RestoreLocale {
+        fn drop(&mut self) {
+            rust_i18n::set_locale(&self.0);
+        }
+    }
+
+    const FAULTS: &str = r#"version: 1
+id: Bad.Id
+services:
+  app:
+    image: "nginx:1"
+    privileged: true
+    environment:
+      DB_PASSWORD: hunter2
+    depends_on: [ghost]
+"#;
+
+    fn messages() -> Vec<String> {
+        parse_stack("x/stack.yaml", FAULTS, None).unwrap_err().into_iter().map(|i| i.message).collect()
+    }
+
+    /// The validator speaks the reader's language: the process-wide locale, as the CLI sets it.
+    /// That locale is global and tests run in parallel, so this is the only test of this crate
+    /// that reads validator texts, and it sets both languages itself, one after the other.
+    /// English expectations live in tests/catalogue.rs (its own process, English by default).
+    #[test]
+    fn faults_are_reported_in_german_and_in_english() {
+        let _restore = RestoreLocale(rust_i18n::locale().to_string());
+        rust_i18n::set_locale("de");
+        let de = messages();
+        rust_i18n::set_locale("en");
+        let en = messages();
+        let all = |m: &[String]| m.join("\n");
+        assert_eq!(de.len(), 4, "{}", all(&de));
+        assert_eq!(en.len(), 4, "{}", all(&en));
+        for m in &de {
+            for english in ["is not", "unknown", "refused", "use ", "v."] {
+                assert!(!m.contains(english), "`{english}` in German message: {m}");
+            }
+        }
+        for (msgs, expected) in [
+            (&de, ["`Bad.Id` ist keine gültige Kennung", "abgelehnt: privilegierte Container", "`DB_PASSWORD` sieht nach einem Geheimnis", "unbekannten Dienst `ghost`"]),
+            (&en, ["`Bad.Id` is not a valid id", "refused: privileged containers", "`DB_PASSWORD` looks like a secret", "unknown service `ghost`"]),
+        ] {
+            for e in expected {
+                assert!(msgs.iter().any(|m| m.contains(e)), "`{e}` missing in:\n{}", all(msgs));
+            }
+        }
+        // Every key the validator renders exists in both languages (a wrong key would show itself).
+        let sources = [include_str!("load.rs"), include_str!("decode.rs"), include_str!("render.rs")];
+        let mut keys: Vec<&str> = REFUSED.iter().map(|(_, k)| *k).collect();
+        for src in sources {
+            keys.extend(src.split("t!(\"").skip(1).filter_map(|rest| rest.split('"').next()));
+        }
+        keys.extend(["v.kind.null", "v.kind.bool", "v.kind.number", "v.kind.string", "v.kind.list", "v.kind.mapping", "v.kind.tagged"]);
+        assert!(keys.len() > 90, "{}", keys.len());
+        for k in keys.into_iter().filter(|k| k.starts_with("v.")) {
+            for lang in ["de", "en"] {
+                assert!(crate::_rust_i18n_try_translate(lang, k).is_some(), "`{k}` has no {lang} text");
+            }
+        }
+    }
 }

@@ -76,7 +76,7 @@ pub fn render(
     let mut out = Vec::new();
     for name in &stack.order {
         let s = &stack.services[name];
-        let image = images.get(name).cloned().ok_or_else(|| format!("no image resolved for service `{name}`"))?;
+        let image = images.get(name).cloned().ok_or_else(|| t!("v.no_image_resolved", s = name).to_string())?;
         let mut mounts = Vec::new();
         for v in &s.volumes {
             mounts.push(MountSpec::Volume { name: volume_name(&stack.id, &v.volume), target: v.target.clone(), read_only: v.read_only });
@@ -90,7 +90,7 @@ pub fn render(
         let mut ports = Vec::new();
         for p in &s.ports {
             let hp = interpolate(&p.host_port, settings);
-            let host_port = hp.parse::<u16>().map_err(|_| format!("service `{name}`: host port `{hp}` is not a port number"))?;
+            let host_port = hp.parse::<u16>().map_err(|_| t!("v.render_host_port", s = name, p = hp).to_string())?;
             ports.push(PortSpec { host_ip: p.host_ip.clone(), host_port, container_port: p.container_port, protocol: p.protocol.clone() });
         }
         let interp = |v: &Option<Vec<String>>| v.as_ref().map(|c| c.iter().map(|a| interpolate(a, settings)).collect());
