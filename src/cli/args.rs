@@ -1,19 +1,24 @@
 //! The command line's shape: every command, subcommand and flag (clap derive), in one place so
 //! the command families and the dispatch read them without importing each other.
+//!
+//! What a person reads about them lives in `locales/help.yml`, in German and English (its head
+//! names the keys; a unit test below fails for a command or argument without them): [`parse`]
+//! puts the chosen language's texts into clap's command tree, and clap's own words (headings,
+//! `--help`, parse errors) with them.
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::Styles;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Arg, ArgAction, Args, Command, CommandFactory, FromArgMatches, Parser, Subcommand};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "hafen", version, about = "Deploys, reconciles and guards containerised stacks / Stellt Container-Stacks bereit, gleicht sie ab und bewacht sie")]
+#[command(name = "hafen", version)]
 pub struct Cli {
-    /// Config file (default: /etc/hafen/hafen.yaml when present, else built-in defaults)
     #[arg(long, global = true, env = "HAFEN_CONFIG")]
     pub config: Option<PathBuf>,
-    /// API socket of the daemon (default: from the config)
     #[arg(long, global = true, env = "HAFEN_SOCKET")]
     pub socket: Option<PathBuf>,
-    /// Also show the log lines of hafen's libraries (repository work, engine calls) on stderr
     #[arg(long, short, global = true)]
     pub verbose: bool,
     #[command(subcommand)]
@@ -22,62 +27,41 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
-    /// Run the daemon
     Serve,
-    /// Exit 0 when the daemon answers
     Healthcheck,
-    /// Daemon, engine and stacks at a glance
     Status(JsonFlag),
-    /// The daemon's configuration
     #[command(subcommand)]
     Config(ConfigCmd),
-    /// Stacks: check, list, show, deploy, remove, logs
     #[command(subcommand)]
     Stack(StackCmd),
-    /// The event record
     Events(EventsArgs),
-    /// Images built from Debian's packages (works without the daemon)
     #[command(subcommand)]
     Image(ImageCmd),
-    /// Backups: run, list, check
     #[command(subcommand)]
     Backup(BackupCmd),
-    /// Restore from a backup repository, without the daemon (works on a new machine with only
-    /// the recovery identity)
     Restore(RestoreArgs),
-    /// Backup keys: recovery identities and recipients (works without the daemon, as root)
     #[command(subcommand)]
     Keys(KeysCmd),
-    /// The daemon's named workers (reconciler, prober, host checks, …) and their state
     #[command(subcommand)]
     Worker(WorkerCmd),
-    /// Open alerts
     Alerts(JsonFlag),
-    /// The hash-chained audit log: verify, export
     #[command(subcommand)]
     Audit(AuditCmd),
-    /// Notifications: send a test message to every configured channel
     #[command(subcommand)]
     Notify(NotifyCmd),
-    /// Updates: check, plan, apply (backup first, rolled back by itself on failure), rollback,
-    /// pin, unpin, list
     #[command(subcommand)]
     Update(UpdateCmd),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum WorkerCmd {
-    /// Every worker with its schedule, state, last run and detail
     List(JsonFlag),
 }
 
 #[derive(Subcommand, Debug)]
 pub enum AuditCmd {
-    /// Check the hash chain; exit 1 and name the first bad record when it was tampered with
     Verify(JsonFlag),
-    /// Write the audit log as JSON lines (to a file, or to stdout)
     Export {
-        /// Write here (refused if it exists) instead of stdout
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -85,64 +69,40 @@ pub enum AuditCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum NotifyCmd {
-    /// Send a test message by e-mail and to every webhook now, and say what each answered
     Test(JsonFlag),
 }
 
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
-    /// Offline: the repository as the recovery kit names it — a path (the mounted backup disk,
-    /// e.g. /mnt/backup/hafen), sftp:user@host:/path, sftp://user@host:port/path,
-    /// s3:https://endpoint/bucket/prefix or rest:https://host/path/. Without it, the daemon
-    /// restores the stack in place (stop, staging, swap, start, health check).
     #[arg(long)]
     pub repo: Option<String>,
-    /// Offline: the recovery kit's text file, or a file with just the recovery identity
-    /// (AGE-SECRET-KEY-1…)
     #[arg(long)]
     pub identity: Option<PathBuf>,
-    /// Offline: the repository's wrapped key file (default: hafen-repo-key.age in a local
-    /// repository, else the block for this location in the kit file given as --identity)
     #[arg(long)]
     pub key_file: Option<PathBuf>,
-    /// Offline, SFTP: the SSH private key file
     #[arg(long)]
     pub ssh_key: Option<PathBuf>,
-    /// Offline, SFTP: known_hosts file with the server's host key
     #[arg(long)]
     pub known_hosts: Option<PathBuf>,
-    /// Offline, S3 or REST: credentials file (S3: AWS_ACCESS_KEY_ID=… and AWS_SECRET_ACCESS_KEY=…
-    /// lines; REST: user:password), mode 0600
     #[arg(long)]
     pub credentials: Option<PathBuf>,
-    /// Offline, S3: the region (default us-east-1)
     #[arg(long)]
     pub region: Option<String>,
-    /// Through the daemon: the backup target to restore from (default: the first)
     #[arg(long)]
     pub target: Option<String>,
-    /// List the snapshots and exit
     #[arg(long)]
     pub list: bool,
-    /// Snapshot id (or prefix), or `latest`
     #[arg(default_value = "latest")]
     pub snapshot: String,
-    /// Instead of an id: the newest snapshot taken at or before this time (local time
-    /// `2026-11-27 03:00`, a day `2026-11-27`, or RFC 3339)
     #[arg(long)]
     pub at: Option<String>,
-    /// Only snapshots of this stack
     #[arg(long)]
     pub stack: Option<String>,
-    /// Offline, on a new machine: bring back hafen's own state (configuration, keys, secrets,
-    /// state store) and then every stack with its data
     #[arg(long, conflicts_with_all = ["stack", "path", "to", "list"])]
     pub all: bool,
-    /// Only this path inside the snapshot (e.g. /dumps/tryton.sql or /volumes/data)
     #[arg(long, default_value = "")]
     pub path: String,
-    /// Empty or new directory to restore into
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
@@ -150,11 +110,9 @@ pub struct RestoreArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum BackupCmd {
-    /// Back up a deployed stack now (or, with --host, hafen's own state)
     Run {
         #[arg(required_unless_present = "host")]
         stack: Option<String>,
-        /// hafen's own state: configuration, state store, keys, secrets, stack definitions
         #[arg(long, conflicts_with = "stack")]
         host: bool,
         #[arg(long)]
@@ -162,14 +120,12 @@ pub enum BackupCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Snapshots in a target
     List {
         #[arg(long)]
         target: Option<String>,
         #[arg(long)]
         json: bool,
     },
-    /// Check a target's repository (structure; with --read-data every pack)
     Check {
         #[arg(long)]
         target: Option<String>,
@@ -178,22 +134,16 @@ pub enum BackupCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Apply the retention policy to a target and remove unused data (refused on append-only
-    /// targets)
     Prune {
         #[arg(long)]
         target: Option<String>,
         #[arg(long)]
         json: bool,
     },
-    /// Write one snapshot of a stack as a single tar | zstd | age file for the recovery
-    /// recipients (readable with age, zstd and tar alone; see docs/restore.md)
     Export {
         stack: String,
-        /// The file to write (must not exist)
         #[arg(long)]
         out: PathBuf,
-        /// Snapshot id (or prefix); default: the newest of the stack
         #[arg(long)]
         snapshot: Option<String>,
         #[arg(long)]
@@ -205,29 +155,19 @@ pub enum BackupCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCmd {
-    /// Create a recovery identity and print the recovery kit once
     Init {
-        /// Name of this recovery identity (e.g. where the paper copy lives)
         #[arg(long, default_value = "recovery-1")]
         label: String,
-        /// Also write the kit to this file (mode 0600), e.g. on a USB stick to print; a name
-        /// ending in .pdf gets a printable A4 PDF with the QR code, any other name the text
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// List the recipients every repository key is encrypted to
     List {
         #[arg(long)]
         json: bool,
     },
-    /// Add a recovery recipient (age1…) and re-wrap all repository keys
     Add { label: String, recipient: String },
-    /// Remove a recovery recipient and re-wrap all repository keys
     Remove { label: String },
-    /// Print the recovery kit's target pages again (locations, wrapped keys, commands; no
-    /// identity), e.g. after adding a target
     Kit {
-        /// Also write it to this file (mode 0600; .pdf: a printable A4 PDF)
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -235,66 +175,53 @@ pub enum KeysCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCmd {
-    /// Build recipes from the images directory (and the Debian bases they need); default: all
     Build { recipes: Vec<String> },
 }
 
 #[derive(Args, Debug)]
 pub struct JsonFlag {
-    /// Print JSON instead of text
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ConfigCmd {
-    /// Validate a config file (default: the one serve would use)
     Check { path: Option<PathBuf> },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum StackCmd {
-    /// Validate stack definitions offline (files or directories; default: the stacks directory)
     Check {
         paths: Vec<PathBuf>,
         #[arg(long)]
         json: bool,
     },
-    /// Print the container specs a stack would get, offline
     Render {
         id: String,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
-    /// Stacks that can be deployed and their state
     List(JsonFlag),
-    /// One stack in detail
     Show {
         id: String,
         #[arg(long)]
         json: bool,
     },
-    /// Deploy a stack or apply changed settings (one path for both)
     Deploy {
         id: String,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
-        /// Print the plan without changing anything
         #[arg(long)]
         dry_run: bool,
-        /// Seconds to wait for the health probes (0: do not wait)
         #[arg(long, default_value_t = 900)]
         wait: u64,
         #[arg(long)]
         json: bool,
     },
-    /// Remove a stack; data volumes are kept unless --purge
     Remove {
         id: String,
-        /// Also delete the data volumes and secrets (asks for confirmation)
         #[arg(long)]
         purge: bool,
-        /// Confirm --purge non-interactively by repeating the stack id
         #[arg(long, value_name = "ID")]
         confirm: Option<String>,
         #[arg(long)]
@@ -302,7 +229,6 @@ pub enum StackCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Logs of a stack's services
     Logs {
         id: String,
         service: Option<String>,
@@ -319,7 +245,6 @@ pub struct EventsArgs {
     pub since: i64,
     #[arg(long)]
     pub stack: Option<String>,
-    /// Keep printing new events
     #[arg(long)]
     pub follow: bool,
     #[arg(long)]
@@ -328,53 +253,536 @@ pub struct EventsArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum UpdateCmd {
-    /// Ask the registries what is new for each deployed stack (or one), with the path hafen
-    /// would take
     Check {
         stack: Option<String>,
-        /// Also rebuild the images built from Debian's packages in a throwaway build now and
-        /// compare their packages (takes minutes)
         #[arg(long)]
         rebuild: bool,
         #[arg(long)]
         json: bool,
     },
-    /// Show every hop and step of an update before doing anything
     Plan {
         stack: String,
-        /// Target version (default: the newest the stack's channel and pin allow)
-        #[arg(long)]
+        #[arg(long, value_name = "VERSION")]
         to: Option<String>,
         #[arg(long)]
         json: bool,
     },
-    /// Update now: per hop a backup first, then pull, stop, migrate, start, probes; rolled back
-    /// by itself on any failure
     Apply {
         stack: String,
-        #[arg(long)]
+        #[arg(long, value_name = "VERSION")]
         to: Option<String>,
         #[arg(long)]
         json: bool,
     },
-    /// Take back the last committed update: the previous images and the data of its pre-update
-    /// backup (changes made since are lost)
     Rollback {
         stack: String,
-        /// Do not ask
         #[arg(long)]
         yes: bool,
         #[arg(long)]
         json: bool,
     },
-    /// Never update the stack beyond this version
     Pin { stack: String, version: String },
-    /// Remove the stack's version pin
     Unpin { stack: String },
-    /// Past and running updates (newest first)
     List {
         stack: Option<String>,
         #[arg(long)]
         json: bool,
     },
+}
+
+// The help in the reader's language. clap takes its texts from the derive above (none: they live
+// in locales/help.yml) and has its own words only in English; this puts both in.
+
+/// Parses the process's arguments into [`Cli`], with help, usage and parse errors in the chosen
+/// language (`hafen_core::i18n::choose`). Exits as clap does: 0 after `--help` and `--version`,
+/// 2 on a usage error.
+pub fn parse() -> Cli {
+    let lang = hafen_core::i18n::choose();
+    let mut cmd = command(lang);
+    let matches = match cmd.try_get_matches_from_mut(std::env::args_os()) {
+        Ok(m) => m,
+        Err(e) => exit_on(e, &cmd, lang),
+    };
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let e = e.format(&mut cmd);
+            exit_on(e, &cmd, lang)
+        }
+    }
+}
+
+/// The whole command tree with every text in `lang`, built (clap's `help` subcommands and the
+/// global options propagated).
+pub fn command(lang: &str) -> Command {
+    let version = Arg::new("version").short('V').long("version").action(ArgAction::Version).help(word(lang, "version")).display_order(BUILT_IN);
+    let mut cmd = localise(Cli::command(), "", lang).disable_version_flag(true).arg(version);
+    cmd.build();
+    finish(&mut cmd, lang);
+    cmd
+}
+
+/// The display order clap gives its own `--help` and `--version`: after every other option.
+const BUILT_IN: usize = 999;
+
+fn text(lang: &str, key: &str) -> Option<String> {
+    crate::_rust_i18n_try_translate(lang, key).map(|t| t.into_owned())
+}
+
+/// One of clap's own words (`clap.<key>`) in `lang`, its `%{…}` filled from `args`.
+fn word_with(lang: &str, key: &str, args: &[(&str, &str)]) -> String {
+    let template = text(lang, &format!("clap.{key}")).unwrap_or_else(|| key.to_string());
+    hafen_core::i18n::fill(&template, &args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>())
+}
+
+fn word(lang: &str, key: &str) -> String {
+    word_with(lang, key, &[])
+}
+
+/// The catalogue key of a command's about: `help.cmd`, `help.cmd.stack.deploy`.
+fn command_key(path: &str) -> String {
+    if path.is_empty() {
+        "help.cmd".into()
+    } else {
+        format!("help.cmd.{path}")
+    }
+}
+
+/// The catalogue key of an argument's help: `help.arg.<path>.<id>`, else the one all arguments
+/// of that id share (`help.shared.<id>`); `None` when neither exists.
+fn arg_key(path: &str, id: &str) -> Option<String> {
+    let own = if path.is_empty() { format!("help.arg.{id}") } else { format!("help.arg.{path}.{id}") };
+    [own, format!("help.shared.{id}")].into_iter().find(|k| text("en", k).is_some())
+}
+
+/// A value name (`TARGET`) in `lang`; as it is where German says it the same way (`STACK`).
+fn value_name(lang: &str, name: &str) -> String {
+    text(lang, &format!("help.value.{name}")).unwrap_or_else(|| name.to_string())
+}
+
+/// clap takes names as `&'static str` (without its `string` feature); the few a process makes
+/// are kept for its life.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+fn subpath(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// Before the build: the about of `cmd` and its subcommands, the help of their arguments, and a
+/// `--help` flag of our own in `lang` instead of clap's English one.
+fn localise(mut cmd: Command, path: &str, lang: &str) -> Command {
+    if let Some(about) = text(lang, &command_key(path)) {
+        cmd = cmd.about(about).long_about(None);
+    }
+    cmd = cmd.mut_args(|a| localise_arg(a, path, lang));
+    cmd = cmd.mut_subcommands(|sub| {
+        let p = subpath(path, sub.get_name());
+        localise(sub, &p, lang)
+    });
+    let help = Arg::new("help").short('h').long("help").action(ArgAction::Help).help(word(lang, "help")).display_order(BUILT_IN);
+    cmd.disable_help_flag(true).arg(help)
+}
+
+fn localise_arg(mut a: Arg, path: &str, lang: &str) -> Arg {
+    let mut help = arg_key(path, a.get_id().as_str()).and_then(|k| text(lang, &k)).unwrap_or_default();
+    if let Some(names) = a.get_value_names().filter(|_| a.get_action().takes_values()) {
+        let names: Vec<&'static str> = names.iter().map(|n| value_name(lang, n.as_str())).map(leak).collect();
+        a = a.value_names(names);
+    }
+    // clap appends `[env: …]` and `[default: …]` in English; these say the same in `lang`.
+    if let Some(var) = a.get_env().map(|v| v.to_string_lossy().into_owned()) {
+        let value = std::env::var(&var).map(|v| format!("={v}")).unwrap_or_default();
+        help.push_str(&format!(" [{}: {var}{value}]", word(lang, "env")));
+        a = a.hide_env(true);
+    }
+    if a.get_action().takes_values() && !a.get_default_values().is_empty() {
+        let values: Vec<String> = a
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy())
+            .map(|v| if v.is_empty() || v.contains(char::is_whitespace) { format!("{v:?}") } else { v.into_owned() })
+            .collect();
+        help.push_str(&format!(" [{}: {}]", word(lang, "default"), values.join(" ")));
+        a = a.hide_default_value(true);
+    }
+    let help = help.trim_start().to_string();
+    if help.is_empty() {
+        a
+    } else {
+        a.help(help)
+    }
+}
+
+/// After the build (which adds clap's `help` subcommands and copies the global options down):
+/// headings, placeholders and the `help` subcommand's about in `lang`, for `cmd` and below.
+fn finish(cmd: &mut Command, lang: &str) {
+    let template = help_template(cmd, lang);
+    *cmd = std::mem::take(cmd).subcommand_value_name(leak(word(lang, "command_placeholder"))).help_template(template);
+    // clap's usage line has `[OPTIONS]` in it; where `lang` says it otherwise, it is given whole.
+    let rendered = cmd.render_usage().ansi().to_string();
+    if let Some((_, after)) = rendered.split_once("Usage:") {
+        let reset = cmd.get_styles().get_usage().render_reset().to_string();
+        let usage = after.strip_prefix(reset.as_str()).unwrap_or(after).trim_start();
+        let translated = usage.replace("[OPTIONS]", &format!("[{}]", word(lang, "options_placeholder")));
+        if translated != usage {
+            *cmd = std::mem::take(cmd).override_usage(translated);
+        }
+    }
+    for sub in cmd.get_subcommands_mut() {
+        if sub.get_name() == "help" {
+            // clap's own (the unit tests make sure no command of ours is called so)
+            *sub = std::mem::take(sub).about(word(lang, "help_command"));
+        }
+        finish(sub, lang);
+    }
+}
+
+/// clap's default layout, with the headings in `lang`.
+fn help_template(cmd: &Command, lang: &str) -> String {
+    let styles = cmd.get_styles();
+    let (usage, header) = (styles.get_usage(), styles.get_header());
+    let mut t = format!("{{before-help}}{{about-with-newline}}\n{usage}{}:{usage:#} {{usage}}", word(lang, "usage"));
+    let sections = [
+        (cmd.get_subcommands().any(|s| !s.is_hide_set()), "commands", "{subcommands}"),
+        (cmd.get_positionals().any(|a| !a.is_hide_set()), "arguments", "{positionals}"),
+        (cmd.get_arguments().any(|a| !a.is_positional() && !a.is_hide_set()), "options", "{options}"),
+    ];
+    for (_, heading, tag) in sections.into_iter().filter(|s| s.0) {
+        t.push_str(&format!("\n\n{header}{}:{header:#}\n{tag}", word(lang, heading)));
+    }
+    t.push_str("{after-help}");
+    t
+}
+
+/// Ends the process for a parse result that is not a command line to run: help and version as
+/// clap prints them (in `lang`, through the templates), a usage error in `lang`, exit code 2.
+fn exit_on(e: clap::Error, cmd: &Command, lang: &str) -> ! {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand) {
+        e.exit()
+    }
+    let color = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    match render_error(&e, lang, cmd.get_styles(), color) {
+        Some(message) => {
+            eprint!("{message}");
+            std::process::exit(2)
+        }
+        None => e.exit(),
+    }
+}
+
+/// A parse error as clap words it, in `lang`: the message, tips, the usage line and the hint to
+/// `--help`. `None` for a kind this does not know, in English (clap's own rendering is shown
+/// then); in another language such a kind gets a general message.
+fn render_error(e: &clap::Error, lang: &str, styles: &Styles, color: bool) -> Option<String> {
+    let one = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let many = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => vec![s.clone()],
+        Some(ContextValue::Strings(v)) => v.clone(),
+        _ => Vec::new(),
+    };
+    let number = |kind| match e.get(kind) {
+        Some(ContextValue::Number(n)) => n.to_string(),
+        _ => "?".into(),
+    };
+    let quoted = |v: &[String]| v.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+    let arg = one(ContextKind::InvalidArg).unwrap_or_default();
+    let value = one(ContextKind::InvalidValue).unwrap_or_default();
+    let list = |heading: &str, values: Vec<String>| if values.is_empty() { String::new() } else { format!("\n  [{}: {}]", word(lang, heading), values.join(", ")) };
+    let message = match e.kind() {
+        ErrorKind::UnknownArgument => word_with(lang, "err.unknown_argument", &[("arg", &arg)]),
+        ErrorKind::InvalidSubcommand => word_with(lang, "err.invalid_subcommand", &[("name", &one(ContextKind::InvalidSubcommand).unwrap_or_default())]),
+        ErrorKind::InvalidValue if value.is_empty() => word_with(lang, "err.empty_value", &[("arg", &arg)]) + &list("err.possible_values", many(ContextKind::ValidValue)),
+        ErrorKind::InvalidValue => word_with(lang, "err.invalid_value", &[("value", &value), ("arg", &arg)]) + &list("err.possible_values", many(ContextKind::ValidValue)),
+        ErrorKind::ValueValidation => {
+            let m = word_with(lang, "err.invalid_value", &[("value", &value), ("arg", &arg)]);
+            match validation_reason(e, lang) {
+                Some(why) => format!("{m}: {why}"),
+                None => m,
+            }
+        }
+        ErrorKind::MissingRequiredArgument => {
+            let args: Vec<String> = many(ContextKind::InvalidArg).iter().map(|a| format!("\n  {a}")).collect();
+            word(lang, "err.missing_required") + &args.concat()
+        }
+        ErrorKind::MissingSubcommand => {
+            word_with(lang, "err.missing_subcommand", &[("name", &one(ContextKind::InvalidSubcommand).unwrap_or_default())])
+                + &list("err.subcommands", many(ContextKind::ValidSubcommand))
+        }
+        ErrorKind::ArgumentConflict => {
+            let prior = many(ContextKind::PriorArg);
+            let other = if prior.is_empty() { word(lang, "err.conflict_one_or_more") } else { quoted(&prior) };
+            match one(ContextKind::InvalidSubcommand) {
+                Some(name) if arg.is_empty() => word_with(lang, "err.conflict_subcommand", &[("name", &name), ("other", &other)]),
+                _ if prior == [arg.clone()] => word_with(lang, "err.used_twice", &[("arg", &arg)]),
+                _ => word_with(lang, "err.conflict", &[("arg", &arg), ("other", &other)]),
+            }
+        }
+        ErrorKind::TooManyValues => word_with(lang, "err.too_many_values", &[("value", &value), ("arg", &arg)]),
+        ErrorKind::TooFewValues => {
+            word_with(lang, "err.too_few_values", &[("min", &number(ContextKind::MinValues)), ("actual", &number(ContextKind::ActualNumValues)), ("arg", &arg)])
+        }
+        ErrorKind::WrongNumberOfValues => word_with(
+            lang,
+            "err.wrong_number_of_values",
+            &[("expected", &number(ContextKind::ExpectedNumValues)), ("actual", &number(ContextKind::ActualNumValues)), ("arg", &arg)],
+        ),
+        ErrorKind::NoEquals => word_with(lang, "err.no_equals", &[("arg", &arg)]),
+        ErrorKind::InvalidUtf8 => word(lang, "err.invalid_utf8"),
+        _ if lang == "en" => return None,
+        _ => word(lang, "err.other"),
+    };
+
+    let mut tips = Vec::new();
+    if let Some(a) = one(ContextKind::SuggestedArg) {
+        tips.push(word_with(lang, "err.similar_argument", &[("arg", &a)]));
+    }
+    let subcommands = many(ContextKind::SuggestedSubcommand);
+    match subcommands.as_slice() {
+        [] => {}
+        [name] => tips.push(word_with(lang, "err.similar_subcommand", &[("name", name)])),
+        names => tips.push(word_with(lang, "err.similar_subcommands", &[("names", &names.join("', '"))])),
+    }
+    if let Some(v) = one(ContextKind::SuggestedValue) {
+        tips.push(word_with(lang, "err.similar_value", &[("value", &v)]));
+    }
+    if let Some(ContextValue::StyledStrs(suggested)) = e.get(ContextKind::Suggested) {
+        tips.extend(suggested.iter().filter_map(|s| suggestion(&s.to_string(), lang)));
+    }
+
+    let (error_style, reset) = if color { (styles.get_error().render().to_string(), styles.get_error().render_reset().to_string()) } else { Default::default() };
+    let mut out = format!("{error_style}{}:{reset} {message}", word(lang, "error"));
+    for (i, tip) in tips.iter().enumerate() {
+        out.push_str(if i == 0 { "\n\n" } else { "\n" });
+        out.push_str(&format!("  {}: {tip}", word(lang, "tip")));
+    }
+    if let Some(ContextValue::StyledStr(usage)) = e.get(ContextKind::Usage) {
+        let usage = if color { usage.ansi().to_string() } else { usage.to_string() };
+        out.push_str("\n\n");
+        out.push_str(&usage.replacen("Usage:", &format!("{}:", word(lang, "usage")), 1));
+    }
+    out.push_str("\n\n");
+    out.push_str(&word_with(lang, "try_help", &[("help", "--help")]));
+    out.push('\n');
+    Some(out)
+}
+
+/// Why a value did not parse, in `lang`: the number parsers' reasons; another parser's own
+/// (English) text only in English.
+fn validation_reason(e: &clap::Error, lang: &str) -> Option<String> {
+    let source = std::error::Error::source(e)?;
+    if let Some(p) = source.downcast_ref::<std::num::ParseIntError>() {
+        let key = match p.kind() {
+            std::num::IntErrorKind::PosOverflow => "err.int_too_large",
+            std::num::IntErrorKind::NegOverflow => "err.int_too_small",
+            _ => "err.int_invalid",
+        };
+        return Some(word(lang, key));
+    }
+    (lang == "en").then(|| source.to_string())
+}
+
+/// One of clap's English tips, said in `lang` (clap gives them as finished sentences, so they are
+/// recognised by their shape and their quoted parts).
+fn suggestion(tip: &str, lang: &str) -> Option<String> {
+    let quoted: Vec<&str> = tip.split('\'').skip(1).step_by(2).collect();
+    match quoted.as_slice() {
+        [arg, with] if tip.starts_with("to pass ") => Some(word_with(lang, "err.pass_as_value", &[("arg", arg), ("use", with)])),
+        [name, _] if tip.starts_with("subcommand ") => Some(word_with(lang, "err.remove_dashes", &[("name", name)])),
+        [what] if tip.ends_with(" exists") => Some(word_with(lang, "err.exists_elsewhere", &[("what", what)])),
+        _ => (lang == "en").then(|| tip.to_string()),
+    }
+}
+
+/// German first: every command and argument has its help in both languages, and the help and
+/// the parse errors in German have no English left in them.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Value names German writes as English does; every other one needs a `help.value.*` text.
+    const SAME_IN_GERMAN: &[&str] = &["STACK", "ID", "SNAPSHOT", "REGION", "VERSION"];
+
+    /// English words that must not be in German output (whole words; `the`, `and` are not caught
+    /// inside `Zustand`).
+    const ENGLISH: &str = "Usage Commands Arguments Options OPTIONS COMMAND Print Show default env error tip the and of for with subcommand subcommands found information";
+
+    fn english_words(s: &str) -> Vec<&str> {
+        let mut found: Vec<&str> = s.split(|c: char| !c.is_alphabetic()).filter(|w| ENGLISH.split(' ').any(|e| e == *w)).collect();
+        if s.contains("'s ") {
+            found.push("'s");
+        }
+        found
+    }
+
+    /// `key` has an English text and a German one that is not the English (a key German lacks
+    /// reads as the English one).
+    fn check(key: &str, problems: &mut Vec<String>) {
+        match (text("en", key), text("de", key)) {
+            (None, _) => problems.push(format!("{key}: no text in locales/help.yml")),
+            (Some(en), Some(de)) if en == de => problems.push(format!("{key}: no German text (or the same as the English {en:?})")),
+            _ => {}
+        }
+    }
+
+    fn walk(cmd: &Command, path: &str, problems: &mut Vec<String>, used: &mut BTreeSet<String>) {
+        let key = command_key(path);
+        check(&key, problems);
+        used.insert(key);
+        for a in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+            let id = a.get_id().as_str();
+            match arg_key(path, id) {
+                Some(key) => {
+                    check(&key, problems);
+                    used.insert(key);
+                }
+                None => problems.push(format!("`hafen {}` argument `{id}`: no help.arg.{} (nor help.shared.{id})", path.replace('.', " "), subpath(path, id))),
+            }
+            let shown = if a.get_action().takes_values() { a.get_value_names().unwrap_or_default() } else { &[] };
+            for name in shown.iter().filter(|n| !SAME_IN_GERMAN.contains(&n.as_str())) {
+                let key = format!("help.value.{name}");
+                check(&key, problems);
+                used.insert(key);
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                problems.push(format!("`hafen {path}`: a command called `help` would be taken for clap's own"));
+            }
+            walk(sub, &subpath(path, sub.get_name()), problems, used);
+        }
+    }
+
+    #[test]
+    fn every_command_and_argument_has_its_help_in_german_and_english() {
+        let mut problems = Vec::new();
+        let mut used = BTreeSet::new();
+        walk(&Cli::command(), "", &mut problems, &mut used);
+        assert!(used.len() > 100, "only {} texts", used.len());
+
+        // And no text is left over from a command or argument that is gone or renamed.
+        let package = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+        let file = package.join("../../locales/help.yml");
+        let doc: serde_norway::Mapping = serde_norway::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        for key in doc.keys().filter_map(|k| k.as_str()).filter(|k| k.starts_with("help.")) {
+            if !used.contains(key) {
+                problems.push(format!("{key}: no command or argument has it"));
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    /// The help of `cmd` and of every command below it (clap's `help` subcommands included).
+    fn every_help(cmd: &mut Command, out: &mut Vec<(String, String)>) {
+        let name = cmd.get_bin_name().unwrap_or(cmd.get_name()).to_string();
+        out.push((name, cmd.render_help().to_string()));
+        for sub in cmd.get_subcommands_mut() {
+            every_help(sub, out);
+        }
+    }
+
+    #[test]
+    fn the_german_help_has_no_english_in_it() {
+        let mut helps = Vec::new();
+        every_help(&mut command("de"), &mut helps);
+        assert!(helps.len() > 60, "only {} commands", helps.len());
+        for (name, help) in &helps {
+            assert!(english_words(help).is_empty(), "`{name} --help` has {:?}:\n{help}", english_words(help));
+            assert!(help.contains("Aufruf: "), "{help}");
+        }
+        let root = &helps[0].1;
+        for want in ["\nBefehle:\n", "\nOptionen:\n", "Hilfe anzeigen", "Version anzeigen", "[OPTIONEN] <BEFEHL>", "[Umgebungsvariable: HAFEN_CONFIG"] {
+            assert!(root.contains(want), "no {want:?} in\n{root}");
+        }
+        let restore = &helps.iter().find(|(n, _)| n == "hafen restore").unwrap().1;
+        assert!(restore.contains("\nArgumente:\n") && restore.contains("[Vorgabe: latest]") && restore.contains("--to <VERZEICHNIS>"), "{restore}");
+
+        let mut english = Vec::new();
+        every_help(&mut command("en"), &mut english);
+        let root = &english[0].1;
+        for want in ["Usage: hafen [OPTIONS] <COMMAND>", "\nCommands:\n", "\nOptions:\n", "Print help", "Print version", "help         Print this message"] {
+            assert!(root.contains(want), "no {want:?} in\n{root}");
+        }
+    }
+
+    /// The error for `hafen <args>` as it is shown in `lang`.
+    fn error(lang: &str, args: &[&str]) -> String {
+        let mut cmd = command(lang);
+        let e = cmd.try_get_matches_from_mut(std::iter::once("hafen").chain(args.iter().copied())).unwrap_err();
+        render_error(&e, lang, cmd.get_styles(), false).unwrap_or_else(|| e.render().to_string())
+    }
+
+    #[test]
+    fn parse_errors_are_in_german() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--bogus"], "Fehler: Unerwartetes Argument '--bogus'\n\nAufruf: hafen [OPTIONEN] <BEFEHL>\n\nMehr dazu mit '--help'.\n"),
+            (&["stak"], "Tipp: Ähnliche Unterbefehle gibt es: 'status', 'stack'"),
+            (&["stack", "deploy", "web", "--jsn"], "Tipp: Ein ähnliches Argument gibt es: '--json'"),
+            (&["stack", "deploy", "web", "--wait", "soon"], "Fehler: Ungültiger Wert 'soon' für '--wait <SEKUNDEN>': keine ganze Zahl"),
+            (&["stack", "deploy", "web", "--set"], "Fehler: '--set <SCHLÜSSEL=WERT>' braucht einen Wert, angegeben wurde keiner"),
+            (&["backup", "export", "web"], "Fehler: Diese nötigen Argumente fehlen:\n  --out <DATEI>"),
+            (&["restore", "--all", "--stack", "web"], "Fehler: Das Argument '--all' kann nicht zusammen mit '--stack <STACK>' verwendet werden"),
+            (&["stack", "show", "web", "--json", "--json"], "Fehler: Das Argument '--json' darf nur einmal angegeben werden"),
+            (&["stack", "logs", "web", "--tail", "-1"], "Tipp: Um '-1' als Wert zu übergeben: '-- -1'"),
+            (&["help", "bogus"], "Fehler: Unbekannter Unterbefehl 'bogus'"),
+        ];
+        for (args, want) in cases {
+            let out = error("de", args);
+            assert!(out.contains(want), "hafen {}: no {want:?} in\n{out}", args.join(" "));
+            assert!(english_words(&out).is_empty(), "hafen {}: {:?} in\n{out}", args.join(" "), english_words(&out));
+        }
+    }
+
+    #[test]
+    fn english_parse_errors_read_as_clap_writes_them() {
+        let cases: &[&[&str]] = &[
+            &["--bogus"],
+            &["stak"],
+            &["stack", "deploy", "web", "--jsn"],
+            &["stack", "deploy", "web", "--set"],
+            &["backup", "export", "web"],
+            &["restore", "--all", "--stack", "web"],
+            &["stack", "show", "web", "--json", "--json"],
+            &["stack", "logs", "web", "--tail", "-1"],
+            &["backup", "run", "web", "--host"],
+        ];
+        for args in cases {
+            let mut cmd = command("en");
+            let e = cmd.try_get_matches_from_mut(std::iter::once("hafen").chain(args.iter().copied())).unwrap_err();
+            assert_eq!(render_error(&e, "en", cmd.get_styles(), false).unwrap(), e.render().to_string(), "hafen {}", args.join(" "));
+        }
+    }
+
+    #[test]
+    fn the_translated_command_line_parses_as_before() {
+        let m = command("de").try_get_matches_from(["hafen", "stack", "deploy", "web", "--set", "a=b", "--wait", "5", "--dry-run"]).unwrap();
+        match Cli::from_arg_matches(&m).unwrap().cmd {
+            Cmd::Stack(StackCmd::Deploy { id, set, dry_run, wait, json }) => assert!(id == "web" && set == ["a=b"] && dry_run && wait == 5 && !json),
+            other => panic!("{other:?}"),
+        }
+        let m = command("en").try_get_matches_from(["hafen", "-v", "restore", "--to", "/tmp/r", "--path", "/volumes"]).unwrap();
+        let cli = Cli::from_arg_matches(&m).unwrap();
+        assert!(cli.verbose);
+        match cli.cmd {
+            Cmd::Restore(r) => assert!(r.to.as_deref() == Some(std::path::Path::new("/tmp/r")) && r.path == "/volumes" && r.snapshot == "latest"),
+            other => panic!("{other:?}"),
+        }
+        for (args, kind) in
+            [(&["hafen", "help", "stack"][..], ErrorKind::DisplayHelp), (&["hafen", "stack", "-h"], ErrorKind::DisplayHelp), (&["hafen", "-V"], ErrorKind::DisplayVersion)]
+        {
+            let e = command("de").try_get_matches_from(args).unwrap_err();
+            assert_eq!(e.kind(), kind, "{args:?}");
+        }
+        let e = command("de").try_get_matches_from(["hafen", "help", "stack"]).unwrap_err();
+        assert!(e.render().to_string().contains(&text("de", "help.cmd.stack").unwrap()));
+    }
 }

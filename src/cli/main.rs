@@ -14,8 +14,6 @@ mod output;
 mod stack;
 mod update;
 
-use clap::Parser;
-
 fn main() {
     // glibc gives every thread that allocates its own malloc arena (up to 8 per core), and an
     // arena keeps what was freed in it: a restore's 20 reader threads held 480–550 MB at their
@@ -24,7 +22,7 @@ fn main() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 4);
     }
-    let cli = args::Cli::parse();
+    let cli = args::parse();
     if !matches!(cli.cmd, args::Cmd::Serve) {
         // A CLI piped into `head` ends quietly, as other Unix tools do.
         // SAFETY: resetting a signal disposition before any thread exists.

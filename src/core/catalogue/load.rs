@@ -29,10 +29,40 @@ const REFUSED: &[(&str, &str)] = &[
     ("cap_drop", "v.refused.cap_drop"),
 ];
 
+/// The most a stack file may hold: its size in bytes, the nesting of its YAML, and the number
+/// of services, volumes, settings and secrets. Far above any real stack (the catalogue's
+/// largest is under 10 KiB and nests 6 deep), low enough that a mistaken or hostile file cannot
+/// take the daemon's memory (an 11 MB file once took 458 MB to decode).
+pub const MAX_FILE_BYTES: usize = 256 * 1024;
+pub const MAX_DEPTH: usize = 24;
+pub const MAX_ENTRIES: usize = 100;
+
 /// Validates stack text. `dir_id` is the name of the directory it came from, which must equal `id`.
 pub fn parse_stack(file: &str, src: &str, dir_id: Option<&str>) -> Result<StackDef, Vec<Issue>> {
+    // A byte-order mark is not part of the text (editors on Windows write one); YAML reads past it.
+    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
+    let limit = |message: String| vec![Issue { file: file.to_string(), line: None, path: String::new(), message }];
+    if src.len() > MAX_FILE_BYTES {
+        return Err(limit(t!("v.file_too_large", bytes = src.len(), max = MAX_FILE_BYTES).to_string()));
+    }
     let value = parse_yaml(file, src)?;
+    if depth(&value) > MAX_DEPTH {
+        return Err(limit(t!("v.too_deep", max = MAX_DEPTH).to_string()));
+    }
     let mut issues = Issues::new(file, src);
+    for key in ["services", "volumes", "settings", "secrets"] {
+        let n = match value.get(key) {
+            Some(Value::Mapping(m)) => m.len(),
+            Some(Value::Sequence(s)) => s.len(),
+            _ => 0,
+        };
+        if n > MAX_ENTRIES {
+            issues.push(key, t!("v.too_many", n = n, max = MAX_ENTRIES).to_string());
+        }
+    }
+    if !issues.is_empty() {
+        return Err(issues.into_sorted());
+    }
     let def = decode_stack(&value, dir_id, &mut issues);
     match def {
         Some(mut d) if issues.is_empty() => {
@@ -46,6 +76,26 @@ pub fn parse_stack(file: &str, src: &str, dir_id: Option<&str>) -> Result<StackD
             }
             Err(issues.into_sorted())
         }
+    }
+}
+
+/// How deep a YAML value nests (a scalar is 1).
+fn depth(v: &Value) -> usize {
+    match v {
+        Value::Mapping(m) => 1 + m.iter().map(|(k, v)| depth(k).max(depth(v))).max().unwrap_or(0),
+        Value::Sequence(s) => 1 + s.iter().map(depth).max().unwrap_or(0),
+        Value::Tagged(t) => 1 + depth(&t.value),
+        _ => 1,
+    }
+}
+
+/// A port number as written: 1 to 65535. The error tells a number out of range from something
+/// that is not a number at all.
+fn port_number(s: &str) -> Result<u16, String> {
+    match s.trim().parse::<i64>() {
+        Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+        Ok(_) => Err(t!("v.port_range", p = s).to_string()),
+        Err(_) => Err(t!("v.host_port_nan", p = s).to_string()),
     }
 }
 
@@ -466,8 +516,10 @@ fn decode_service(
             match parse_port(&s) {
                 Ok(pd) => {
                     check_template(&pd.host_port, &ip, settings, is);
-                    if template_refs(&pd.host_port).map(|r| r.is_empty()).unwrap_or(false) && pd.host_port.parse::<u16>().is_err() {
-                        is.push(&ip, t!("v.host_port_nan", p = pd.host_port).to_string());
+                    if template_refs(&pd.host_port).map(|r| r.is_empty()).unwrap_or(false) {
+                        if let Err(e) = port_number(&pd.host_port) {
+                            is.push(&ip, e);
+                        }
                     }
                     ports.push(pd);
                 }
@@ -596,7 +648,11 @@ pub fn parse_port(s: &str) -> Result<PortDef, String> {
     if ip.parse::<std::net::IpAddr>().is_err() {
         return Err(t!("v.port_ip", s = s, ip = ip).to_string());
     }
-    let container_port = cont.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| t!("v.container_port", s = s, c = cont).to_string())?;
+    let container_port = match cont.parse::<i64>() {
+        Ok(n) if (1..=65535).contains(&n) => n as u16,
+        Ok(_) => return Err(t!("v.port_range", p = cont).to_string()),
+        Err(_) => return Err(t!("v.container_port", s = s, c = cont).to_string()),
+    };
     Ok(PortDef { host_ip: ip.to_string(), host_port: host.to_string(), container_port, protocol })
 }
 
@@ -876,6 +932,29 @@ mod tests {
         fn drop(&mut self) {
             rust_i18n::set_locale(&self.0);
         }
+    }
+
+    /// Bad input of every size is named and refused; these tests look at where and which number,
+    /// never at the words (see the language test below).
+    #[test]
+    fn limits_ports_and_the_byte_order_mark() {
+        let good = "version: 1\nid: bom\nservices:\n  app:\n    image: \"nginx:1\"\n    ports: [\"127.0.0.1:8080:80\"]\n";
+        let d = parse_stack("bom/stack.yaml", &format!("\u{feff}{good}"), Some("bom")).expect("a BOM before the first key reads as YAML does");
+        assert_eq!(d.id, "bom");
+        let issues = |src: &str| parse_stack("x/stack.yaml", src, None).unwrap_err();
+        for (port, shown) in [("70000:80", "70000"), ("0:80", "0"), ("8080:70000", "70000"), ("8080:-1", "-1")] {
+            let is = issues(&good.replace("127.0.0.1:8080:80", port));
+            assert!(is.len() == 1 && is[0].path == "services.app.ports[0]" && is[0].message.contains(&format!("{shown} ")), "{port}: {is:?}");
+        }
+        let big = format!("{good}# {}\n", "x".repeat(MAX_FILE_BYTES));
+        let is = issues(&big);
+        assert!(is.len() == 1 && is[0].message.contains(&MAX_FILE_BYTES.to_string()), "{is:?}");
+        let deep = format!("{good}labels: {}1{}\n", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        let is = issues(&deep);
+        assert!(is.len() == 1 && is[0].message.contains(&MAX_DEPTH.to_string()), "{is:?}");
+        let many: String = (0..=MAX_ENTRIES).map(|i| format!("  v{i}: {{kind: data}}\n")).collect();
+        let is = issues(&format!("{good}volumes:\n{many}"));
+        assert!(is.len() == 1 && is[0].path == "volumes" && is[0].message.contains(&(MAX_ENTRIES + 1).to_string()), "{is:?}");
     }
 
     const FAULTS: &str = r#"version: 1
