@@ -91,6 +91,15 @@ fn one_snapshot_of_volume_and_stream_is_restored_identically_by_stock_restic() {
     assert!(diff.success());
     let m = std::fs::metadata(theirs.join("volumes/data/a.txt")).unwrap();
     assert_eq!((m.uid(), m.gid()), (999, 999));
+    // The directories the snapshot makes up are dated to the backup (not 1901), by restic and hafen.
+    let now = std::time::SystemTime::now();
+    for root in [&theirs, &mine] {
+        for dir in ["dumps", "volumes"] {
+            let t = std::fs::metadata(root.join(dir)).unwrap().modified().unwrap();
+            let age = now.duration_since(t).unwrap_or_default();
+            assert!(age.as_secs() < 3600, "{}/{dir} is dated {:?} ago", root.display(), age);
+        }
+    }
 
     // A second backup after a small change adds little.
     std::fs::write(vol.join("c.txt"), "neu").unwrap();
@@ -208,6 +217,8 @@ fn an_export_opens_with_only_age_zstd_and_tar() {
     assert_eq!(std::fs::read_link(root.join("volumes/data/link")).unwrap(), PathBuf::from("a.txt"));
     let m = std::fs::metadata(root.join("volumes/data/a.txt")).unwrap();
     assert_eq!((m.uid(), m.gid()), (999, 999), "owners kept");
+    let t = std::fs::metadata(root.join("dumps")).unwrap().modified().unwrap();
+    assert!(std::time::SystemTime::now().duration_since(t).unwrap_or_default().as_secs() < 3600, "dumps/ in the export is dated {t:?}");
     // The wrong identity cannot read it.
     let stranger = hafen_backup::keys::generate_identity();
     std::fs::write(d.path().join("other.txt"), stranger.expose_secret()).unwrap();

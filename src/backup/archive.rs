@@ -566,6 +566,7 @@ where
     for p in paths {
         snap.paths.add(p.display().to_string());
     }
+    let snap_time = snap.time.timestamp();
     // What the repository holds: every blob id, and where the trees are.
     let mut known = HashSet::new();
     let mut trees_at = HashMap::new();
@@ -633,7 +634,7 @@ where
                 }
                 Ok(id)
             };
-            let mut trees = Trees::new(&mut store);
+            let mut trees = Trees::new(&mut store, Some(snap_time));
             // The listing from the walk on, in order; a file's node waits here until a worker
             // has read it, then goes into its tree (a directory's tree is stored once complete).
             let mut pending: std::collections::VecDeque<(PathBuf, Node, bool)> = std::collections::VecDeque::new();
@@ -746,11 +747,14 @@ where
 struct Trees<'s> {
     stack: Vec<Frame>,
     store: &'s mut dyn FnMut(Tree) -> Result<TreeId, String>,
+    /// The times of the directories the snapshot makes up (`/dumps`, `/hafen`, `/volumes`):
+    /// the snapshot's own time, so a restore dates them to the backup, not to 1901 or 1970.
+    time: Option<rustic_core::jiff::Timestamp>,
 }
 
 impl<'s> Trees<'s> {
-    fn new(store: &'s mut dyn FnMut(Tree) -> Result<TreeId, String>) -> Trees<'s> {
-        Trees { stack: vec![Frame { path: PathBuf::from("/"), node: None, nodes: Vec::new() }], store }
+    fn new(store: &'s mut dyn FnMut(Tree) -> Result<TreeId, String>, time: Option<rustic_core::jiff::Timestamp>) -> Trees<'s> {
+        Trees { stack: vec![Frame { path: PathBuf::from("/"), node: None, nodes: Vec::new() }], store, time }
     }
 
     /// Stores the innermost open directory's tree; returns the root tree's id once it is closed.
@@ -780,7 +784,7 @@ impl<'s> Trees<'s> {
         for comp in dir.strip_prefix(&top).map_err(|e| e.to_string())?.components() {
             let name = comp.as_os_str();
             let path = self.stack.last().map(|f| f.path.join(name)).unwrap_or_default();
-            let meta = Metadata { mode: Some(0o755), ..Default::default() };
+            let meta = Metadata { mode: Some(0o755), mtime: self.time, atime: self.time, ctime: self.time, ..Default::default() };
             self.stack.push(Frame { path, node: Some(Node::new_node(name, NodeType::Dir, meta)), nodes: Vec::new() });
         }
         if node.is_dir() {
@@ -989,7 +993,7 @@ mod tests {
             stored.push(t);
             Ok(id)
         };
-        let mut trees = Trees::new(&mut store);
+        let mut trees = Trees::new(&mut store, None);
         trees.add(Path::new("/a/b/x"), file("x")).unwrap();
         trees.add(Path::new("/c/y"), file("y")).unwrap();
         trees.finish().unwrap();
@@ -997,7 +1001,7 @@ mod tests {
         assert_eq!(names, vec![vec!["x"], vec!["b"], vec!["y"], vec!["a", "c"]]);
         assert_eq!(stored[1].nodes[0].meta.mode, Some(0o755));
         let mut store = |t: Tree| Ok(t.serialize().unwrap().1);
-        let mut trees = Trees::new(&mut store);
+        let mut trees = Trees::new(&mut store, None);
         trees.add(Path::new("/a/x"), file("x")).unwrap();
         trees.add(Path::new("/a/x"), file("x")).unwrap();
         let err = trees.finish().unwrap_err();

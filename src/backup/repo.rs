@@ -402,6 +402,7 @@ impl Repo {
             .map_err(|_| RepoError::NoSnapshot(id.to_string()))?;
         let root = repo.node_from_snapshot_and_path(&snap, "").map_err(rerr(loc))?;
         let total = snap.summary.as_ref().map_or(0, |s| s.total_bytes_processed);
+        let snap_time = snap.time.timestamp();
         check_tree_safe(repo.ls(&root, &LsOptions::default()).map_err(rerr(loc))?, loc, u64::MAX, 0)?;
         let io = |e: std::io::Error| RepoError::Repo { location: loc.clone(), detail: format!("writing the archive: {e}") };
         let mut done = 0u64;
@@ -420,7 +421,8 @@ impl Repo {
             if let Some(g) = &m.group {
                 let _ = h.set_groupname(g);
             }
-            h.set_mtime(m.mtime.map_or(0, |t| t.as_second().max(0) as u64));
+            // A node without a time (a directory an older hafen made up) gets the snapshot's.
+            h.set_mtime(m.mtime.unwrap_or(snap_time).as_second().max(0) as u64);
             match &node.node_type {
                 NodeType::Dir => {
                     h.set_entry_type(tar::EntryType::Directory);
