@@ -332,3 +332,49 @@ fn first_opens_at_the_same_time_create_one_repository() {
         assert_eq!(r.snapshots().unwrap().len(), 1);
     }
 }
+
+/// Damage stays local: one truncated snapshot file hides no other snapshot — the others list
+/// and restore (also as `latest`, by id and in an export), new backups run (never on the
+/// damaged one as their parent), and the damaged file is named.
+#[test]
+fn a_truncated_snapshot_file_hides_no_other_snapshot() {
+    let d = tempfile::tempdir().unwrap();
+    let vol = volume(d.path());
+    let repo_dir = d.path().join("repo");
+    let repo = Repo::open_or_init(Location::local(&repo_dir), key()).unwrap();
+    let tags = ["stack:s".to_string()];
+    let older = repo.backup(vec![Part::Dir { src: vol.clone(), dst: "/volumes/data".into() }], "s", &tags, "test").unwrap();
+    std::fs::write(vol.join("a.txt"), "geändert\n").unwrap();
+    let newer = repo.backup(vec![Part::Dir { src: vol.clone(), dst: "/volumes/data".into() }], "s", &tags, "test").unwrap();
+    let file = std::fs::read_dir(repo_dir.join("snapshots")).unwrap().map(|e| e.unwrap().path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&newer.id)).unwrap();
+    let newer_full = file.file_name().unwrap().to_string_lossy().to_string();
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+
+    let (snaps, damaged) = repo.snapshots_and_damage().unwrap();
+    assert_eq!(snaps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec![older.id.as_str()]);
+    assert_eq!(damaged, vec![newer_full.clone()], "the damaged snapshot file is named");
+    let problems = repo.check(false, None).unwrap();
+    assert!(problems.len() == 1 && problems[0].contains(&newer_full), "the check names the damaged file and nothing else: {problems:?}");
+    // `latest` is the newest one that can be read; by id too.
+    for id in ["latest", &older.id[..8]] {
+        let target = d.path().join(format!("restore-{id}"));
+        let got = repo.restore(id, &tags, "", &target).unwrap();
+        assert_eq!(got.id, older.id);
+        assert_eq!(std::fs::read(target.join("volumes/data/a.txt")).unwrap(), "Kinderhaus Sonnenschein\n".repeat(1000).into_bytes());
+    }
+    let asked = repo.restore(&newer_full, &tags, "", &d.path().join("restore-newer"));
+    assert!(matches!(asked, Err(RepoError::NoSnapshot(_))), "{asked:?}");
+    // A new backup runs, reading everything again rather than trusting the damaged parent.
+    std::fs::write(vol.join("a.txt"), "noch einmal\n").unwrap();
+    let third = repo.backup(vec![Part::Dir { src: vol.clone(), dst: "/volumes/data".into() }], "s", &tags, "test").unwrap();
+    let target = d.path().join("restore-third");
+    repo.restore("latest", &tags, "", &target).unwrap();
+    assert_eq!(std::fs::read_to_string(target.join("volumes/data/a.txt")).unwrap(), "noch einmal\n");
+    assert_eq!(repo.snapshots().unwrap().len(), 2, "{third:?}");
+    // An export of a readable snapshot works.
+    let id = hafen_backup::keys::generate_identity();
+    let out = d.path().join("export.tar.zst.age");
+    hafen_backup::export::export(&repo, "s", &older.id[..8], std::slice::from_ref(&id.recipient), &out, &|_, _| {}).unwrap();
+    assert!(out.is_file());
+}

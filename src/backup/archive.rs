@@ -582,9 +582,10 @@ where
             }
         }
     }
-    let parent = repo
-        .get_all_snapshots()
-        .map_err(|e| one(e.display_log()))?
+    // A damaged snapshot file is never a parent: the new snapshot reads every file again.
+    let parent = super::repo::read_snapshots(repo, "")
+        .map_err(|e| one(e.to_string()))?
+        .0
         .into_iter()
         .filter(|s| s.hostname == snap.hostname && s.label == snap.label && s.paths == snap.paths)
         .max_by_key(|s| s.time.timestamp());

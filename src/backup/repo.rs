@@ -301,11 +301,17 @@ impl Repo {
     }
 
     /// The snapshots that count (captures superseded or failed on an append-only server, tagged
-    /// `hafen-incomplete`, are left out).
+    /// `hafen-incomplete`, are left out). A snapshot file that cannot be read is skipped (and
+    /// logged): it must not hide the others — `snapshots_and_damage` names it.
     pub fn snapshots(&self) -> Result<Vec<SnapInfo>, RepoError> {
-        let mut s = self.open()?.get_all_snapshots().map_err(rerr(&self.location))?;
-        s.sort_unstable();
-        Ok(s.iter().map(info).filter(|s| !s.tags.iter().any(|t| t == INCOMPLETE)).collect())
+        Ok(self.snapshots_and_damage()?.0)
+    }
+
+    /// The snapshots that count, and the full ids (file names) of snapshot files that cannot be
+    /// read (truncated, changed, not decryptable).
+    pub fn snapshots_and_damage(&self) -> Result<(Vec<SnapInfo>, Vec<String>), RepoError> {
+        let (good, damaged) = read_snapshots(&self.open()?, &self.location)?;
+        Ok((good.iter().map(info).filter(|s| !s.tags.iter().any(|t| t == INCOMPLETE)).collect(), damaged))
     }
 
     /// Restores `sub` ("" = everything) of snapshot `id` (or `latest` among those with all
@@ -313,9 +319,7 @@ impl Repo {
     pub fn restore(&self, id: &str, tags: &[String], sub: &str, target: &Path) -> Result<SnapInfo, RepoError> {
         let loc = &self.location;
         let repo = self.open()?.to_indexed().map_err(rerr(loc))?;
-        let snap = repo
-            .get_snapshot_from_str(id, |s| tags.iter().all(|t| s.tags.contains(t)) && !s.tags.contains(INCOMPLETE))
-            .map_err(|_| RepoError::NoSnapshot(format!("{id} ({})", tags.join(", "))))?;
+        let snap = find_snapshot(&repo, loc, id, tags).ok_or_else(|| RepoError::NoSnapshot(format!("{id} ({})", tags.join(", "))))?;
         let node = repo.node_from_snapshot_and_path(&snap, sub).map_err(|e| RepoError::Restore { target: target.display().to_string(), detail: e.display_log() })?;
         std::fs::create_dir_all(target).map_err(|e| RepoError::Restore { target: target.display().to_string(), detail: e.to_string() })?;
         // A single file goes into the target directory under its own name.
@@ -397,9 +401,7 @@ impl Repo {
     pub fn write_tar<W: std::io::Write>(&self, id: &str, tags: &[String], prefix: &str, out: &mut tar::Builder<W>, progress: &dyn Fn(u64, u64)) -> Result<(SnapInfo, Vec<String>), RepoError> {
         let loc = &self.location;
         let repo = self.open()?.to_indexed().map_err(rerr(loc))?;
-        let snap = repo
-            .get_snapshot_from_str(id, |s| tags.iter().all(|t| s.tags.contains(t)) && !s.tags.contains(INCOMPLETE))
-            .map_err(|_| RepoError::NoSnapshot(id.to_string()))?;
+        let snap = find_snapshot(&repo, loc, id, tags).ok_or_else(|| RepoError::NoSnapshot(id.to_string()))?;
         let root = repo.node_from_snapshot_and_path(&snap, "").map_err(rerr(loc))?;
         let total = snap.summary.as_ref().map_or(0, |s| s.total_bytes_processed);
         let snap_time = snap.time.timestamp();
@@ -462,8 +464,14 @@ impl Repo {
             let sub: ReadSubsetOption = s.parse().map_err(|e: Box<RusticError>| RepoError::Repo { location: loc.clone(), detail: e.display_log() })?;
             opts = opts.read_data_subset(sub);
         }
-        let res = self.open()?.check(opts).map_err(rerr(loc))?;
-        Ok(levels(&res.0, loc))
+        // The trees of every snapshot that can be read; a snapshot file that cannot is a problem
+        // of its own, named, and stops no other part of the check.
+        let repo = self.open()?;
+        let (snaps, damaged) = read_snapshots(&repo, loc)?;
+        let res = repo.check_with_trees(opts, snaps.iter().map(|s| s.tree).collect()).map_err(rerr(loc))?;
+        let mut problems: Vec<String> = damaged.iter().map(|id| format!("{loc}: snapshot file snapshots/{id} cannot be read (damaged or truncated); the other snapshots are not affected")).collect();
+        problems.extend(levels(&res.0, loc));
+        Ok(problems)
     }
 
     /// The structural check after a backup: index and pack files of the whole repository, and
@@ -517,6 +525,40 @@ pub fn parse_at(s: &str) -> Result<i64, String> {
 
 /// The snapshot to restore: by id or id prefix, `latest`, or with `at` the newest taken at or
 /// before that time; only among snapshots carrying all `tags`.
+/// Every snapshot file of the repository that can be read, oldest first, and the ids of those
+/// that cannot (each is tried on its own, so one damaged file hides no other snapshot; rustic_core's
+/// `get_all_snapshots` fails as a whole).
+pub fn read_snapshots<S: rustic_core::Open>(repo: &Repository<S>, loc: &str) -> Result<(Vec<SnapshotFile>, Vec<String>), RepoError> {
+    let listed: Vec<SnapshotId> = repo.list::<SnapshotId>().map_err(rerr(loc))?.collect();
+    let mut good = Vec::with_capacity(listed.len());
+    for id in &listed {
+        // One at a time: a damaged file's error carries no id in a stream of many.
+        match repo.stream_files_list::<SnapshotFile>(vec![*id]).map(|mut it| it.next()) {
+            Ok(Some(Ok((id, mut snap)))) => {
+                snap.id = id;
+                good.push(snap);
+            }
+            Ok(Some(Err(e))) | Err(e) => tracing::warn!(snapshot = %id, location = loc, error = %e.display_log(), "a snapshot file cannot be read; it is skipped"),
+            Ok(None) => {}
+        }
+    }
+    good.sort_unstable();
+    let damaged = listed.iter().filter(|id| !good.iter().any(|s| s.id == **id)).map(|id| id.to_hex().as_str().to_string()).collect();
+    Ok((good, damaged))
+}
+
+/// The snapshot `id` (a full id, a unique prefix, or `latest` among those with all `tags`)
+/// among those that can be read.
+fn find_snapshot<S: rustic_core::Open>(repo: &Repository<S>, loc: &str, id: &str, tags: &[String]) -> Option<SnapshotFile> {
+    let (snaps, _) = read_snapshots(repo, loc).ok()?;
+    let mine: Vec<SnapshotFile> = snaps.into_iter().filter(|s| tags.iter().all(|t| s.tags.contains(t)) && !s.tags.contains(INCOMPLETE)).collect();
+    if id == "latest" {
+        return mine.into_iter().max_by_key(|s| s.time.timestamp());
+    }
+    let mut hits: Vec<SnapshotFile> = mine.into_iter().filter(|s| s.id.to_hex().as_str().starts_with(id)).collect();
+    (hits.len() == 1).then(|| hits.remove(0))
+}
+
 pub fn pick(snaps: &[SnapInfo], tags: &[String], id: &str, at: Option<i64>) -> Option<SnapInfo> {
     let mut mine: Vec<&SnapInfo> = snaps.iter().filter(|s| tags.iter().all(|t| s.tags.contains(t))).collect();
     mine.sort_by_key(|s| s.unix_time);
