@@ -274,7 +274,7 @@ fn a_damaged_or_truncated_pack_is_named_and_never_restored() {
         assert!(problems.iter().any(|p| p.contains(&name[..8])), "{case}: the check does not name pack {name}: {problems:?}");
         let target = d.path().join(format!("restore-{case}"));
         let err = repo.restore("latest", &["stack:s".into()], "", &target).expect_err(case);
-        assert!(matches!(err, RepoError::Restore { .. }), "{case}: {err}");
+        assert!(matches!(err, RepoError::Damaged { .. }), "{case}: named as damage: {err}");
         // Nothing damaged (or half-written) is left behind.
         assert!(!target.exists() || walk(&target).is_empty(), "{case}: files were written: {:?}", walk(&target));
     }

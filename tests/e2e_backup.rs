@@ -89,6 +89,37 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     assert_eq!(std::fs::read_to_string(mine.join("tryton.sql")).unwrap(), dump);
     let o = restore(&["latest", "--stack", id, "--to", &mine_s]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("is not empty"), "{}", String::from_utf8_lossy(&o.stderr));
+    // A copy of the target with one flipped byte in its largest data pack, as an admin in an
+    // emergency would meet it: the offline restore refuses in German, names the damage, shows
+    // no panic and leaves nothing; the offline check with only the kit names the pack.
+    let copy = d.dir.path().join("usb-copy");
+    assert!(std::process::Command::new("cp").arg("-a").arg(&target).arg(&copy).status().unwrap().success());
+    let mut packs: Vec<std::path::PathBuf> = Vec::new();
+    let mut dirs = vec![copy.join("data")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { dirs.push(p) } else { packs.push(p) }
+        }
+    }
+    let pack = packs.into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&pack, &bytes).unwrap();
+    let in_german = |args: &[&str]| std::process::Command::new(bin()).args(["restore", "--repo"]).arg(&copy).arg("--identity").arg(&idfile).args(args).env("HAFEN_LANG", "de").output().unwrap();
+    let damaged_to = d.dir.path().join("from-damaged");
+    let o = in_german(&["latest", "--stack", id, "--to", damaged_to.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("beschädigte Daten") && err.contains("--check --read-data"), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace") && !err.contains("MAC"), "{err}");
+    assert!(!damaged_to.exists() || std::fs::read_dir(&damaged_to).unwrap().next().is_none(), "the damaged restore left files");
+    let o = in_german(&["--check", "--read-data"]);
+    let name = pack.file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&name[..8]), "the check names pack {name}: {}", String::from_utf8_lossy(&o.stdout));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Problem"), "{}", String::from_utf8_lossy(&o.stderr));
+
     let stranger = hafen_backup::keys::generate_identity();
     std::fs::write(&idfile, stranger.expose_secret()).unwrap();
     let o = restore(&["--list"]);

@@ -39,6 +39,10 @@ pub enum RepoError {
     Restore { target: String, detail: String },
     #[error("{}", rust_i18n::t!("err.repo_unsafe", location = .location, path = .path, why = .why))]
     Unsafe { location: String, path: String, why: String },
+    #[error("{}", rust_i18n::t!("err.repo_damaged", target = .target))]
+    Damaged { target: String },
+    #[error("{}", rust_i18n::t!("err.repo_full", target = .target))]
+    TargetFull { target: String },
 }
 
 pub use hafen_api::SnapInfo;
@@ -355,7 +359,7 @@ impl Repo {
         // rustic_core's restore unwraps read and write errors (a damaged pack, a full disk): it
         // panics. Catch that here, and remove what was written: the target was empty, and
         // half-written or damaged files must not be mistaken for the data.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> RusticResult<()> {
+        let r = contained(|| -> RusticResult<()> {
             for k in 0..parts {
                 let (Ok(a), Ok(b)) = (part(k), part(k)) else {
                     return Err(RusticError::new(ErrorKind::Internal, "cannot list the snapshot"));
@@ -368,25 +372,25 @@ impl Repo {
                 unsafe { libc::malloc_trim(0) };
             }
             Ok(())
-        }));
+        });
+        let t = target.display().to_string();
         let failed = match r {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(redact(e.display_log())),
+            Ok(Err(e)) => Some(RepoError::Restore { target: t, detail: redact(e.display_log()) }),
             Err(p) => {
                 let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-                let why = if msg.contains("MAC check failed") || msg.contains("decrypt") || msg.contains("Cryptography") {
-                    "damaged data in the repository (a pack failed its integrity check); run `hafen backup check --read-data` to name the pack, and restore an older snapshot".to_string()
+                Some(if msg.contains("MAC check failed") || msg.contains("decrypt") || msg.contains("Cryptography") || msg.contains("Decrypt") {
+                    RepoError::Damaged { target: t }
                 } else if msg.contains("No space left") || msg.contains("os error 28") {
-                    "the target disk is full".to_string()
+                    RepoError::TargetFull { target: t }
                 } else {
-                    format!("reading or writing failed: {}", msg.chars().take(300).collect::<String>())
-                };
-                Some(why)
+                    RepoError::Restore { target: t, detail: redact(msg.chars().take(300).collect::<String>()) }
+                })
             }
         };
-        if let Some(detail) = failed {
+        if let Some(e) = failed {
             let _ = clear_dir(target);
-            return Err(RepoError::Restore { target: target.display().to_string(), detail });
+            return Err(e);
         }
         if node.is_dir() {
             apply_dir_meta(target, &node).map_err(|e| RepoError::Restore { target: target.display().to_string(), detail: e.to_string() })?;
@@ -525,6 +529,31 @@ pub fn parse_at(s: &str) -> Result<i64, String> {
 
 /// The snapshot to restore: by id or id prefix, `latest`, or with `at` the newest taken at or
 /// before that time; only among snapshots carrying all `tags`.
+/// rustic_core unwraps some read and write errors on its restore path (a pack failing its
+/// integrity check, a full disk): it panics, also in its worker threads. `contained` runs such
+/// work with the panic caught, and while it runs the process's panic hook (set once, chaining the
+/// previous one) keeps these panics off the terminal — the caller names the failure instead; the
+/// panic's text goes to the log at debug level. A panic elsewhere still reaches the previous hook.
+fn contained<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static QUIET: AtomicUsize = AtomicUsize::new(0);
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET.load(Ordering::SeqCst) > 0 {
+                tracing::debug!(panic = %info, "a panic in the repository library, contained");
+            } else {
+                previous(info)
+            }
+        }));
+    });
+    QUIET.fetch_add(1, Ordering::SeqCst);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.fetch_sub(1, Ordering::SeqCst);
+    r
+}
+
 /// Every snapshot file of the repository that can be read, oldest first, and the ids of those
 /// that cannot (each is tried on its own, so one damaged file hides no other snapshot; rustic_core's
 /// `get_all_snapshots` fails as a whole).
@@ -538,7 +567,8 @@ pub fn read_snapshots<S: rustic_core::Open>(repo: &Repository<S>, loc: &str) -> 
                 snap.id = id;
                 good.push(snap);
             }
-            Ok(Some(Err(e))) | Err(e) => tracing::warn!(snapshot = %id, location = loc, error = %e.display_log(), "a snapshot file cannot be read; it is skipped"),
+            // Named by `snapshots_and_damage` and the check; the log keeps the library's words.
+            Ok(Some(Err(e))) | Err(e) => tracing::info!(snapshot = %id, location = loc, error = %e.display_log(), "a snapshot file cannot be read; it is skipped"),
             Ok(None) => {}
         }
     }

@@ -92,6 +92,10 @@ pub struct RestoreArgs {
     pub target: Option<String>,
     #[arg(long)]
     pub list: bool,
+    #[arg(long, conflicts_with_all = ["list", "all", "to", "path"])]
+    pub check: bool,
+    #[arg(long, requires = "check")]
+    pub read_data: bool,
     #[arg(default_value = "latest")]
     pub snapshot: String,
     #[arg(long)]

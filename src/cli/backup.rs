@@ -35,6 +35,20 @@ pub async fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
         }
         return Ok(if failed == 0 { 0 } else { 1 });
     }
+    if a.check {
+        let problems = repo.check(a.read_data).await?;
+        if a.json {
+            print_json(&problems);
+        } else if problems.is_empty() {
+            println!("{}", t!("restore_check_ok", repo = loc));
+        } else {
+            for p in &problems {
+                println!("  ✗ {p}");
+            }
+            eprintln!("{}", t!("restore_check_problems", count = problems.len(), repo = loc));
+        }
+        return Ok(if problems.is_empty() { 0 } else { 1 });
+    }
     let tags: Vec<String> = a.stack.iter().map(|s| format!("stack:{s}")).collect();
     let snaps = repo.snapshots().await?;
     if a.list {

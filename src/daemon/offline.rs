@@ -230,6 +230,13 @@ impl KitRepo {
         hafen_backup::repo::pick(snaps, tags, id, at)
     }
 
+    /// Checks the repository with only the kit: its structure, every readable snapshot's trees,
+    /// and with `read_data` every pack's data. The problems found, each naming what it is about.
+    pub async fn check(&self, read_data: bool) -> anyhow::Result<Vec<String>> {
+        let r = self.repo.clone();
+        Ok(tokio::task::spawn_blocking(move || r.check(read_data, None)).await??)
+    }
+
     /// Restores one snapshot (or one `path` of it) into an empty directory; nothing outside it
     /// is written.
     pub async fn restore(self, id: &str, tags: &[String], path: &str, into: &Path) -> anyhow::Result<SnapInfo> {

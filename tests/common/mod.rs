@@ -197,8 +197,12 @@ impl Daemon {
     }
 
     /// A CLI command with the reader's language (`HAFEN_LANG`), whatever the daemon speaks.
+    /// No panic reaches a user: every command run here fails its test when its stderr shows one.
     pub fn cli_in(&self, lang: &str, args: &[&str]) -> Output {
-        Command::new(bin()).arg("--config").arg(&self.config).args(args).env("HAFEN_LANG", lang).stdin(Stdio::null()).output().unwrap()
+        let o = Command::new(bin()).arg("--config").arg(&self.config).args(args).env("HAFEN_LANG", lang).stdin(Stdio::null()).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "`hafen {}` showed a panic:\n{err}", args.join(" "));
+        o
     }
 
     /// A raw HTTP/1.0 request on the API socket, as any client would make it: (status, JSON body).
