@@ -170,4 +170,17 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
 
     let events = d.ok(&["events", "--stack", id]);
     assert!(events.contains("backup_failed") && events.contains("backup_finished") && events.contains("restore_finished") && events.contains("restore_failed"), "{events}");
+
+    // Every failure is an event and an audit record, and leaves no staging behind: a restore
+    // that stops with an error (no such snapshot), an export that cannot be written.
+    let o = d.cli(&["restore", "--stack", id, "0badc0de"]);
+    assert!(!o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = d.cli(&["backup", "export", id, "--out", "/nonexistent-hafen-dir/x.tar.zst.age"]);
+    assert!(!o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let audit: Vec<serde_json::Value> = d.ok(&["audit", "export"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let failed = |action: &str, needle: &str| audit.iter().any(|r| r["action"] == action && r["outcome"] == "failed" && r.to_string().contains(needle));
+    assert!(failed("restore_failed", "0badc0de"), "no audit record of the failed restore");
+    assert!(failed("export_failed", "/nonexistent-hafen-dir"), "no audit record of the failed export");
+    let staging = d.state_dir().join("restore");
+    assert!(!staging.exists() || std::fs::read_dir(&staging).unwrap().next().is_none(), "staging left behind: {:?}", std::fs::read_dir(&staging).unwrap().collect::<Vec<_>>());
 }

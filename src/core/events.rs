@@ -22,6 +22,8 @@ pub enum Event {
     RestoreFinished { stack: String, snapshot: String },
     RestoreFailed { stack: String, error: String },
     BackupExported { stack: String, snapshot: String, file: String, sha256: String },
+    /// An export failed; its partial file was removed.
+    ExportFailed { stack: String, file: String, error: String },
     BackupPruned { target: String, forgotten: usize },
     /// A scheduled or manual repository check passed (`subset` e.g. `3/30` for a rotating read).
     BackupChecked { target: String, subset: Option<String> },
@@ -95,6 +97,7 @@ impl Event {
             | Event::RestoreFinished { stack, .. }
             | Event::RestoreFailed { stack, .. }
             | Event::BackupExported { stack, .. }
+            | Event::ExportFailed { stack, .. }
             | Event::ServiceRestarted { stack, .. }
             | Event::ServiceCrashLooped { stack, .. }
             | Event::StackHealthChanged { stack, .. }
@@ -136,6 +139,7 @@ impl Event {
             | Event::ReconcileFailed { .. }
             | Event::BackupFailed { .. }
             | Event::RestoreFailed { .. }
+            | Event::ExportFailed { .. }
             | Event::BackupCheckFailed { .. }
             | Event::ServiceCrashLooped { .. }
             | Event::UpdateAborted { .. }
@@ -173,6 +177,7 @@ impl Event {
             Event::BackupExported { stack, snapshot, file, sha256 } => {
                 m("backup_exported").arg("stack", stack).arg("snapshot", snapshot).arg("file", file).arg("sha256", sha256)
             }
+            Event::ExportFailed { stack, file, error } => m("export_failed").arg("stack", stack).arg("file", file).arg("error", error),
             Event::BackupPruned { target, forgotten } => m("backup_pruned").arg("target", target).arg("forgotten", forgotten),
             Event::BackupChecked { target, subset: None } => m("backup_checked").arg("target", target),
             Event::BackupChecked { target, subset: Some(s) } => m("backup_checked_subset").arg("target", target).arg("subset", s),
@@ -295,6 +300,7 @@ mod tests {
             (Event::RestoreFinished { stack: s("t"), snapshot: s("ab") }, "t restored from snapshot ab"),
             (Event::RestoreFailed { stack: s("t"), error: s("e") }, "restore of t FAILED, previous state put back: e"),
             (Event::BackupExported { stack: s("t"), snapshot: s("ab"), file: s("/f"), sha256: s("00") }, "snapshot ab of t exported to /f (sha256 00)"),
+            (Event::ExportFailed { stack: s("t"), file: s("/f"), error: s("e") }, "export of t to /f FAILED: e"),
             (Event::BackupPruned { target: s("usb"), forgotten: 3 }, "target usb pruned: 3 snapshots forgotten, unused data removed"),
             (Event::BackupChecked { target: s("usb"), subset: None }, "repository of usb checked: no problems"),
             (Event::BackupChecked { target: s("usb"), subset: Some(s("3/30")) }, "repository of usb checked, packs 3/30 read: no problems"),

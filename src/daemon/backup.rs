@@ -101,6 +101,15 @@ fn quoted(e: impl ToString) -> Message {
 }
 
 /// A step whose detail came from elsewhere in either case (a migration's output or error).
+/// Removes a directory when dropped (a restore's staging, also when it stops half-way).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A run's failure, as an error code (`err.<code>`) or a text's key (`run.…`), with the
 /// daemon's own rendering beside it.
 trait Fail {
@@ -633,14 +642,20 @@ impl Backups {
         let ring = hafen_backup::keys::Keyring::open(&self.shared.cfg.keys_dir()).map_err(backup_text)?;
         let recipients: Vec<String> =
             ring.recipients().map_err(backup_text)?.into_iter().filter(|r| r.role == "recovery").map(|r| r.recipient).collect();
-        let repo = crate::backup::open_target(&self.shared.cfg, t).await.map_err(AppError::from)?;
-        let (stack, snap) = (req.stack.clone(), req.snapshot.clone().unwrap_or_else(|| "latest".into()));
-        let r = tokio::task::spawn_blocking(move || hafen_backup::export::export(&repo, &stack, &snap, &recipients, &out, &|_, _| {}))
-            .await
-            .map_err(backup_text)?
-            .map_err(backup_text)?;
-        self.alerts.emit(actor, Event::BackupExported { stack: req.stack.clone(), snapshot: r.snapshot.id.clone(), file: r.file.clone(), sha256: r.sha256.clone() });
-        Ok(r)
+        let r = async {
+            let repo = crate::backup::open_target(&self.shared.cfg, t).await.map_err(AppError::from)?;
+            let (stack, snap) = (req.stack.clone(), req.snapshot.clone().unwrap_or_else(|| "latest".into()));
+            tokio::task::spawn_blocking(move || hafen_backup::export::export(&repo, &stack, &snap, &recipients, &out, &|_, _| {}))
+                .await
+                .map_err(backup_text)?
+                .map_err(backup_text)
+        }
+        .await;
+        match &r {
+            Ok(r) => self.alerts.emit(actor, Event::BackupExported { stack: req.stack.clone(), snapshot: r.snapshot.id.clone(), file: r.file.clone(), sha256: r.sha256.clone() }),
+            Err(e) => self.alerts.emit(actor, Event::ExportFailed { stack: req.stack.clone(), file: req.out.clone(), error: e.to_string() }),
+        };
+        r
     }
 
     /// Applies the retention policy to every stack's snapshots in a target and removes unused
@@ -676,10 +691,15 @@ impl Backups {
         let t = crate::backup::target(&self.shared.cfg, req.target.as_deref()).map_err(AppError::from)?;
         let repo = crate::backup::open_target(&self.shared.cfg, t).await.map_err(AppError::from)?;
         let read = req.read_data;
-        let problems = tokio::task::spawn_blocking(move || repo.check(read, None))
-            .await
-            .map_err(backup_text)?
-            .map_err(backup_text)?;
+        let checked = tokio::task::spawn_blocking(move || repo.check(read, None)).await.map_err(backup_text).and_then(|r| r.map_err(backup_text));
+        let problems = match checked {
+            Ok(p) => p,
+            Err(e) => {
+                // A check that could not run is a failed check too: an event, an audit record.
+                self.alerts.emit(actor, Event::BackupCheckFailed { target: t.name.clone(), subset: None, problems: vec![e.to_string()] });
+                return Err(e);
+            }
+        };
         if problems.is_empty() {
             self.alerts.emit(actor, Event::BackupChecked { target: t.name.clone(), subset: None });
         } else {
@@ -707,6 +727,22 @@ impl Backups {
     /// once each, in the new images, after the dumps are loaded and before the stack starts
     /// (an update that moves a database to a new major version).
     pub(crate) async fn restore_locked(
+        &self,
+        req: &RestoreRequest,
+        actor: &str,
+        source: Option<hafen_backup::repo::Repo>,
+        migrations: &[crate::catalogue::model::MigrationDef],
+    ) -> Result<crate::backup::RunReport, AppError> {
+        let r = self.restore_steps(req, actor, source, migrations).await;
+        // A restore that stops with an error (not one that reports its failure in its steps)
+        // is still an event and an audit record.
+        if let Err(e) = &r {
+            self.alerts.emit(actor, Event::RestoreFailed { stack: req.stack.clone(), error: e.to_string() });
+        }
+        r
+    }
+
+    async fn restore_steps(
         &self,
         req: &RestoreRequest,
         actor: &str,
@@ -741,6 +777,8 @@ impl Backups {
         };
         let ts = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
         let staging = self.shared.cfg.state_dir.join("restore").join(format!("{id}-{ts}"));
+        // Whatever way this ends, the staging directory goes with it.
+        let _staging = RemoveOnDrop(staging.clone());
         // 1. Into staging, then verify what the definition says must be there.
         let t0 = Instant::now();
         let (snap_id, tags, st2) = (req.snapshot.clone().unwrap_or_else(|| "latest".into()), vec![format!("stack:{id}")], staging.clone());
