@@ -171,6 +171,10 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("Kein Stack `nosuchstack`") && err.contains("vorhanden") && !err.contains("no stack"), "{err}");
 
+    // A request body far larger than any request of this API is refused before it is read.
+    let (status, _) = d.api("POST", "/v1/stacks/nosuchstack/deploy", &format!("{{\"settings\": {{\"x\": \"{}\"}}}}", "y".repeat(hafen_daemon::server::MAX_REQUEST_BYTES)));
+    assert_eq!(status, 413);
+
     let o = d.cli(&["stack", "deploy", id, "--set", "novalue"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("KEY=VALUE"));
 

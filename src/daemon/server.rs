@@ -97,8 +97,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/updates/{id}/apply", post(update_apply))
         .route("/v1/updates/{id}/rollback", post(update_rollback))
         .route("/v1/updates/{id}/pin", post(update_pin))
+        // Every request of this API is a few hundred bytes; a larger body is refused (413)
+        // before it is read into memory.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(app)
 }
+
+/// The largest request body the API reads (settings of a deploy included).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
 /// Serves the API until `shutdown` resolves.
 pub async fn serve(listener: UnixListener, app: Arc<App>, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {

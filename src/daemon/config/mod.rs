@@ -15,6 +15,9 @@ pub use watch::{EmailConfig, HealthConfig, NotifyConfig, SmtpSecurity, WebhookCo
 
 pub const DEFAULT_CONFIG: &str = "/etc/hafen/hafen.yaml";
 
+/// The largest configuration file hafen reads (a real one is a few KiB).
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
     /// Where the state store, secrets and build scratch space live (mode 0700).
@@ -247,6 +250,12 @@ impl Config {
 
     /// Relative paths in the file are taken relative to the file's directory.
     pub fn parse(file: &str, src: &str, base: &Path) -> Result<Config, Vec<Issue>> {
+        // As a stack file: a byte-order mark is not text, and a configuration is small.
+        let src = src.strip_prefix('\u{feff}').unwrap_or(src);
+        if src.len() > MAX_CONFIG_BYTES {
+            let message = t!("v.config_too_large", bytes = src.len(), max = MAX_CONFIG_BYTES).to_string();
+            return Err(vec![Issue { file: file.to_string(), line: None, path: String::new(), message }]);
+        }
         let value = parse_yaml(file, src)?;
         let mut is = Issues::new(file, src);
         let mut c = Config { source: file.to_string(), ..Config::default() };
@@ -452,6 +461,17 @@ mod tests {
         assert_eq!(e.len(), 3, "{e:?}");
         assert_eq!(e[0].line, Some(2));
         assert!(e.iter().any(|i| i.line == Some(4) && i.message.contains("did you mean `socket`")), "{e:?}");
+    }
+
+    /// A byte-order mark reads as YAML does; a file far larger than any configuration is refused
+    /// before it is decoded, naming its size.
+    #[test]
+    fn a_bom_is_no_text_and_size_is_limited() {
+        let c = Config::parse("c.yaml", "\u{feff}state_dir: /tmp/x\n", Path::new("/etc/hafen")).unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/tmp/x"));
+        let big = format!("state_dir: /tmp/x\n# {}\n", "x".repeat(MAX_CONFIG_BYTES));
+        let e = Config::parse("c.yaml", &big, Path::new("/etc/hafen")).unwrap_err();
+        assert!(e.len() == 1 && e[0].message.contains(&big.len().to_string()), "{e:?}");
     }
 
     #[test]
