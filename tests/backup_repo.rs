@@ -277,6 +277,12 @@ fn a_damaged_or_truncated_pack_is_named_and_never_restored() {
         assert!(matches!(err, RepoError::Damaged { .. }), "{case}: named as damage: {err}");
         // Nothing damaged (or half-written) is left behind.
         assert!(!target.exists() || walk(&target).is_empty(), "{case}: files were written: {:?}", walk(&target));
+        // An export of it fails as clearly, and leaves no file, partial or whole.
+        let id = hafen_backup::keys::generate_identity();
+        let out = d.path().join(format!("export-{case}.age"));
+        let err = hafen_backup::export::export(&repo, "s", "latest", std::slice::from_ref(&id.recipient), &out, &|_, _| {}).expect_err(case);
+        assert!(err.to_string().contains(&name[..8]) || matches!(err, hafen_backup::export::ExportError::Repo(RepoError::Damaged { .. })), "{case}: {err}");
+        assert!(!out.exists() && !d.path().join(format!("export-{case}.age.partial")).exists(), "{case}: an export file was left");
     }
 }
 
