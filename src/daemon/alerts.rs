@@ -211,3 +211,39 @@ impl Alerts {
 fn title(a: &AlertRecord) -> hafen_api::Message {
     hafen_api::Message { code: format!("alert.{}.title", a.code), args: a.args.clone() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The alerts service on its own: the shared ports and nothing else.
+    fn alerts() -> (tempfile::TempDir, Alerts) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config { state_dir: dir.path().to_path_buf(), ..crate::config::Config::default() };
+        let store = hafen_store::Store::open(&cfg.store_path()).unwrap();
+        let shared = Arc::new(Shared::new(cfg, store, Arc::new(hafen_engine::fake::FakeEngine::default())));
+        (dir, Alerts::new(shared))
+    }
+
+    fn raised(a: &Alerts) -> usize {
+        a.shared.store.events(0, None, 1000).unwrap().iter().filter(|e| e.kind == "alert_raised").count()
+    }
+
+    #[test]
+    fn an_alert_is_raised_once_escalated_and_resolved() {
+        let (_dir, a) = alerts();
+        let pairs = [("what", "docker".to_string()), ("free", "1 GB".to_string())];
+        a.raise("disk_low:docker", "disk_low", Severity::Warning, None, &pairs, vec![]);
+        a.raise("disk_low:docker", "disk_low", Severity::Warning, None, &pairs, vec![]);
+        assert_eq!((a.shared.store.alerts().unwrap().len(), raised(&a)), (1, 1), "raised once, not twice");
+        a.raise("disk_low:docker", "disk_low", Severity::Critical, None, &pairs, vec![]);
+        assert_eq!(a.shared.store.alert("disk_low:docker").unwrap().unwrap().severity, "critical");
+        assert_eq!(raised(&a), 2, "an escalation is told");
+        a.resolve("disk_low:docker");
+        assert!(a.shared.store.alert("disk_low:docker").unwrap().is_none());
+        // The audit chain of all that is intact, and an intact chain opens no alert.
+        let (n, verdict) = a.check_audit().unwrap();
+        assert!(verdict.is_ok() && n >= 3, "{n} {verdict:?}");
+        assert!(a.shared.store.alert("audit_broken").unwrap().is_none());
+    }
+}

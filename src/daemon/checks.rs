@@ -246,3 +246,39 @@ impl HostChecks {
         self.shared.workers.set("backup-age", every, level_word(worst), Line::Msgs(lines));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The host checks on their own: the shared ports and the alerts service.
+    fn checks() -> (tempfile::TempDir, HostChecks) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::Config { state_dir: dir.path().to_path_buf(), ..crate::config::Config::default() };
+        let store = hafen_store::Store::open(&cfg.store_path()).unwrap();
+        let shared = Arc::new(Shared::new(cfg, store, Arc::new(hafen_engine::fake::FakeEngine::default())));
+        let alerts = Arc::new(Alerts::new(shared.clone()));
+        (dir, HostChecks::new(shared, alerts))
+    }
+
+    fn worker(c: &HostChecks, name: &str) -> hafen_api::WorkerInfo {
+        c.shared.workers.list().into_iter().find(|w| w.name == name).unwrap()
+    }
+
+    /// Each check reports its lines as codes with arguments (so each reader sees them in their
+    /// language) and its English line beside them.
+    #[tokio::test]
+    async fn checks_report_their_lines_as_codes() {
+        let (_dir, c) = checks();
+        c.check_memory(&std::sync::Mutex::new(None)).await;
+        let m = worker(&c, "memory");
+        assert!(m.detail_lines.first().is_some_and(|l| l.code.starts_with("host.memory")) && m.detail.contains("available of"), "{m:?}");
+        c.check_backup_disks().await;
+        let b = worker(&c, "backup-disk");
+        assert_eq!(b.detail_lines.iter().map(|l| l.code.as_str()).collect::<Vec<_>>(), vec!["host.backup_disk_none"]);
+        assert_eq!(b.state, "ok");
+        c.check_backup_age().await;
+        let a = worker(&c, "backup-age");
+        assert_eq!((a.state.as_str(), a.detail_text.as_ref().map(|m| m.code.as_str())), ("warning", Some("worker.backup_age_no_target")));
+    }
+}

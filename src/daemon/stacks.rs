@@ -787,3 +787,57 @@ pub(crate) fn last_lines(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::Alerts;
+    use crate::health::Health as HealthService;
+    use hafen_engine::fake::FakeEngine;
+    use hafen_engine::Engine as _;
+
+    const WEB: &str = "version: 1\nid: web\nservices:\n  app:\n    image: \"docker.io/library/nginx:1.27\"\n    user: \"101:101\"\n    mem_limit: 64m\n    pids_limit: 32\nvolumes:\n  data:\n    kind: data\n";
+
+    /// The stacks service on its own: only the shared ports (a fresh store, the in-memory
+    /// engine, a stacks directory with one stack), alerts and health below it.
+    fn stacks() -> (tempfile::TempDir, Arc<FakeEngine>, Stacks) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("stacks/web")).unwrap();
+        std::fs::write(dir.path().join("stacks/web/stack.yaml"), WEB).unwrap();
+        let cfg = crate::config::Config { state_dir: dir.path().to_path_buf(), stacks_dir: dir.path().join("stacks"), ..crate::config::Config::default() };
+        let store = hafen_store::Store::open(&cfg.store_path()).unwrap();
+        let engine = Arc::new(FakeEngine::default());
+        let shared = Arc::new(Shared::new(cfg, store, engine.clone()));
+        let alerts = Arc::new(Alerts::new(shared.clone()));
+        let health = Arc::new(HealthService::new(shared.clone(), alerts.clone()));
+        (dir, engine, Stacks::new(shared, alerts, health, Arc::new(Ops::default())))
+    }
+
+    #[tokio::test]
+    async fn a_deploy_stores_the_desired_state_first_and_a_remove_keeps_the_data() {
+        let (_dir, engine, s) = stacks();
+        let r = s.deploy("web", &DeployRequest::default(), "test").await.unwrap();
+        assert!(!r.applied.is_empty(), "{r:?}");
+        assert!(s.shared.store.stack("web").unwrap().is_some_and(|rec| rec.enabled), "the desired state is in the store");
+        assert_eq!(engine.list_services(Some("web")).await.unwrap().len(), 1);
+        // A second deploy has nothing to do.
+        assert!(s.deploy("web", &DeployRequest::default(), "test").await.unwrap().applied.is_empty());
+        // Remove without purge: the service goes, the volume stays; the store says disabled.
+        s.remove("web", &RemoveRequest::default(), "test").await.unwrap();
+        assert!(engine.list_services(Some("web")).await.unwrap().is_empty());
+        assert_eq!(engine.list_volumes(Some("web")).await.unwrap().len(), 1, "data kept");
+        assert!(s.shared.store.stack("web").unwrap().is_none_or(|rec| !rec.enabled));
+        // Purge needs the id as confirmation; refused without it, nothing changed.
+        let refused = s.remove("web", &RemoveRequest { purge: true, ..Default::default() }, "test").await.unwrap_err();
+        assert_eq!(refused.message().code, "refused_purge_confirm");
+        assert_eq!(engine.list_volumes(Some("web")).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_stack_is_refused_with_its_code() {
+        let (_dir, engine, s) = stacks();
+        let e = s.deploy("nosuch", &DeployRequest::default(), "test").await.unwrap_err();
+        assert_eq!(e.message().code, "app_not_found");
+        assert!(engine.calls().iter().all(|c| !c.starts_with("create")), "{:?}", engine.calls());
+    }
+}
