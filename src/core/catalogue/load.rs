@@ -957,6 +957,59 @@ mod tests {
         assert!(is.len() == 1 && is[0].path == "volumes" && is[0].message.contains(&(MAX_ENTRIES + 1).to_string()), "{is:?}");
     }
 
+    /// Fuzzing on stable Rust, in the normal test run: every shipped stack file, mutated at
+    /// random (bytes replaced, removed, inserted; cut short), and arbitrary text are read without
+    /// a panic — as a definition or as a list of problems with their place.
+    mod fuzz {
+        use super::super::parse_stack;
+        use proptest::prelude::*;
+
+        const SHIPPED: &[&str] = &[
+            include_str!("../../../stacks/tryton/stack.yaml"),
+            include_str!("../../../stacks/nextcloud/stack.yaml"),
+            include_str!("../../../stacks/radicale/stack.yaml"),
+            include_str!("../../../stacks/erpnext/stack.yaml"),
+            include_str!("../../../stacks/aamdigital/stack.yaml"),
+        ];
+
+        fn mutate(src: &str, edits: &[(usize, u8, u8)], cut: Option<usize>) -> String {
+            let mut b = src.as_bytes().to_vec();
+            for &(at, byte, op) in edits {
+                if b.is_empty() {
+                    break;
+                }
+                let i = at % b.len();
+                match op % 3 {
+                    0 => b[i] = byte,
+                    1 => {
+                        b.remove(i);
+                    }
+                    _ => b.insert(i, byte),
+                }
+            }
+            if let Some(c) = cut {
+                b.truncate(c % (b.len() + 1));
+            }
+            String::from_utf8_lossy(&b).into_owned()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1500))]
+            #[test]
+            fn a_mutated_shipped_stack_file_never_panics(which in 0..SHIPPED.len(), edits in proptest::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..12), cut in proptest::option::of(any::<usize>())) {
+                let src = mutate(SHIPPED[which], &edits, cut);
+                if let Err(issues) = parse_stack("fuzz/stack.yaml", &src, None) {
+                    prop_assert!(!issues.is_empty());
+                }
+            }
+
+            #[test]
+            fn arbitrary_text_never_panics(src in "(?s).{0,600}") {
+                let _ = parse_stack("fuzz/stack.yaml", &src, None);
+            }
+        }
+    }
+
     const FAULTS: &str = r#"version: 1
 id: Bad.Id
 services:
