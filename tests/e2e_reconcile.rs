@@ -171,6 +171,19 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("Kein Stack `nosuchstack`") && err.contains("vorhanden") && !err.contains("no stack"), "{err}");
 
+    // One daemon per state directory: a second `hafen serve` on the same state, with another
+    // socket and its metrics off, stops at once and says why; the first one keeps answering.
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    let second = d.dir.path().join("second.yaml");
+    let other_socket = d.dir.path().join("second.sock");
+    let text: String = config.lines().filter(|l| !l.starts_with("socket:") && !l.starts_with("metrics_listen:")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&second, format!("{text}socket: {}\n", other_socket.display())).unwrap();
+    let o = std::process::Command::new(bin()).arg("--config").arg(&second).arg("serve").env("HAFEN_LANG", "de").output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("läuft bereits mit dem Zustandsverzeichnis") && !err.contains("panicked"), "{err}");
+    assert!(!other_socket.exists(), "the second daemon bound its socket");
+    assert!(d.cli(&["healthcheck"]).status.success());
+
     // A request body far larger than any request of this API is refused before it is read.
     let (status, _) = d.api("POST", "/v1/stacks/nosuchstack/deploy", &format!("{{\"settings\": {{\"x\": \"{}\"}}}}", "y".repeat(hafen_daemon::server::MAX_REQUEST_BYTES)));
     assert_eq!(status, 413);

@@ -30,6 +30,22 @@ pub enum ServeError {
     Bind { path: String, detail: String },
     #[error("{}", rust_i18n::t!("err.serve_noengine", _0 = .0))]
     NoEngine(String),
+    #[error("{}", rust_i18n::t!("err.serve_locked", path = .0))]
+    StateLocked(String),
+}
+
+/// One daemon per state directory: an exclusive lock on `<state_dir>/hafen.lock`, held for the
+/// process's life (the kernel lets it go when the process ends, also on `kill -9`). A second
+/// `hafen serve` on the same state — another socket, another config file — stops here, before
+/// it opens the store.
+fn lock_state(state_dir: &Path) -> Result<std::fs::File, ServeError> {
+    let path = state_dir.join("hafen.lock");
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| ServeError::Prepare { path: path.display().to_string(), detail: e.to_string() })?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::StateLocked(state_dir.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(ServeError::Prepare { path: path.display().to_string(), detail: e.to_string() }),
+    }
 }
 
 fn prepare_dir(p: &Path, mode: u32) -> Result<(), ServeError> {
@@ -101,6 +117,7 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
         });
     }
     prepare_dir(&cfg.state_dir, 0o700)?;
+    let _lock = lock_state(&cfg.state_dir)?;
     // The store is opened before anything else: a damaged store stops hafen before it acts.
     let store = Store::open(&cfg.store_path())?;
     tracing::info!(config = %cfg.source, state = %cfg.state_dir.display(), stacks = %cfg.stacks_dir.display(), "hafen {} starting", env!("CARGO_PKG_VERSION"));
