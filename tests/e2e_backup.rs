@@ -119,6 +119,13 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains(&name[..8]), "the check names pack {name}: {}", String::from_utf8_lossy(&o.stdout));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Problem"), "{}", String::from_utf8_lossy(&o.stderr));
+    // A truncated snapshot file is skipped and named; listing still works.
+    let snap_file = std::fs::read_dir(copy.join("snapshots")).unwrap().next().unwrap().unwrap().path();
+    let bytes = std::fs::read(&snap_file).unwrap();
+    std::fs::write(&snap_file, &bytes[..bytes.len() / 2]).unwrap();
+    let o = in_german(&["--list"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && err.contains("wird übersprungen") && err.contains(&*snap_file.file_name().unwrap().to_string_lossy()), "{err}");
 
     let stranger = hafen_backup::keys::generate_identity();
     std::fs::write(&idfile, stranger.expose_secret()).unwrap();

@@ -50,7 +50,11 @@ pub async fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
         return Ok(if problems.is_empty() { 0 } else { 1 });
     }
     let tags: Vec<String> = a.stack.iter().map(|s| format!("stack:{s}")).collect();
-    let snaps = repo.snapshots().await?;
+    let (snaps, damaged) = repo.snapshots_and_damage().await?;
+    // A damaged snapshot file hides no other snapshot; the reader learns which one is skipped.
+    for id in &damaged {
+        eprintln!("{}", t!("restore_snapshot_damaged", id = id));
+    }
     if a.list {
         let snaps: Vec<_> = snaps.into_iter().filter(|s| tags.iter().all(|t| s.tags.contains(t)) && at.is_none_or(|at| s.unix_time <= at)).collect();
         if a.json {

@@ -221,8 +221,13 @@ impl KitRepo {
     }
 
     pub async fn snapshots(&self) -> anyhow::Result<Vec<SnapInfo>> {
+        Ok(self.snapshots_and_damage().await?.0)
+    }
+
+    /// The snapshots that can be read, and the ids of snapshot files that cannot (skipped).
+    pub async fn snapshots_and_damage(&self) -> anyhow::Result<(Vec<SnapInfo>, Vec<String>)> {
         let r = self.repo.clone();
-        Ok(tokio::task::spawn_blocking(move || r.snapshots()).await??)
+        Ok(tokio::task::spawn_blocking(move || r.snapshots_and_damage()).await??)
     }
 
     /// The snapshot `id` (or prefix, or `latest`) with all `tags`, or the newest at or before `at`.
