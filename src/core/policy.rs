@@ -5,20 +5,21 @@
 
 use crate::catalogue::model::CAP_ALLOW_LIST;
 use crate::spec::{MountSpec, ServiceSpec};
+use rust_i18n::t;
 
 /// Checks a spec; returns every reason it is refused.
 pub fn check(spec: &ServiceSpec, secret_root: &str) -> Result<(), Vec<String>> {
     let mut why = Vec::new();
     for c in &spec.cap_add {
         if !CAP_ALLOW_LIST.contains(&c.as_str()) {
-            why.push(format!("capability {c} is not on the allow-list"));
+            why.push(t!("policy.capability", c = c).to_string());
         }
     }
     for m in &spec.mounts {
         match m {
             MountSpec::Volume { name, .. } => {
                 if name.contains('/') || name.starts_with('.') {
-                    why.push(format!("volume `{name}` looks like a host path"));
+                    why.push(t!("policy.volume_path", name = name).to_string());
                 }
             }
             MountSpec::File { source, target } => {
@@ -26,10 +27,10 @@ pub fn check(spec: &ServiceSpec, secret_root: &str) -> Result<(), Vec<String>> {
                     && !source.contains("/../")
                     && !source.ends_with("/..");
                 if !inside {
-                    why.push(format!("file mount `{source}` is outside hafen's secret directory {secret_root}"));
+                    why.push(t!("policy.file_mount", source = source, root = secret_root).to_string());
                 }
                 if target.contains("docker.sock") {
-                    why.push("the Docker socket is never mounted".into());
+                    why.push(t!("policy.docker_socket").to_string());
                 }
             }
             MountSpec::Tmpfs { .. } => {}
@@ -37,16 +38,16 @@ pub fn check(spec: &ServiceSpec, secret_root: &str) -> Result<(), Vec<String>> {
     }
     if let Some(u) = &spec.user {
         if u == "0" || u == "root" || u.starts_with("0:") || u.starts_with("root:") {
-            why.push("services do not run as root".into());
+            why.push(t!("policy.root").to_string());
         }
     }
     for p in &spec.ports {
         if p.host_ip.is_empty() {
-            why.push(format!("port {} has no host address", p.container_port));
+            why.push(t!("policy.port_host", port = p.container_port).to_string());
         }
     }
     if spec.memory_bytes == 0 || spec.pids_limit <= 0 {
-        why.push("memory and pids limits are required".into());
+        why.push(t!("policy.limits").to_string());
     }
     if why.is_empty() {
         Ok(())

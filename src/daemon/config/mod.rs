@@ -116,31 +116,31 @@ impl BackupTarget {
     /// `sftp://user@host:port/path`, `s3:http(s)://endpoint/bucket[/prefix]` or `rest:http(s)://…`.
     /// Credentials come from files, as in the configuration.
     pub fn from_location(loc: &str, access: &TargetAccess) -> Result<BackupTarget, String> {
-        let need = |what: Option<&PathBuf>, flag: &str| what.cloned().ok_or_else(|| format!("`{loc}` needs {flag}"));
+        let need = |what: Option<&PathBuf>, flag: &str| what.cloned().ok_or_else(|| t!("cfg.loc_needs", loc = loc, flag = flag).to_string());
         let kind = if let Some(rest) = loc.strip_prefix("sftp://") {
-            let (userhost, path) = rest.split_once('/').ok_or_else(|| format!("`{loc}`: expected sftp://user@host:port/path"))?;
-            let (user, hostport) = userhost.split_once('@').ok_or_else(|| format!("`{loc}`: the user is missing (sftp://user@host:port/path)"))?;
+            let (userhost, path) = rest.split_once('/').ok_or_else(|| t!("cfg.loc_expected", loc = loc, form = "sftp://user@host:port/path").to_string())?;
+            let (user, hostport) = userhost.split_once('@').ok_or_else(|| t!("cfg.loc_no_user", loc = loc, form = "sftp://user@host:port/path").to_string())?;
             let (host, port) = match hostport.rsplit_once(':') {
-                Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| format!("`{loc}`: `{p}` is not a port"))?),
+                Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| t!("cfg.loc_port", loc = loc, p = p).to_string())?),
                 None => (hostport.to_string(), 22),
             };
             TargetKind::Sftp { host, port, user: user.into(), path: format!("/{path}"), ssh_key: need(access.ssh_key.as_ref(), "--ssh-key")?, known_hosts: need(access.known_hosts.as_ref(), "--known-hosts")? }
         } else if let Some(rest) = loc.strip_prefix("sftp:") {
-            let (userhost, path) = rest.split_once(':').ok_or_else(|| format!("`{loc}`: expected sftp:user@host:/path"))?;
-            let (user, host) = userhost.split_once('@').ok_or_else(|| format!("`{loc}`: the user is missing (sftp:user@host:/path)"))?;
+            let (userhost, path) = rest.split_once(':').ok_or_else(|| t!("cfg.loc_expected", loc = loc, form = "sftp:user@host:/path").to_string())?;
+            let (user, host) = userhost.split_once('@').ok_or_else(|| t!("cfg.loc_no_user", loc = loc, form = "sftp:user@host:/path").to_string())?;
             TargetKind::Sftp { host: host.into(), port: 22, user: user.into(), path: path.into(), ssh_key: need(access.ssh_key.as_ref(), "--ssh-key")?, known_hosts: need(access.known_hosts.as_ref(), "--known-hosts")? }
         } else if let Some(url) = loc.strip_prefix("s3:") {
-            let (scheme, rest) = url.split_once("://").ok_or_else(|| format!("`{loc}`: expected s3:http(s)://endpoint/bucket/prefix"))?;
+            let (scheme, rest) = url.split_once("://").ok_or_else(|| t!("cfg.loc_expected", loc = loc, form = "s3:http(s)://endpoint/bucket/prefix").to_string())?;
             let mut parts = rest.splitn(3, '/');
             let host = parts.next().unwrap_or_default();
-            let bucket = parts.next().filter(|b| !b.is_empty()).ok_or_else(|| format!("`{loc}`: the bucket is missing"))?;
+            let bucket = parts.next().filter(|b| !b.is_empty()).ok_or_else(|| t!("cfg.loc_no_bucket", loc = loc).to_string())?;
             let prefix = parts.next().unwrap_or_default().trim_matches('/').to_string();
             TargetKind::S3 {
                 endpoint: format!("{scheme}://{host}"),
                 region: access.region.clone().unwrap_or_else(|| "us-east-1".into()),
                 bucket: bucket.into(),
                 prefix,
-                credentials: need(access.credentials.as_ref(), "--credentials (a file with AWS_ACCESS_KEY_ID=… and AWS_SECRET_ACCESS_KEY=…)")?,
+                credentials: need(access.credentials.as_ref(), &t!("cfg.loc_s3_credentials"))?,
             }
         } else if let Some(url) = loc.strip_prefix("rest:") {
             let mut url = url.to_string();
@@ -151,7 +151,7 @@ impl BackupTarget {
         } else if Path::new(loc).is_absolute() {
             TargetKind::Local { path: PathBuf::from(loc), require_mount: false }
         } else {
-            return Err(format!("`{loc}` is not a repository location: give an absolute path, sftp:…, s3:… or rest:…"));
+            return Err(t!("cfg.loc_unknown", loc = loc).to_string());
         };
         Ok(BackupTarget { name: "recovery".into(), kind, append_only: false })
     }
@@ -206,7 +206,7 @@ impl Default for Config {
             metrics_listen: Some(watch::DEFAULT_METRICS.parse().expect("default metrics address")),
             updates: UpdatesConfig::default(),
             registries: Vec::new(),
-            source: "built-in defaults".into(),
+            source: t!("cfg.builtin_defaults").to_string(),
         }
     }
 }
@@ -318,7 +318,7 @@ impl Config {
                 if (1..=366).contains(&n) {
                     c.backup_check_parts = n;
                 } else {
-                    is.push("backup_check_parts", format!("{n} parts: give 1 (read everything each time) to 366"));
+                    is.push("backup_check_parts", t!("cfg.check_parts", n = n).to_string());
                 }
             }
             if let Some(rv) = o.raw("backup_retention") {
@@ -337,7 +337,7 @@ impl Config {
                     }
                     r.finish(&mut is);
                     if p == hafen_core::retention::Policy::default() {
-                        is.push("backup_retention", "this policy keeps nothing; give at least one keep_* value");
+                        is.push("backup_retention", t!("cfg.keeps_nothing").to_string());
                     }
                     c.backup_retention = p;
                 }
@@ -347,10 +347,10 @@ impl Config {
                     let Some(mut t) = Obj::new(v, &ip, &mut is) else { continue };
                     let name: String = t.req("name", &mut is).unwrap_or_default();
                     if !name.is_empty() && !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_') {
-                        is.push(&t.path_of("name"), format!("`{name}` is not a valid target name: use lowercase letters, digits, - and _"));
+                        is.push(&t.path_of("name"), t!("cfg.target_name", name = name).to_string());
                     }
                     if c.backup_targets.iter().any(|b| b.name == name) {
-                        is.push(&t.path_of("name"), format!("two targets are called `{name}`"));
+                        is.push(&t.path_of("name"), t!("cfg.target_twice", name = name).to_string());
                     }
                     let abs = |p: String| if Path::new(&p).is_absolute() { PathBuf::from(p) } else { base.join(p) };
                     let kind = match t.opt::<String>("type", &mut is).as_deref() {
@@ -369,7 +369,7 @@ impl Config {
                             match (host, user, path, key, kh) {
                                 (Some(host), Some(user), Some(path), Some(key), Some(kh)) => {
                                     if !path.starts_with('/') {
-                                        is.push(&t.path_of("path"), format!("`{path}` must be an absolute path on the SSH server"));
+                                        is.push(&t.path_of("path"), t!("cfg.sftp_path", path = path).to_string());
                                     }
                                     Some(TargetKind::Sftp { host, port, user, path, ssh_key: abs(key), known_hosts: abs(kh) })
                                 }
@@ -399,7 +399,7 @@ impl Config {
                                 if !(u.starts_with("https://") || u.starts_with("http://")) {
                                     is.push(&t.path_of("url"), t!("v.url", m = u).to_string());
                                 } else if u.split_once("://").is_some_and(|(_, rest)| rest.contains('@')) {
-                                    is.push(&t.path_of("url"), "put no password into the URL; name a `credentials` file (user:password, mode 0600) instead".to_string());
+                                    is.push(&t.path_of("url"), t!("cfg.url_password").to_string());
                                 }
                             }
                             url.map(|mut url| {
@@ -410,7 +410,7 @@ impl Config {
                             })
                         }
                         Some(other) => {
-                            is.push(&t.path_of("type"), format!("target type `{other}` is unknown; use local, sftp, s3 or rest"));
+                            is.push(&t.path_of("type"), t!("cfg.target_type", other = other).to_string());
                             None
                         }
                     };

@@ -71,7 +71,7 @@ fn parse_policy(v: &serde_norway::Value, path: &str, is: &mut Issues) -> UpdateP
         Some("manual") => p.mode = Mode::Manual,
         Some("notify") => p.mode = Mode::Notify,
         Some("automatic") => p.mode = Mode::Automatic,
-        Some(other) => is.push(&format!("{path}.mode"), format!("`{other}` is unknown; use manual, notify or automatic")),
+        Some(other) => is.push(&format!("{path}.mode"), t!("cfg.update_mode", other = other).to_string()),
     }
     match o.raw("window") {
         None => {}
@@ -82,14 +82,14 @@ fn parse_policy(v: &serde_norway::Value, path: &str, is: &mut Issues) -> UpdateP
                 Ok(_) => p.window = Some(s),
                 Err(e) => is.push(&format!("{path}.window"), e),
             },
-            None => is.push(&format!("{path}.window"), "give a cron expression with seconds, e.g. \"0 0 3 * * *\" (or `any`)"),
+            None => is.push(&format!("{path}.window"), t!("cfg.window_cron").to_string()),
         },
     }
     if let Some(s) = o.opt::<String>("security", is) {
         match s.as_str() {
             "automatic" => p.security_automatic = true,
             "same" => p.security_automatic = false,
-            other => is.push(&format!("{path}.security"), format!("`{other}` is unknown; use automatic or same")),
+            other => is.push(&format!("{path}.security"), t!("cfg.security_mode", other = other).to_string()),
         }
     }
     o.finish(is);
@@ -119,7 +119,7 @@ pub(super) fn parse_updates(v: &serde_norway::Value, is: &mut Issues) -> Updates
                     u.stacks.insert(id, p);
                 }
             }
-            _ => is.push("updates.stacks", "give a map of stack id → policy"),
+            _ => is.push("updates.stacks", t!("cfg.stacks_map").to_string()),
         }
     }
     o.finish(is);
@@ -134,14 +134,14 @@ pub(super) fn parse_registries(v: &serde_norway::Value, is: &mut Issues) -> Vec<
         let user: Option<String> = r.opt("user", is);
         let password_file = r.opt::<String>("password_file", is).map(PathBuf::from);
         if user.is_some() != password_file.is_some() {
-            is.push(&ip, "give `user` and `password_file` together (or neither)");
+            is.push(&ip, t!("cfg.user_password_file").to_string());
         }
         let plain = r.opt::<bool>("plain_http", is);
         r.finish(is);
         if let Some(host) = host {
             let loopback = hafen_core::image_ref::is_loopback_host(&host);
             if plain == Some(true) && !loopback {
-                is.push(&ip, format!("`plain_http` would send registry credentials and images unencrypted; allowed only for a registry on this machine, not `{host}`"));
+                is.push(&ip, t!("cfg.plain_http", host = host).to_string());
             }
             out.push(RegistryConfig { host, user, password_file, plain_http: plain.unwrap_or(loopback) });
         }

@@ -92,12 +92,12 @@ pub(super) fn parse_notify(v: &serde_norway::Value, is: &mut Issues) -> NotifyCo
     match o.opt::<String>("language", is).as_deref() {
         None => {}
         Some(l @ ("de" | "en")) => n.language = l.into(),
-        Some(other) => is.push("notify.language", format!("language `{other}` is not offered; use de or en")),
+        Some(other) => is.push("notify.language", t!("cfg.language", other = other).to_string()),
     }
     if let Some(s) = o.raw("remind_every").and_then(scalar) {
         match parse_duration(&s) {
             Ok(d) if d >= Duration::from_secs(60) => n.remind_every = d,
-            Ok(_) => is.push("notify.remind_every", format!("`{s}` is too short; give at least 1m")),
+            Ok(_) => is.push("notify.remind_every", t!("cfg.too_short", s = s, min = "1m").to_string()),
             Err(e) => is.push("notify.remind_every", e),
         }
     }
@@ -109,7 +109,7 @@ pub(super) fn parse_notify(v: &serde_norway::Value, is: &mut Issues) -> NotifyCo
                 Some("tls") => SmtpSecurity::Tls,
                 Some("none") => SmtpSecurity::None,
                 Some(other) => {
-                    is.push("notify.email.security", format!("`{other}` is unknown; use starttls, tls or none"));
+                    is.push("notify.email.security", t!("cfg.smtp_security", other = other).to_string());
                     SmtpSecurity::Starttls
                 }
             };
@@ -121,7 +121,7 @@ pub(super) fn parse_notify(v: &serde_norway::Value, is: &mut Issues) -> NotifyCo
             let user: Option<String> = e.opt("user", is);
             let password_file = e.opt::<String>("password_file", is).map(PathBuf::from);
             if user.is_some() != password_file.is_some() {
-                is.push("notify.email", "give `user` and `password_file` together (or neither)");
+                is.push("notify.email", t!("cfg.user_password_file").to_string());
             }
             let ca_file = e.opt::<String>("ca_file", is).map(PathBuf::from);
             let from: Option<String> = e.req("from", is);
@@ -129,19 +129,19 @@ pub(super) fn parse_notify(v: &serde_norway::Value, is: &mut Issues) -> NotifyCo
                 Some(serde_norway::Value::String(s)) => vec![s.clone()],
                 Some(_) => e.opt::<Vec<String>>("to", is).unwrap_or_default(),
                 None => {
-                    is.push("notify.email.to", "who gets the alerts? give at least one address in `to`");
+                    is.push("notify.email.to", t!("cfg.email_to").to_string());
                     vec![]
                 }
             };
             for a in to.iter().chain(from.iter()) {
                 if !a.contains('@') {
-                    is.push("notify.email", format!("`{a}` is not an e-mail address"));
+                    is.push("notify.email", t!("cfg.email_address", a = a).to_string());
                 }
             }
             if security == SmtpSecurity::None {
                 if let Some(h) = &host {
                     if !(h == "127.0.0.1" || h == "localhost" || h == "::1") {
-                        is.push("notify.email.security", format!("`none` sends alerts unencrypted; allowed only for a relay on this machine, not `{h}`"));
+                        is.push("notify.email.security", t!("cfg.smtp_none", h = h).to_string());
                     }
                 }
             }
@@ -183,7 +183,7 @@ pub(super) fn parse_health(v: &serde_norway::Value, is: &mut Issues) -> HealthCo
         if n >= 1 {
             h.restart_limit = n;
         } else {
-            is.push("health.restart_limit", "give at least 1");
+            is.push("health.restart_limit", t!("cfg.at_least_one").to_string());
         }
     }
     for (key, slot) in [
@@ -194,7 +194,7 @@ pub(super) fn parse_health(v: &serde_norway::Value, is: &mut Issues) -> HealthCo
         if let Some(s) = o.raw(key).and_then(scalar) {
             match parse_duration(&s) {
                 Ok(d) if d >= Duration::from_secs(1) => *slot = d,
-                Ok(_) => is.push(&format!("health.{key}"), format!("`{s}` is too short; give at least 1s")),
+                Ok(_) => is.push(&format!("health.{key}"), t!("cfg.too_short", s = s, min = "1s").to_string()),
                 Err(e) => is.push(&format!("health.{key}"), e),
             }
         }
@@ -204,12 +204,12 @@ pub(super) fn parse_health(v: &serde_norway::Value, is: &mut Issues) -> HealthCo
             if (0.0..100.0).contains(&p) {
                 *slot = p;
             } else {
-                is.push(&format!("health.{key}"), format!("{p} is not a percentage of free space (0–100)"));
+                is.push(&format!("health.{key}"), t!("cfg.percent", p = p).to_string());
             }
         }
     }
     if h.disk_critical > h.disk_warning {
-        is.push("health", format!("disk_critical ({}%) must not be above disk_warning ({}%)", h.disk_critical, h.disk_warning));
+        is.push("health", t!("cfg.disk_order", critical = h.disk_critical, warning = h.disk_warning).to_string());
     }
     o.finish(is);
     h
@@ -220,9 +220,9 @@ pub(super) fn parse_metrics(s: &str, public: bool) -> Result<Option<SocketAddr>,
     if s == "off" {
         return Ok(None);
     }
-    let a: SocketAddr = s.parse().map_err(|_| format!("`{s}` is not an address like 127.0.0.1:9464 (or `off`)"))?;
+    let a: SocketAddr = s.parse().map_err(|_| t!("cfg.metrics_address", s = s).to_string())?;
     if !a.ip().is_loopback() && !public {
-        return Err(format!("`{s}` would publish the metrics beyond this machine; set `metrics_public: true` if that is meant"));
+        return Err(t!("cfg.metrics_public", s = s).to_string());
     }
     Ok(Some(a))
 }
