@@ -79,7 +79,11 @@ pub struct StackSummary {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StackDetail {
     pub summary: StackSummary,
+    /// The stack's description in English (or the only one it has).
     pub description: String,
+    /// The description by language, when the stack file gives it per language.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub descriptions: BTreeMap<String, String>,
     pub definition: String,
     pub settings: BTreeMap<String, String>,
     pub volumes: Vec<String>,

@@ -101,7 +101,8 @@ pub async fn stack(cli: &Cli, sc: &StackCmd) -> anyhow::Result<i32> {
                 print_json(&d);
             } else {
                 print_stacks(std::slice::from_ref(&d.summary));
-                println!("\n{}\n{}", d.description, d.definition);
+                let description = d.descriptions.get(&*rust_i18n::locale()).unwrap_or(&d.description);
+                println!("\n{}\n{}", description, d.definition);
                 for (k, v) in &d.settings {
                     println!("  {k} = {v}");
                 }

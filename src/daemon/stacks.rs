@@ -575,6 +575,7 @@ impl Stacks {
         Ok(StackDetail {
             summary: self.summary(id, def.as_ref(), rec.as_ref().is_some_and(|r| r.enabled), &services),
             description: def.as_ref().map(|d| d.description.clone()).unwrap_or_default(),
+            descriptions: def.as_ref().map(|d| d.descriptions.clone()).unwrap_or_default(),
             definition: def.as_ref().map(|d| d.file.clone()).unwrap_or_default(),
             settings: rec.map(|r| r.settings).unwrap_or_default(),
             volumes,

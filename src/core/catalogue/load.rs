@@ -122,7 +122,23 @@ fn decode_stack(v: &Value, dir_id: Option<&str>, is: &mut Issues) -> Option<Stac
         }
     }
     let name: String = o.opt("name", is).unwrap_or_else(|| id.clone());
-    let description: String = o.opt("description", is).unwrap_or_default();
+    // One text, or one per language (`de`, `en`) that front ends choose from.
+    let mut descriptions = BTreeMap::new();
+    let description: String = match o.raw("description") {
+        Some(Value::Mapping(m)) => {
+            for (k, v) in m {
+                match (scalar(k).as_deref(), scalar(v)) {
+                    (Some(lang @ ("de" | "en")), Some(text)) => {
+                        descriptions.insert(lang.to_string(), text);
+                    }
+                    (k, _) => is.push(&o.path_of("description"), t!("v.description_lang", k = k.unwrap_or_default()).to_string()),
+                }
+            }
+            descriptions.get("en").or_else(|| descriptions.get("de")).cloned().unwrap_or_default()
+        }
+        Some(v) => scalar(v).unwrap_or_default(),
+        None => String::new(),
+    };
     let sphere: Option<String> = o.opt("sphere", is);
     if let Some(s) = &sphere {
         if !["office", "accounting", "casefiles", "infrastructure"].contains(&s.as_str()) {
@@ -229,6 +245,7 @@ fn decode_stack(v: &Value, dir_id: Option<&str>, is: &mut Issues) -> Option<Stac
         id,
         name,
         description,
+        descriptions,
         sphere,
         settings,
         secrets,
@@ -932,6 +949,18 @@ mod tests {
         fn drop(&mut self) {
             rust_i18n::set_locale(&self.0);
         }
+    }
+
+    /// A description is one text or one per language; another key is named.
+    #[test]
+    fn a_description_per_language() {
+        let base = "version: 1\nid: d\nservices:\n  app:\n    image: \"nginx:1\"\n";
+        let d = parse_stack("d/stack.yaml", &format!("{base}description:\n  de: Kalender\n  en: Calendars\n"), Some("d")).unwrap();
+        assert_eq!((d.description.as_str(), d.descriptions.get("de").map(String::as_str)), ("Calendars", Some("Kalender")));
+        let d = parse_stack("d/stack.yaml", &format!("{base}description: Kalender\n"), Some("d")).unwrap();
+        assert!(d.description == "Kalender" && d.descriptions.is_empty());
+        let is = parse_stack("d/stack.yaml", &format!("{base}description:\n  fr: Calendriers\n"), Some("d")).unwrap_err();
+        assert!(is.len() == 1 && is[0].path == "description" && is[0].message.contains("fr"), "{is:?}");
     }
 
     /// Bad input of every size is named and refused; these tests look at where and which number,

@@ -11,7 +11,10 @@ use std::time::Duration;
 pub struct StackDef {
     pub id: String,
     pub name: String,
+    /// The description in English (or the only one given).
     pub description: String,
+    /// The description by language (`de`, `en`), when the file gives it per language.
+    pub descriptions: BTreeMap<String, String>,
     pub sphere: Option<String>,
     pub settings: BTreeMap<String, SettingDef>,
     pub secrets: BTreeMap<String, SecretDef>,
