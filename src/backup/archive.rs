@@ -583,8 +583,8 @@ where
         }
     }
     // A damaged snapshot file is never a parent: the new snapshot reads every file again.
-    let parent = super::repo::read_snapshots(repo, "")
-        .map_err(|e| one(e.to_string()))?
+    let parent = super::snapshots::read(repo, "")
+        .map_err(|e| one(e.display_log()))?
         .0
         .into_iter()
         .filter(|s| s.hostname == snap.hostname && s.label == snap.label && s.paths == snap.paths)

@@ -1,7 +1,8 @@
 //! Backup repositories in restic's format, readable by stock restic: creating and opening them,
 //! hafen's own snapshot writer (`archive`) over its volume walker (`walk`), restore with the
 //! path-safety guard, check and prune through rustic_core (`repo`, with its progress adaptor
-//! `progress`), key custody with age (`keys`, the only age user), the recovery kit (`kit`) and
+//! `progress`), snapshot files read one by one so that a damaged one hides no other
+//! (`snapshots`), key custody with age (`keys`, the only age user), the recovery kit (`kit`) and
 //! archive exports (`export`). Which stack to back up when, and the app-consistent run around a
 //! capture (hooks, dumps, restore into place), is the daemon's backup service.
 
@@ -13,4 +14,5 @@ pub mod keys;
 pub mod kit;
 pub mod progress;
 pub mod repo;
+pub mod snapshots;
 pub mod walk;

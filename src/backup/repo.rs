@@ -554,27 +554,9 @@ fn contained<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
     r
 }
 
-/// Every snapshot file of the repository that can be read, oldest first, and the ids of those
-/// that cannot (each is tried on its own, so one damaged file hides no other snapshot; rustic_core's
-/// `get_all_snapshots` fails as a whole).
+/// `snapshots::read` with the repository's errors.
 pub fn read_snapshots<S: rustic_core::Open>(repo: &Repository<S>, loc: &str) -> Result<(Vec<SnapshotFile>, Vec<String>), RepoError> {
-    let listed: Vec<SnapshotId> = repo.list::<SnapshotId>().map_err(rerr(loc))?.collect();
-    let mut good = Vec::with_capacity(listed.len());
-    for id in &listed {
-        // One at a time: a damaged file's error carries no id in a stream of many.
-        match repo.stream_files_list::<SnapshotFile>(vec![*id]).map(|mut it| it.next()) {
-            Ok(Some(Ok((id, mut snap)))) => {
-                snap.id = id;
-                good.push(snap);
-            }
-            // Named by `snapshots_and_damage` and the check; the log keeps the library's words.
-            Ok(Some(Err(e))) | Err(e) => tracing::info!(snapshot = %id, location = loc, error = %e.display_log(), "a snapshot file cannot be read; it is skipped"),
-            Ok(None) => {}
-        }
-    }
-    good.sort_unstable();
-    let damaged = listed.iter().filter(|id| !good.iter().any(|s| s.id == **id)).map(|id| id.to_hex().as_str().to_string()).collect();
-    Ok((good, damaged))
+    super::snapshots::read(repo, loc).map_err(rerr(loc))
 }
 
 /// The snapshot `id` (a full id, a unique prefix, or `latest` among those with all `tags`)

@@ -1,0 +1,30 @@
+//! Reading a repository's snapshot files one by one, so that one damaged or truncated file
+//! hides no other snapshot (rustic_core's `get_all_snapshots` fails as a whole when one file
+//! cannot be read). Used by the repository layer (`repo`: listing, restore, check) and by the
+//! snapshot writer (`archive`: a damaged snapshot is never a parent).
+
+use rustic_core::repofile::{SnapshotFile, SnapshotId};
+use rustic_core::{Repository, RusticError};
+
+/// Every snapshot file of the repository that can be read, oldest first, and the full ids (file
+/// names) of those that cannot; each file is read on its own. `loc` names the repository in the
+/// log.
+pub fn read<S: rustic_core::Open>(repo: &Repository<S>, loc: &str) -> Result<(Vec<SnapshotFile>, Vec<String>), Box<RusticError>> {
+    let listed: Vec<SnapshotId> = repo.list::<SnapshotId>()?.collect();
+    let mut good = Vec::with_capacity(listed.len());
+    for id in &listed {
+        // One at a time: a damaged file's error carries no id in a stream of many.
+        match repo.stream_files_list::<SnapshotFile>(vec![*id]).map(|mut it| it.next()) {
+            Ok(Some(Ok((id, mut snap)))) => {
+                snap.id = id;
+                good.push(snap);
+            }
+            // Named by the callers (listing, check); the log keeps the library's words.
+            Ok(Some(Err(e))) | Err(e) => tracing::info!(snapshot = %id, location = loc, error = %e.display_log(), "a snapshot file cannot be read; it is skipped"),
+            Ok(None) => {}
+        }
+    }
+    good.sort_unstable();
+    let damaged = listed.iter().filter(|id| !good.iter().any(|s| s.id == **id)).map(|id| id.to_hex().as_str().to_string()).collect();
+    Ok((good, damaged))
+}
