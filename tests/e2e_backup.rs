@@ -161,8 +161,8 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     assert!(err.contains("simulated failure") && err.contains("endete mit 3"), "{err}");
     assert!(out.contains("bisherige Volumes zurückgelegt") && out.contains("Dienste angehalten") && out.contains("Zwischenbereich"), "{out}");
     let english = ["exited with", "services stopped", "swapped", "staging", "previous volumes", "loaded", "failed", "restore of"];
-    let text = format!("{out}{err}").replace("simulated failure", "");
-    let found: Vec<&&str> = english.iter().filter(|w| text.contains(**w)).collect();
+    let shown = format!("{out}{err}").replace("simulated failure", "");
+    let found: Vec<&&str> = english.iter().filter(|w| shown.contains(**w)).collect();
     assert!(found.is_empty(), "a German restore printed English {found:?}:\n{out}{err}");
     std::fs::write(&def, text).unwrap();
     wait_for(std::time::Duration::from_secs(300), || (d.json(&["stack", "show", id])["summary"]["state"] == "healthy").then_some(())).expect("not healthy after the rollback");

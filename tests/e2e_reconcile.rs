@@ -277,7 +277,7 @@ fn main_commands_in_german_print_no_english() {
     };
     // Every worker, the host checks too; the first column is the worker's name, an identifier.
     let workers: String = de(&["worker", "list"]).lines().skip(1).map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ") + "\n").collect();
-    assert_eq!(workers.lines().count(), 13, "{workers}");
+    assert_eq!(workers.lines().count(), 14, "{workers}");
     let outputs = [
         ("status", de(&["status"])),
         ("stack list", de(&["stack", "list"])),
