@@ -527,13 +527,12 @@ pub fn parse_at(s: &str) -> Result<i64, String> {
     Err(rust_i18n::t!("err.at_format", value = s).to_string())
 }
 
-/// The snapshot to restore: by id or id prefix, `latest`, or with `at` the newest taken at or
-/// before that time; only among snapshots carrying all `tags`.
 /// rustic_core unwraps some read and write errors on its restore path (a pack failing its
 /// integrity check, a full disk): it panics, also in its worker threads. `contained` runs such
 /// work with the panic caught, and while it runs the process's panic hook (set once, chaining the
 /// previous one) keeps these panics off the terminal — the caller names the failure instead; the
-/// panic's text goes to the log at debug level. A panic elsewhere still reaches the previous hook.
+/// panic's text goes to the daemon's log (info; a terminal shows it only with `--verbose`). A
+/// panic elsewhere still reaches the previous hook.
 fn contained<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static QUIET: AtomicUsize = AtomicUsize::new(0);
@@ -542,7 +541,7 @@ fn contained<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             if QUIET.load(Ordering::SeqCst) > 0 {
-                tracing::debug!(panic = %info, "a panic in the repository library, contained");
+                tracing::info!(panic = %info, "a panic in the repository library, contained");
             } else {
                 previous(info)
             }
@@ -571,6 +570,8 @@ fn find_snapshot<S: rustic_core::Open>(repo: &Repository<S>, loc: &str, id: &str
     (hits.len() == 1).then(|| hits.remove(0))
 }
 
+/// The snapshot to restore: by id or id prefix, `latest`, or with `at` the newest taken at or
+/// before that time; only among snapshots carrying all `tags`.
 pub fn pick(snaps: &[SnapInfo], tags: &[String], id: &str, at: Option<i64>) -> Option<SnapInfo> {
     let mut mine: Vec<&SnapInfo> = snaps.iter().filter(|s| tags.iter().all(|t| s.tags.contains(t))).collect();
     mine.sort_by_key(|s| s.unix_time);
