@@ -7,21 +7,20 @@ use rustic_core::repofile::{SnapshotFile, SnapshotId};
 use rustic_core::{Repository, RusticError};
 
 /// Every snapshot file of the repository that can be read, oldest first, and the full ids (file
-/// names) of those that cannot; each file is read on its own. `loc` names the repository in the
-/// log.
+/// names) of those that cannot. `loc` names the repository in the log.
 pub fn read<S: rustic_core::Open>(repo: &Repository<S>, loc: &str) -> Result<(Vec<SnapshotFile>, Vec<String>), Box<RusticError>> {
     let listed: Vec<SnapshotId> = repo.list::<SnapshotId>()?.collect();
     let mut good = Vec::with_capacity(listed.len());
-    for id in &listed {
-        // One at a time: a damaged file's error carries no id in a stream of many.
-        match repo.stream_files_list::<SnapshotFile>(vec![*id]).map(|mut it| it.next()) {
-            Ok(Some(Ok((id, mut snap)))) => {
+    // Read in parallel as rustic_core does, but each file on its own: a file that cannot be
+    // read is an error item of the stream, not the end of it (its id is what is left over).
+    for item in repo.stream_files_list::<SnapshotFile>(listed.clone())? {
+        match item {
+            Ok((id, mut snap)) => {
                 snap.id = id;
                 good.push(snap);
             }
             // Named by the callers (listing, check); the log keeps the library's words.
-            Ok(Some(Err(e))) | Err(e) => tracing::info!(snapshot = %id, location = loc, error = %e.display_log(), "a snapshot file cannot be read; it is skipped"),
-            Ok(None) => {}
+            Err(e) => tracing::info!(location = loc, error = %e.display_log(), "a snapshot file cannot be read; it is skipped"),
         }
     }
     good.sort_unstable();
