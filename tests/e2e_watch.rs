@@ -274,6 +274,62 @@ fn engine_cut_off_is_reported_the_api_answers_and_hafen_resyncs_without_duplicat
     assert!(kinds.contains(&"engine_unreachable".into()) && kinds.contains(&"engine_reachable".into()), "{kinds:?}");
 }
 
+/// ST-04: the disk of hafen's own state fills up. hafen says so while there is room to record
+/// it (a critical alert), keeps answering when the disk is full (an operation fails clearly or
+/// is fully recorded — never half), and after space is freed works again, its audit chain
+/// intact and its store opening after a restart.
+#[test]
+fn a_full_state_disk_is_told_loses_nothing_and_recovers() {
+    ensure_images();
+    let id = "statefull-e2e";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/watch"), id)]);
+    let state = d.state_dir();
+    std::fs::create_dir_all(&state).unwrap();
+    let img = d.dir.path().join("state.img");
+    let sh = |c: &str| assert!(Command::new("sh").arg("-c").arg(c).status().unwrap().success(), "{c}");
+    sh(&format!("truncate -s 32M {0} && mkfs.ext4 -q -m 0 {0} && mount -o loop {0} {1}", img.display(), state.display()));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(state.clone());
+    d.append_config("health:\n  host_check_interval: 1s\n  disk_warning: 40\n  disk_critical: 15\n");
+    d.start();
+    let port = free_port();
+    d.ok(&["stack", "deploy", id, "--set", &format!("port={port}"), "--wait", "0"]);
+    let df_avail = || -> u64 {
+        let o = Command::new("df").args(["-B1", "--output=avail"]).arg(&state).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
+    };
+    // Down to about 5 % free: told, and recorded, while there is room.
+    let total = 32u64 << 20;
+    sh(&format!("fallocate -l {} {}/filler", df_avail().saturating_sub(total / 20), state.display()));
+    let alert = wait_for(Duration::from_secs(30), || d.json(&["alerts"]).as_array().unwrap().iter().find(|a| a["key"] == "disk_low:state").cloned())
+        .unwrap_or_else(|| panic!("no alert for the state disk\n{}", tail(&d.log(), 30)))
+        .0;
+    assert_eq!(alert["severity"], "critical", "{alert}");
+    // Full: an operation that writes to the store fails clearly or is fully recorded.
+    sh(&format!("fallocate -l {} {}/filler2 || true", df_avail(), state.display()));
+    let _ = Command::new("sh").arg("-c").arg(format!("dd if=/dev/zero of={}/filler3 bs=64k 2>/dev/null", state.display())).status();
+    let before = events_of(&d, id).len();
+    let o = d.cli(&["stack", "deploy", id, "--set", &format!("port={}", free_port()), "--wait", "0"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked") && (o.status.success() || err.contains("disk is full")), "{err}");
+    assert!(d.cli(&["healthcheck"]).status.success(), "the daemon stopped answering on a full disk\n{}", tail(&d.log(), 30));
+    // Space back: it works again, and nothing recorded before is lost or broken.
+    sh(&format!("rm -f {0}/filler {0}/filler2 {0}/filler3", state.display()));
+    d.ok(&["stack", "deploy", id, "--set", &format!("port={port}"), "--wait", "0"]);
+    assert!(events_of(&d, id).len() > before);
+    assert_eq!(d.json(&["audit", "verify"])["ok"], true);
+    d.sigterm();
+    d.start();
+    assert_eq!(d.json(&["audit", "verify"])["ok"], true);
+    d.ok(&["stack", "remove", id, "--purge", "--confirm", id]);
+    d.sigterm();
+}
+
 #[test]
 fn a_filling_backup_disk_warns_then_alerts_critical_with_a_forecast() {
     require_docker();

@@ -1,5 +1,5 @@
-//! Host checks: disk space with a trend and a days-until-full forecast (Docker's data root and
-//! every local backup target), mounted backup disks, memory pressure and out-of-memory kills,
+//! Host checks: disk space with a trend and a days-until-full forecast (Docker's data root,
+//! hafen's state directory when it is on another disk, and every local backup target), mounted backup disks, memory pressure and out-of-memory kills,
 //! clock synchronisation, SMART, and the age of each stack's last good backup. Each raises or
 //! resolves its alert by level and reports its own line for `hafen worker list`; the
 //! measurements themselves are `host`'s. Owns the disks' trends and each check's last level.
@@ -80,6 +80,12 @@ impl HostChecks {
         let mut disks: Vec<(String, std::path::PathBuf)> = Vec::new();
         if let Ok(Some(root)) = self.shared.engine.data_root().await {
             disks.push(("docker".into(), root));
+        }
+        // hafen's own state (the store, keys, secrets): its disk filling up must be told while
+        // there is still room to record the alert. Once, when it shares Docker's disk.
+        let state = self.shared.cfg.state_dir.clone();
+        if !disks.iter().any(|(_, p)| same_filesystem(p, &state)) {
+            disks.push(("state".into(), state));
         }
         for t in &self.shared.cfg.backup_targets {
             if let TargetKind::Local { path, require_mount } = &t.kind {
@@ -245,6 +251,12 @@ impl HostChecks {
         }
         self.shared.workers.set("backup-age", every, level_word(worst), Line::Msgs(lines));
     }
+}
+
+/// Whether two paths live on one filesystem (the same device); false when either is unreadable.
+fn same_filesystem(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    matches!((std::fs::metadata(a), std::fs::metadata(b)), (Ok(x), Ok(y)) if x.dev() == y.dev())
 }
 
 #[cfg(test)]
