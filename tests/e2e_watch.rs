@@ -274,6 +274,43 @@ fn engine_cut_off_is_reported_the_api_answers_and_hafen_resyncs_without_duplicat
     assert!(kinds.contains(&"engine_unreachable".into()) && kinds.contains(&"engine_reachable".into()), "{kinds:?}");
 }
 
+/// DK-05: no engine when hafen starts (boot order). hafen waits for it with backoff, says so
+/// in its log, does nothing to any stack meanwhile, and serves as soon as the engine is there.
+#[test]
+fn no_engine_at_start_is_waited_for_and_then_served() {
+    ensure_images();
+    let id = "noengine-e2e";
+    let d = Daemon::new(&[(&root().join("tests/fixtures/stacks/watch"), id)]);
+    let sock = d.dir.path().join("engine.sock");
+    d.append_config(&format!("docker_socket: {}\n", sock.display()));
+    let log = d.dir.path().join("noengine.log");
+    let mut serve = Command::new(bin())
+        .args(["--config", &d.config.display().to_string(), "serve"])
+        .env("HAFEN_LANG", "en")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(serve.try_wait().unwrap().is_none(), "hafen gave up without an engine:\n{}", std::fs::read_to_string(&log).unwrap());
+    let mut serve = Stop(serve);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("not reachable yet; retrying"), "{text}");
+    let _proxy = Proxy::start(&sock);
+    wait_for(Duration::from_secs(60), || d.cli(&["healthcheck"]).status.success().then_some(()))
+        .unwrap_or_else(|| panic!("not served after the engine came:\n{}", std::fs::read_to_string(&log).unwrap()));
+    d.ok(&["stack", "deploy", id, "--set", &format!("port={}", free_port()), "--wait", "0"]);
+    d.ok(&["stack", "remove", id, "--purge", "--confirm", id]);
+    let _ = Command::new("kill").arg("-TERM").arg(serve.0.id().to_string()).status();
+    let _ = serve.0.wait();
+}
+
 /// ST-04: the disk of hafen's own state fills up. hafen says so while there is room to record
 /// it (a critical alert), keeps answering when the disk is full (an operation fails clearly or
 /// is fully recorded — never half), and after space is freed works again, its audit chain
