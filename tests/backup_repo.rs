@@ -457,3 +457,37 @@ fn a_repository_mutated_at_random_never_panics_and_never_restores_wrong_data() {
     }
     assert_eq!(refused + restored, rounds);
 }
+
+/// BK-06: the target turns read-only (a failing USB disk, a NAS share remounted): the backup
+/// fails clearly and never counts as a success; the earlier snapshot stays whole, and once the
+/// disk is writable again the next backup succeeds.
+#[test]
+fn a_target_that_turns_read_only_fails_the_backup_and_keeps_the_earlier_one() {
+    let d = tempfile::tempdir().unwrap();
+    let img = d.path().join("disk.img");
+    let mnt = d.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    sh(&format!("truncate -s 24M {0} && mkfs.ext4 -q -m 0 {0} && mount -o loop {0} {1}", img.display(), mnt.display()));
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let repo_dir = mnt.join("hafen");
+    let repo = Repo::open_or_init(Location::local(&repo_dir), key()).unwrap();
+    let vol = volume(d.path());
+    let first = repo.backup(vec![Part::Dir { src: vol.clone(), dst: "/volumes/data".into() }], "s", &["stack:s".into()], "first").unwrap();
+    sh(&format!("mount -o remount,ro {}", mnt.display()));
+    std::fs::write(vol.join("c.txt"), "neu nach der ersten Sicherung\n".repeat(500)).unwrap();
+    let err = repo.backup(vec![Part::Dir { src: vol.clone(), dst: "/volumes/data".into() }], "s", &["stack:s".into()], "second").expect_err("a read-only target");
+    let text = err.to_string();
+    assert!(text.contains("Read-only") || text.contains("read-only") || text.contains("os error 30"), "{text}");
+    let snaps = repo.snapshots().unwrap();
+    assert_eq!(snaps.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec![first.id.as_str()]);
+    sh(&format!("mount -o remount,rw {}", mnt.display()));
+    assert!(repo.check(true, None).unwrap().is_empty(), "the earlier snapshot is damaged");
+    let third = repo.backup(vec![Part::Dir { src: vol.clone(), dst: "/volumes/data".into() }], "s", &["stack:s".into()], "third").unwrap();
+    assert_eq!(repo.snapshots().unwrap().len(), 2, "{third:?}");
+}
