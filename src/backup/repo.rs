@@ -655,7 +655,7 @@ fn levels<L: std::fmt::Debug, E: std::fmt::Display>(found: &[(L, E)], loc: &str)
         if format!("{lvl:?}") == "Error" {
             errors.push(redact(e.to_string()));
         } else {
-            tracing::warn!(location = %loc, "repository check: {e}");
+            tracing::info!(location = %loc, "repository check: {e}");
         }
     }
     errors
