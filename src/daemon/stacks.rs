@@ -417,6 +417,11 @@ impl Stacks {
                 }
             }
             let _g = self.ops.op_lock.lock().await;
+            // The list was read before the lock: a stack removed meanwhile (its remove held the
+            // lock) must not be brought back.
+            if !self.shared.store.stack(&rec.id).ok().flatten().is_some_and(|r| r.enabled) {
+                continue;
+            }
             // A stack in an update (or whose interrupted update is being rolled back) is the
             // update's business.
             if self.shared.store.update_open_for(&rec.id).unwrap_or(false) {
@@ -832,6 +837,30 @@ mod tests {
         let refused = s.remove("web", &RemoveRequest { purge: true, ..Default::default() }, "test").await.unwrap_err();
         assert_eq!(refused.message().code, "refused_purge_confirm");
         assert_eq!(engine.list_volumes(Some("web")).await.unwrap().len(), 1);
+    }
+
+    /// The reconciler reads the enabled stacks before it takes the operation lock; a stack
+    /// removed while it waited for the lock is not brought back (found as a flaky e2e test).
+    #[tokio::test]
+    async fn a_stack_removed_while_the_reconciler_waits_is_not_brought_back() {
+        let (_dir, engine, s) = stacks();
+        let s = Arc::new(s);
+        s.deploy("web", &DeployRequest::default(), "test").await.unwrap();
+        let held = s.ops.op_lock.lock().await;
+        let pass = tokio::spawn({
+            let s = s.clone();
+            async move { s.reconcile_all().await }
+        });
+        // The pass has read the list (web enabled) and now waits for the lock; meanwhile the
+        // stack is removed as `remove` does it, under the lock.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        s.shared.store.put_stack("web", false, &BTreeMap::new(), "").unwrap();
+        for svc in engine.list_services(Some("web")).await.unwrap() {
+            engine.remove_service(&svc.name).await.unwrap();
+        }
+        drop(held);
+        pass.await.unwrap();
+        assert!(engine.list_services(Some("web")).await.unwrap().is_empty(), "{:?}", engine.calls());
     }
 
     #[tokio::test]
