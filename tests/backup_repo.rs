@@ -230,6 +230,24 @@ fn an_export_opens_with_only_age_zstd_and_tar() {
     assert!(!d.path().join("n.age").exists() && !d.path().join("n.age.partial").exists());
 }
 
+/// Unmounts its directory when dropped (also when the test fails).
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A 24 MB ext4 file system on a loop device under `dir`, mounted at `dir/mnt`: a small real
+/// disk to fill up or turn read-only.
+fn small_disk(dir: &Path) -> (PathBuf, Unmount) {
+    let (img, mnt) = (dir.join("disk.img"), dir.join("mnt"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    sh(&format!("truncate -s 24M {0} && mkfs.ext4 -q -m 0 {0} && mount -o loop {0} {1}", img.display(), mnt.display()));
+    (mnt.clone(), Unmount(mnt))
+}
+
 /// The pack files of a repository, largest first.
 fn packs(repo: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = walk(&repo.join("data"));
@@ -289,17 +307,7 @@ fn a_damaged_or_truncated_pack_is_named_and_never_restored() {
 #[test]
 fn a_full_target_disk_fails_clearly_and_keeps_earlier_snapshots() {
     let d = tempfile::tempdir().unwrap();
-    let img = d.path().join("disk.img");
-    let mnt = d.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    sh(&format!("truncate -s 24M {0} && mkfs.ext4 -q -m 0 {0} && mount -o loop {0} {1}", img.display(), mnt.display()));
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let (mnt, _guard) = small_disk(d.path());
     let repo_dir = mnt.join("hafen");
     let repo = Repo::open_or_init(Location::local(&repo_dir), key()).unwrap();
     let small = volume(d.path());
@@ -464,17 +472,7 @@ fn a_repository_mutated_at_random_never_panics_and_never_restores_wrong_data() {
 #[test]
 fn a_target_that_turns_read_only_fails_the_backup_and_keeps_the_earlier_one() {
     let d = tempfile::tempdir().unwrap();
-    let img = d.path().join("disk.img");
-    let mnt = d.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    sh(&format!("truncate -s 24M {0} && mkfs.ext4 -q -m 0 {0} && mount -o loop {0} {1}", img.display(), mnt.display()));
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    let (mnt, _guard) = small_disk(d.path());
     let repo_dir = mnt.join("hafen");
     let repo = Repo::open_or_init(Location::local(&repo_dir), key()).unwrap();
     let vol = volume(d.path());
