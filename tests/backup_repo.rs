@@ -3,7 +3,8 @@
 //! files (content, size, owner, mode); a dump that fails after printing data leaves no snapshot;
 //! a wrong key is named as such; an export opens with only `age`, `zstd` and `tar`; a damaged
 //! or truncated pack is named by the check and restore refuses to write damaged data; a full
-//! target disk fails clearly and leaves earlier snapshots intact.
+//! target disk fails clearly and leaves earlier snapshots intact; a damaged pack, index file or
+//! tree pack is repaired after a plan that changes nothing, and old snapshots heal.
 
 use bytes::Bytes;
 use hafen_backup::repo::{Location, Part, Repo, RepoError};
@@ -488,4 +489,134 @@ fn a_target_that_turns_read_only_fails_the_backup_and_keeps_the_earlier_one() {
     assert!(repo.check(true, None).unwrap().is_empty(), "the earlier snapshot is damaged");
     let third = repo.backup(vec![Part::Dir { src: vol.clone(), dst: "/volumes/data".into() }], "s", &["stack:s".into()], "third").unwrap();
     assert_eq!(repo.snapshots().unwrap().len(), 2, "{third:?}");
+}
+
+/// Every file of a repository with its content, to prove that a planned repair changes nothing.
+fn contents(repo: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut v: Vec<(PathBuf, Vec<u8>)> = walk(repo).into_iter().map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
+    v.sort();
+    v
+}
+
+fn files_of(dir: &Path) -> Vec<PathBuf> {
+    if dir.exists() {
+        walk(dir)
+    } else {
+        Vec::new()
+    }
+}
+
+/// The repair path, planned first: one data pack with a flipped byte and one truncated index
+/// file. Before the repair, the damaged index file stops nothing: a new backup runs and its
+/// files restore. The plan names both, the blobs it saves and loses, and the two snapshots that
+/// need the lost data (with the file's path), and changes no byte. Applied, the index is whole
+/// again (the packs of the damaged index file indexed from their headers); the next backup of
+/// the same live data stores the lost blobs again, and so the older snapshots are whole: both
+/// restore identically, and stock restic's `check --read-data` passes.
+#[test]
+fn a_damaged_pack_and_index_file_are_repaired_after_a_plan_and_old_snapshots_heal() {
+    let d = tempfile::tempdir().unwrap();
+    let vol = volume(d.path());
+    let repo_dir = d.path().join("repo");
+    let repo = Repo::open_or_init(Location::local(&repo_dir), key()).unwrap();
+    let tags = ["stack:s".to_string()];
+    let backup = |note: &str| repo.backup(vec![Part::Dir { src: vol.clone(), dst: "/volumes/data".into() }], "s", &tags, note).unwrap();
+    let first = backup("first");
+    let first_a = std::fs::read(vol.join("a.txt")).unwrap();
+    let index_before: Vec<PathBuf> = files_of(&repo_dir.join("index"));
+    std::fs::write(vol.join("a.txt"), "Wohngruppe Regenbogen\n".repeat(500)).unwrap();
+    let second = backup("second");
+    // The largest pack holds b.bin (first backup); the second backup's index file is cut short.
+    let pack = packs(&repo_dir).into_iter().next().unwrap();
+    let pack_name = pack.file_name().unwrap().to_string_lossy().to_string();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&pack, &bytes).unwrap();
+    let index = files_of(&repo_dir.join("index")).into_iter().find(|p| !index_before.contains(p)).unwrap();
+    let index_name = index.file_name().unwrap().to_string_lossy().to_string();
+    let raw = std::fs::read(&index).unwrap();
+    std::fs::write(&index, &raw[..raw.len() / 3]).unwrap();
+
+    // A new backup still runs with a damaged index file (it stores that data again), and what
+    // it stored restores while the index file is damaged.
+    std::fs::write(vol.join("a.txt"), "Kita Löwenzahn\n".repeat(700)).unwrap();
+    let third = backup("third");
+    let early = d.path().join("restore-early");
+    repo.restore(&third.id, &tags, "/volumes/data/a.txt", &early).unwrap();
+    assert_eq!(std::fs::read(early.join("a.txt")).unwrap(), "Kita Löwenzahn\n".repeat(700).into_bytes());
+
+    let before = contents(&repo_dir);
+    let plan = repo.repair(false).unwrap();
+    assert_eq!(contents(&repo_dir), before, "a planned repair changed the repository");
+    assert!(!plan.applied && !plan.is_clean(), "{plan:?}");
+    assert_eq!(plan.damaged_index_files, vec![index_name.clone()], "{plan:?}");
+    assert_eq!(plan.damaged_packs.len(), 1, "{plan:?}");
+    let damage = &plan.damaged_packs[0];
+    assert!(damage.id == pack_name && !damage.missing && damage.lost >= 1 && damage.salvaged + damage.lost == damage.blobs, "{damage:?}");
+    assert!(!plan.unindexed_packs.is_empty(), "the damaged index file's packs are to be indexed again: {plan:?}");
+    assert!(plan.snapshots_lost.is_empty() && plan.damaged_snapshot_files.is_empty(), "{plan:?}");
+    let mut incomplete: Vec<&str> = plan.snapshots_incomplete.iter().map(|s| s.snapshot.id.as_str()).collect();
+    incomplete.sort_unstable();
+    let mut expected = vec![first.id.as_str(), second.id.as_str(), third.id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(incomplete, expected, "the snapshots that need the lost blob: {plan:?}");
+    assert!(plan.snapshots_incomplete.iter().all(|s| s.paths.iter().any(|p| p == "/volumes/data/sub/b.bin")), "{plan:?}");
+
+    let done = repo.repair(true).unwrap();
+    assert!(done.applied, "{done:?}");
+    assert!(!pack.exists() && !index.exists(), "the damaged pack and index file are removed");
+    // Until the data is stored again, the snapshots stay incomplete, and are named so.
+    let again = repo.repair(false).unwrap();
+    assert!(again.damaged_packs.is_empty() && again.damaged_index_files.is_empty() && again.unindexed_packs.is_empty() && again.snapshots_incomplete.len() == 3, "{again:?}");
+
+    // The live data still holds b.bin: the next backup stores it again, and the old snapshots
+    // are whole.
+    backup("fourth");
+    assert!(repo.repair(false).unwrap().is_clean());
+    assert!(repo.check(true, None).unwrap().is_empty());
+    let pw = d.path().join("pw");
+    std::fs::write(&pw, key().expose()).unwrap();
+    restic(&repo_dir, &pw, &["check", "--read-data"]);
+    for (snap, a) in [(&first, first_a.clone()), (&second, "Wohngruppe Regenbogen\n".repeat(500).into_bytes())] {
+        let target = d.path().join(format!("restore-{}", &snap.id[..8]));
+        repo.restore(&snap.id, &tags, "", &target).unwrap();
+        assert_eq!(std::fs::read(target.join("volumes/data/a.txt")).unwrap(), a);
+        assert_eq!(std::fs::read(target.join("volumes/data/sub/b.bin")).unwrap(), std::fs::read(vol.join("sub/b.bin")).unwrap());
+        let by_restic = d.path().join(format!("restic-{}", &snap.id[..8]));
+        restic(&repo_dir, &pw, &["restore", &snap.id, "--target", by_restic.to_str().unwrap()]);
+        assert_eq!(std::fs::read(by_restic.join("volumes/data/sub/b.bin")).unwrap(), std::fs::read(vol.join("sub/b.bin")).unwrap());
+    }
+}
+
+/// A tree pack cut short: the snapshot whose top directory is lost is forgotten; the newer
+/// snapshot that shares an unchanged folder with it is kept and named, and is whole again after
+/// the next backup (the folder's tree is stored again under the same id).
+#[test]
+fn a_snapshot_whose_tree_is_lost_is_forgotten_and_a_sharing_one_heals() {
+    let d = tempfile::tempdir().unwrap();
+    let vol = volume(d.path());
+    let repo_dir = d.path().join("repo");
+    let repo = Repo::open_or_init(Location::local(&repo_dir), key()).unwrap();
+    let tags = ["stack:s".to_string()];
+    let backup = || repo.backup(vec![Part::Dir { src: vol.clone(), dst: "/volumes/data".into() }], "s", &tags, "t").unwrap();
+    let first = backup();
+    let tree_pack = packs(&repo_dir).into_iter().last().unwrap();
+    std::fs::write(vol.join("a.txt"), "geändert\n").unwrap();
+    let second = backup();
+    std::fs::write(&tree_pack, b"cut").unwrap();
+
+    let plan = repo.repair(false).unwrap();
+    assert_eq!(plan.snapshots_lost.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec![first.id.as_str()], "{plan:?}");
+    assert_eq!(plan.snapshots_incomplete.len(), 1, "{plan:?}");
+    assert_eq!(plan.snapshots_incomplete[0].snapshot.id, second.id);
+    assert!(plan.snapshots_incomplete[0].paths.contains(&"/volumes/data/sub/".to_string()), "{plan:?}");
+    repo.repair(true).unwrap();
+    assert_eq!(repo.snapshots().unwrap().iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec![second.id.as_str()], "the rootless snapshot is forgotten");
+    backup();
+    assert!(repo.repair(false).unwrap().is_clean());
+    assert!(repo.check(true, None).unwrap().is_empty());
+    let target = d.path().join("restore");
+    repo.restore(&second.id, &tags, "", &target).unwrap();
+    assert_eq!(std::fs::read(target.join("volumes/data/sub/b.bin")).unwrap(), std::fs::read(vol.join("sub/b.bin")).unwrap());
 }

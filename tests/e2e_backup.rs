@@ -1,7 +1,8 @@
 //! Backups of the real Tryton stack: refused without a recovery recipient; after `keys init`,
 //! one app-consistent snapshot (streamed pg_dump, volumes, hafen's record and secrets) in a
 //! restic-format repository; the data comes back with only the recovery identity and Debian's
-//! stock restic; a full read check passes.
+//! stock restic; a full read check passes; a damaged pack is found by the read check and
+//! repaired (planned first, offline with only the kit and through the daemon).
 
 mod common;
 use common::*;
@@ -126,11 +127,60 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     let o = in_german(&["--list"]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success() && err.contains("wird übersprungen") && err.contains(&*snap_file.file_name().unwrap().to_string_lossy()), "{err}");
+    // The repair with only the kit, in German: the plan first (it names the pack and the
+    // snapshot file and changes nothing), then applied; afterwards the full check passes.
+    let o = in_german(&["--repair"]);
+    let (out, err) = (String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string());
+    assert!(o.status.success() && out.contains("Reparaturplan") && out.contains(&name[..8]) && out.contains("--repair --apply"), "{out}{err}");
+    assert!(out.contains(&snap_file.file_name().unwrap().to_string_lossy()[..8]), "the plan names the snapshot file: {out}");
+    assert!(pack.exists() && snap_file.exists(), "the plan changed the repository");
+    let english = ["damaged", "lost", "blob", "index file", "nothing", "panicked"];
+    assert!(english.iter().all(|w| !out.contains(w) && !err.contains(w)), "English in a German repair plan:\n{out}{err}");
+    let o = in_german(&["--repair", "--apply"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success() && out.contains("repariert"), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!pack.exists() && !snap_file.exists(), "the damaged pack and snapshot file are gone");
+    let o = in_german(&["--check", "--read-data"]);
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
 
     let stranger = hafen_backup::keys::generate_identity();
     std::fs::write(&idfile, stranger.expose_secret()).unwrap();
     let o = restore(&["--list"]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("cannot decrypt"), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Damage on the live target: the read check names it; the repair through the daemon is
+    // planned first (in German), then applied — an event and an audit record — and the next
+    // backup runs and is whole.
+    let mut packs: Vec<std::path::PathBuf> = Vec::new();
+    let mut dirs = vec![target.join("data")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { dirs.push(p) } else { packs.push(p) }
+        }
+    }
+    let live_pack = packs.into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let mut bytes = std::fs::read(&live_pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&live_pack, &bytes).unwrap();
+    let check = d.json(&["backup", "check", "--read-data"]);
+    assert!(!check["problems"].as_array().unwrap().is_empty(), "{check}");
+    let o = d.cli_in("de", &["backup", "repair"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success() && out.contains("Reparaturplan") && out.contains("hafen backup repair --apply"), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(live_pack.exists());
+    let repaired = d.json(&["backup", "repair", "--apply"]);
+    assert!(repaired["applied"] == true && repaired["damaged_packs"].as_array().unwrap().len() == 1, "{repaired}");
+    assert!(!live_pack.exists());
+    let report = d.json(&["backup", "run", id]);
+    assert!(report["error"].is_null(), "{report}");
+    let new_snap = report["snapshot"]["id"].as_str().unwrap().to_string();
+    let plan = d.json(&["backup", "repair"]);
+    assert!(plan["damaged_packs"].as_array().unwrap().is_empty(), "{plan}");
+    assert!(!plan["snapshots_incomplete"].as_array().unwrap().iter().any(|s| s["snapshot"]["id"] == new_snap.as_str()), "the new snapshot is incomplete: {plan}");
+    let audit: Vec<serde_json::Value> = d.ok(&["audit", "export"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(audit.iter().any(|r| r["action"] == "backup_repaired" && r["target"] == "target:usb"), "no audit record of the repair");
 
     // Restore in place: what was added after the backup is gone, what was backed up is back.
     tryton_session_rpc(port, "tryton", "admin", uid, &session, "model.party.party.create", json!([[{"name": "Nach der Sicherung"}], {}]));

@@ -319,6 +319,72 @@ pub struct SnapInfo {
     pub added: u64,
 }
 
+/// What a repository repair found and did (`hafen backup repair`, `hafen restore --repair`).
+/// Planned first: with `applied` false nothing was changed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RepairReport {
+    pub location: String,
+    pub applied: bool,
+    /// Pack files read and checked, and their bytes.
+    pub packs_read: u64,
+    pub bytes_read: u64,
+    /// Index files that cannot be read: removed; their intact packs are indexed again.
+    pub damaged_index_files: Vec<String>,
+    /// Packs whose content fails its check, or that the index names but the target lacks.
+    pub damaged_packs: Vec<PackDamage>,
+    /// Intact packs no readable index file names (their headers are read): indexed again.
+    pub unindexed_packs: Vec<String>,
+    /// Snapshot files that cannot be read: removed.
+    pub damaged_snapshot_files: Vec<String>,
+    /// Snapshots whose top directory is lost: forgotten.
+    pub snapshots_lost: Vec<SnapInfo>,
+    /// Snapshots with files or directories whose data is lost: kept; they become whole again
+    /// when a new backup stores the same data (or stay incomplete, named by the check).
+    pub snapshots_incomplete: Vec<IncompleteSnapshot>,
+}
+
+impl RepairReport {
+    /// Nothing damaged, nothing to do.
+    pub fn is_clean(&self) -> bool {
+        self.damaged_index_files.is_empty()
+            && self.damaged_packs.is_empty()
+            && self.unindexed_packs.is_empty()
+            && self.damaged_snapshot_files.is_empty()
+            && self.snapshots_lost.is_empty()
+            && self.snapshots_incomplete.is_empty()
+    }
+}
+
+/// One damaged or missing pack: how many of its blobs were saved into a new pack.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PackDamage {
+    pub id: String,
+    /// The target has no such file.
+    pub missing: bool,
+    pub blobs: u64,
+    pub salvaged: u64,
+    /// Blobs neither saved nor stored elsewhere in the repository.
+    pub lost: u64,
+}
+
+/// A snapshot that needs lost data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IncompleteSnapshot {
+    pub snapshot: SnapInfo,
+    /// How many files and directories are incomplete, and the first few of their paths.
+    pub count: u64,
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BackupRepairRequest {
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Change the repository; without it, only the plan.
+    #[serde(default)]
+    pub apply: bool,
+}
+
 /// What an export wrote.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ExportReport {

@@ -38,7 +38,7 @@ const READ: u64 = 512 << 10;
 /// How many entries the walk may be ahead of the files being read (a few hundred bytes each).
 const LEAD: usize = 50_000;
 /// An index file is written after this many packs (restic's index files hold up to 50,000 blobs).
-const INDEX_PACKS: usize = 100;
+pub(crate) const INDEX_PACKS: usize = 100;
 
 /// The repository's data key (restic's master key: AES-256 key and Poly1305-AES keys).
 pub struct Crypt(Aes256CtrPoly1305Aes);
@@ -67,7 +67,7 @@ impl Crypt {
         out.extend_from_slice(&tag);
     }
 
-    fn open(&self, data: &[u8]) -> Result<Vec<u8>, String> {
+    pub(crate) fn open(&self, data: &[u8]) -> Result<Vec<u8>, String> {
         if data.len() < 32 {
             return Err("an encrypted blob is shorter than its nonce and MAC".into());
         }
@@ -81,7 +81,7 @@ impl Crypt {
     }
 }
 
-fn sha256(data: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()
 }
 
@@ -173,7 +173,7 @@ impl Chunker {
 
 /// One blob of a pack as the index lists it.
 #[derive(serde::Serialize, Clone)]
-struct IxBlob {
+pub(crate) struct IxBlob {
     id: Id,
     #[serde(skip)]
     raw: [u8; 32],
@@ -186,9 +186,9 @@ struct IxBlob {
 }
 
 #[derive(serde::Serialize)]
-struct IxPack {
-    id: Id,
-    blobs: Vec<IxBlob>,
+pub(crate) struct IxPack {
+    pub(crate) id: Id,
+    pub(crate) blobs: Vec<IxBlob>,
 }
 
 #[derive(serde::Serialize)]
@@ -231,7 +231,7 @@ impl Sealer {
 /// Blobs collected into one pack file. The workers share one data packer, so a pack holds the
 /// blobs in the order they were read, as with rustic_core and restic (restores read packs in
 /// long runs).
-struct Packer {
+pub(crate) struct Packer {
     tree: bool,
     target: usize,
     buf: Vec<u8>,
@@ -239,19 +239,19 @@ struct Packer {
 }
 
 /// A pack ready to be stored; the writer thread computes its id.
-struct FullPack {
-    data: Vec<u8>,
-    blobs: Vec<IxBlob>,
+pub(crate) struct FullPack {
+    pub(crate) data: Vec<u8>,
+    pub(crate) blobs: Vec<IxBlob>,
     tree: bool,
 }
 
 impl Packer {
-    fn new(tree: bool) -> Packer {
+    pub(crate) fn new(tree: bool) -> Packer {
         Packer { tree, target: if tree { TREE_PACK } else { DATA_PACK }, buf: Vec::new(), blobs: Vec::new() }
     }
 
     /// Adds one sealed blob; returns its stored length.
-    fn push(&mut self, raw: [u8; 32], sealed: &[u8], uncompressed_length: Option<u32>) -> u64 {
+    pub(crate) fn push(&mut self, raw: [u8; 32], sealed: &[u8], uncompressed_length: Option<u32>) -> u64 {
         if self.buf.capacity() == 0 {
             self.buf.reserve(self.target + (9 << 20));
         }
@@ -262,12 +262,16 @@ impl Packer {
         sealed.len() as u64
     }
 
-    fn full(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    pub(crate) fn full(&self) -> bool {
         self.buf.len() >= self.target
     }
 
     /// The pack file so far (blobs, encrypted header, header length); None when empty.
-    fn take(&mut self, crypt: &Crypt) -> Option<FullPack> {
+    pub(crate) fn take(&mut self, crypt: &Crypt) -> Option<FullPack> {
         if self.blobs.is_empty() {
             return None;
         }
@@ -297,7 +301,7 @@ impl Packer {
 
 /// Writes an unpacked repository file (index, snapshot): version byte and zstd for v2, encrypted;
 /// its id is the hash of what is stored.
-fn save_file(be: &dyn WriteBackend, crypt: &Crypt, level: Option<i32>, tpe: FileType, json: &[u8]) -> Result<Id, String> {
+pub(crate) fn save_file(be: &dyn WriteBackend, crypt: &Crypt, level: Option<i32>, tpe: FileType, json: &[u8]) -> Result<Id, String> {
     let mut out = Vec::with_capacity(json.len() / 2 + 64);
     match level {
         Some(l) => {
@@ -571,7 +575,16 @@ where
     let mut known = HashSet::new();
     let mut trees_at = HashMap::new();
     for f in repo.stream_files::<IndexFile>().map_err(|e| one(e.display_log()))? {
-        let (_, index) = f.map_err(|e| one(e.display_log()))?;
+        // An index file that cannot be read hides its packs: their data is stored again (the
+        // repository stays valid; `repair` removes the damaged file and the duplicates go with
+        // the next prune).
+        let index = match f {
+            Ok((_, index)) => index,
+            Err(e) => {
+                tracing::info!(error = %e.display_log(), "an index file cannot be read; its data is stored again");
+                continue;
+            }
+        };
         for pack in index.packs {
             for b in pack.blobs {
                 if b.tpe == rustic_core::repofile::BlobType::Tree {
@@ -807,7 +820,7 @@ impl<'s> Trees<'s> {
 }
 
 /// The repository's data key and zstd level (None: format v1, stored uncompressed).
-fn sealing(repo: &Repository<OpenStatus>) -> Result<(Crypt, Option<i32>), String> {
+pub(crate) fn sealing(repo: &Repository<OpenStatus>) -> Result<(Crypt, Option<i32>), String> {
     Ok((Crypt::new(&repo.key())?, repo.config().zstd().map_err(|e| e.display_log())?))
 }
 

@@ -141,8 +141,15 @@ fn rerr(location: &str) -> impl Fn(Box<RusticError>) -> RepoError + '_ {
 }
 
 impl Repo {
-    /// The target's storage as rustic_backend reaches it.
+    /// The target's storage as rustic_backend reaches it, damaged index files left out
+    /// (`sound`).
     fn backends(&self) -> Result<rustic_core::RepositoryBackends, RepoError> {
+        let raw = self.raw_backends()?;
+        Ok(rustic_core::RepositoryBackends::new(super::sound::Sound::wrap(raw.repository()), raw.repo_hot()))
+    }
+
+    /// The target's storage as it is (for `repair`, which must see the damaged files).
+    fn raw_backends(&self) -> Result<rustic_core::RepositoryBackends, RepoError> {
         BackendOptions::default().repository(&self.target.backend).options(self.target.options.clone()).to_backends().map_err(rerr(&self.location))
     }
 
@@ -488,6 +495,33 @@ impl Repo {
         Ok(levels(&res.0, loc))
     }
 
+    /// Plans the repair of damaged index files, packs and snapshots (`repair`), and carries it
+    /// out with `apply`. The caller holds the target's lock: no backup may write meanwhile.
+    pub fn repair(&self, apply: bool) -> Result<hafen_api::RepairReport, RepoError> {
+        let loc = &self.location;
+        let repo = self.open()?;
+        let be = self.raw_backends()?.repository();
+        let bar = self.progress.map(|p| {
+            use rustic_core::ProgressBars;
+            crate::progress::Bars(p).progress(rustic_core::ProgressType::Bytes, &rust_i18n::t!("progress.repair_read"))
+        });
+        let shown = std::cell::Cell::new(0u64);
+        let read = |done: u64, total: u64| {
+            if let Some(b) = &bar {
+                b.set_length(total);
+                b.inc(done.saturating_sub(shown.replace(done)));
+            }
+        };
+        let r = contained(|| super::repair::repair(&repo, be, loc, apply, &read));
+        if let Some(b) = &bar {
+            b.finish();
+        }
+        match r {
+            Ok(r) => r.map_err(|detail| RepoError::Repo { location: loc.clone(), detail: redact(detail) }),
+            Err(_) => Err(RepoError::Repo { location: loc.clone(), detail: rust_i18n::t!("err.repair_panicked").to_string() }),
+        }
+    }
+
     /// Removes data no snapshot needs any more.
     pub fn prune(&self) -> Result<(), RepoError> {
         let loc = &self.location;
@@ -674,7 +708,7 @@ fn clear_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn info(s: &SnapshotFile) -> SnapInfo {
+pub(crate) fn info(s: &SnapshotFile) -> SnapInfo {
     let sum = s.summary.as_ref();
     SnapInfo {
         id: s.id.to_string(),

@@ -96,6 +96,10 @@ pub struct RestoreArgs {
     pub check: bool,
     #[arg(long, requires = "check")]
     pub read_data: bool,
+    #[arg(long, conflicts_with_all = ["list", "all", "to", "path", "check"])]
+    pub repair: bool,
+    #[arg(long, requires = "repair")]
+    pub apply: bool,
     #[arg(default_value = "latest")]
     pub snapshot: String,
     #[arg(long)]
@@ -135,6 +139,14 @@ pub enum BackupCmd {
         target: Option<String>,
         #[arg(long)]
         read_data: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    Repair {
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        apply: bool,
         #[arg(long)]
         json: bool,
     },

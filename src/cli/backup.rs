@@ -49,6 +49,15 @@ pub async fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
         }
         return Ok(if problems.is_empty() { 0 } else { 1 });
     }
+    if a.repair {
+        let r = if a.json { repo } else { repo.with_progress() }.repair(a.apply).await?;
+        if a.json {
+            print_json(&r);
+        } else {
+            print_repair(&r, &format!("hafen restore --repo {loc} --identity {} --repair --apply", identity_file.display()), "hafen restore --repo … --check --read-data");
+        }
+        return Ok(0);
+    }
     let tags: Vec<String> = a.stack.iter().map(|s| format!("stack:{s}")).collect();
     let (snaps, damaged) = repo.snapshots_and_damage().await?;
     // A damaged snapshot file hides no other snapshot; the reader learns which one is skipped.
@@ -175,6 +184,21 @@ pub async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        BackupCmd::Repair { target, apply, json } => {
+            let spinner = (!*json).then(|| progress_spinner(&t!(if *apply { "repairing" } else { "repair_planning" })));
+            let r: Result<RepairReport, _> = c.post("/v1/backups/repair", &BackupRepairRequest { target: target.clone(), apply: *apply }).await;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            let r = r?;
+            if *json {
+                print_json(&r);
+            } else {
+                let t_arg = target.as_ref().map(|t| format!(" --target {t}")).unwrap_or_default();
+                print_repair(&r, &format!("hafen backup repair{t_arg} --apply"), &format!("hafen backup check{t_arg} --read-data"));
+            }
+            Ok(0)
+        }
         BackupCmd::Check { target, read_data, json } => {
             let r: BackupCheckResponse = c.post("/v1/backups/check", &BackupCheckRequest { target: target.clone(), read_data: *read_data }).await?;
             if *json {
@@ -188,6 +212,55 @@ pub async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
             }
             Ok(if r.problems.is_empty() { 0 } else { 1 })
         }
+    }
+}
+
+/// A repair's plan or result for a person: what is damaged, what the repair does or did about
+/// it, and what to do next (`apply` the command that carries the plan out, `check` the one that
+/// checks afterwards).
+fn print_repair(r: &RepairReport, apply: &str, check: &str) {
+    let size = offline::human_bytes(r.bytes_read);
+    if r.is_clean() {
+        println!("{}", t!("repair_clean", repo = &r.location, packs = r.packs_read, size = size));
+        return;
+    }
+    let head = if r.applied { "repair_done_head" } else { "repair_plan_head" };
+    println!("{}", t!(head, repo = &r.location, packs = r.packs_read, size = size));
+    let short = |id: &str| id[..8.min(id.len())].to_string();
+    for id in &r.damaged_index_files {
+        println!("  ✗ {}", t!("repair_index", id = short(id)));
+    }
+    for p in &r.damaged_packs {
+        let key = if p.missing { "repair_pack_missing" } else { "repair_pack" };
+        println!("  ✗ {}", t!(key, id = short(&p.id), blobs = p.blobs, salvaged = p.salvaged, lost = p.lost));
+    }
+    for id in &r.unindexed_packs {
+        println!("  • {}", t!("repair_unindexed", id = short(id)));
+    }
+    for id in &r.damaged_snapshot_files {
+        println!("  ✗ {}", t!("repair_snapfile", id = short(id)));
+    }
+    for s in &r.snapshots_lost {
+        println!("  ✗ {}", t!("repair_lost", id = short(&s.id), label = &s.label, time = &s.time));
+    }
+    for s in &r.snapshots_incomplete {
+        let paths = s.paths.join(", ");
+        println!("  ! {}", t!("repair_incomplete", id = short(&s.snapshot.id), label = &s.snapshot.label, time = &s.snapshot.time, count = s.count, paths = paths));
+    }
+    if !r.applied {
+        println!("{}", t!("repair_planned", cmd = apply));
+        return;
+    }
+    // What heals the incomplete snapshots: new backups of their stacks (blobs are named by
+    // their content, so the same data stored again completes the old snapshots too).
+    let mut stacks: Vec<&str> = r.snapshots_incomplete.iter().flat_map(|s| s.snapshot.tags.iter()).filter_map(|t| t.strip_prefix("stack:")).collect();
+    stacks.sort_unstable();
+    stacks.dedup();
+    if stacks.is_empty() {
+        println!("{}", t!("repair_applied", check = check));
+    } else {
+        let runs: Vec<String> = stacks.iter().map(|s| format!("hafen backup run {s}")).collect();
+        println!("{}", t!("repair_applied_backup", runs = runs.join("; "), check = check));
     }
 }
 

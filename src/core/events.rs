@@ -25,6 +25,11 @@ pub enum Event {
     /// An export failed; its partial file was removed.
     ExportFailed { stack: String, file: String, error: String },
     BackupPruned { target: String, forgotten: usize },
+    /// A repository repair was carried out: index files and packs replaced, blobs saved and
+    /// lost, snapshots forgotten and left incomplete.
+    BackupRepaired { target: String, index_files: usize, packs: usize, salvaged: u64, lost: u64, forgotten: usize, incomplete: usize },
+    /// A repository repair could not run or stopped; what it changed before keeps every blob.
+    BackupRepairFailed { target: String, error: String },
     /// A scheduled or manual repository check passed (`subset` e.g. `3/30` for a rotating read).
     BackupChecked { target: String, subset: Option<String> },
     /// A repository check found problems: an alert.
@@ -112,6 +117,8 @@ impl Event {
             Event::EngineUnreachable { .. }
             | Event::EngineReachable { .. }
             | Event::BackupPruned { .. }
+            | Event::BackupRepaired { .. }
+            | Event::BackupRepairFailed { .. }
             | Event::BackupChecked { .. }
             | Event::BackupCheckFailed { .. }
             | Event::AlertRaised { .. }
@@ -123,7 +130,11 @@ impl Event {
     /// What the event is about, for the audit log: a stack, a backup target, a channel or `host`.
     pub fn target(&self) -> String {
         match self {
-            Event::BackupPruned { target, .. } | Event::BackupChecked { target, .. } | Event::BackupCheckFailed { target, .. } => format!("target:{target}"),
+            Event::BackupPruned { target, .. }
+            | Event::BackupRepaired { target, .. }
+            | Event::BackupRepairFailed { target, .. }
+            | Event::BackupChecked { target, .. }
+            | Event::BackupCheckFailed { target, .. } => format!("target:{target}"),
             Event::AlertRaised { key, .. } | Event::AlertResolved { key, .. } => format!("alert:{key}"),
             Event::HostCheckChanged { check, .. } => format!("host:{check}"),
             Event::EngineUnreachable { .. } | Event::EngineReachable { .. } => "engine".into(),
@@ -141,6 +152,7 @@ impl Event {
             | Event::RestoreFailed { .. }
             | Event::ExportFailed { .. }
             | Event::BackupCheckFailed { .. }
+            | Event::BackupRepairFailed { .. }
             | Event::ServiceCrashLooped { .. }
             | Event::UpdateAborted { .. }
             | Event::UpdateRolledBack { .. }
@@ -179,6 +191,15 @@ impl Event {
             }
             Event::ExportFailed { stack, file, error } => m("export_failed").arg("stack", stack).arg("file", file).arg("error", error),
             Event::BackupPruned { target, forgotten } => m("backup_pruned").arg("target", target).arg("forgotten", forgotten),
+            Event::BackupRepaired { target, index_files, packs, salvaged, lost, forgotten, incomplete } => m("backup_repaired")
+                .arg("target", target)
+                .arg("index_files", index_files)
+                .arg("packs", packs)
+                .arg("salvaged", salvaged)
+                .arg("lost", lost)
+                .arg("forgotten", forgotten)
+                .arg("incomplete", incomplete),
+            Event::BackupRepairFailed { target, error } => m("backup_repair_failed").arg("target", target).arg("error", error),
             Event::BackupChecked { target, subset: None } => m("backup_checked").arg("target", target),
             Event::BackupChecked { target, subset: Some(s) } => m("backup_checked_subset").arg("target", target).arg("subset", s),
             Event::ServiceRestarted { stack, service, reason, attempt } => {
@@ -302,6 +323,11 @@ mod tests {
             (Event::BackupExported { stack: s("t"), snapshot: s("ab"), file: s("/f"), sha256: s("00") }, "snapshot ab of t exported to /f (sha256 00)"),
             (Event::ExportFailed { stack: s("t"), file: s("/f"), error: s("e") }, "export of t to /f FAILED: e"),
             (Event::BackupPruned { target: s("usb"), forgotten: 3 }, "target usb pruned: 3 snapshots forgotten, unused data removed"),
+            (
+                Event::BackupRepaired { target: s("usb"), index_files: 1, packs: 2, salvaged: 7, lost: 3, forgotten: 1, incomplete: 2 },
+                "repository of usb repaired: 1 index file(s) and 2 pack(s) replaced, 7 blob(s) saved, 3 lost; 1 snapshot(s) forgotten, 2 incomplete until the next backup",
+            ),
+            (Event::BackupRepairFailed { target: s("usb"), error: s("e") }, "repair of the repository of usb FAILED (every blob kept): e"),
             (Event::BackupChecked { target: s("usb"), subset: None }, "repository of usb checked: no problems"),
             (Event::BackupChecked { target: s("usb"), subset: Some(s("3/30")) }, "repository of usb checked, packs 3/30 read: no problems"),
             (Event::BackupCheckFailed { target: s("usb"), subset: None, problems: vec![s("a"), s("b")] }, "repository check of usb FOUND PROBLEMS: a; b"),

@@ -15,7 +15,7 @@ use crate::shared::Shared;
 use crate::stacks::Stacks;
 use crate::catalogue::render::resolve_settings;
 use crate::reconcile::{self, Action, Actual};
-use hafen_api::{BackupCheckRequest, BackupCheckResponse, BackupExportRequest, BackupPruneRequest, BackupPruneResponse, BackupRunRequest, RestoreRequest};
+use hafen_api::{BackupCheckRequest, BackupCheckResponse, BackupExportRequest, BackupPruneRequest, BackupPruneResponse, BackupRepairRequest, BackupRunRequest, RepairReport, RestoreRequest};
 use hafen_backup::keys::{KeyError, Keyring};
 use hafen_core::events::Event;
 use hafen_backup::repo::{Location, Part, Repo, RepoError};
@@ -676,6 +676,41 @@ impl Backups {
             .map_err(backup_text)?;
         self.alerts.emit(actor, Event::BackupPruned { target: t.name.clone(), forgotten: forgotten.len() });
         Ok(BackupPruneResponse { target: t.name.clone(), kept, forgotten, skipped })
+    }
+
+    /// Plans the repair of a target's repository, or with `apply` carries it out (not on an
+    /// append-only target, which refuses removals). Holds the target's lock: no backup, prune or
+    /// check runs on it meanwhile. An applied repair or one that fails is an event and an
+    /// audit record.
+    pub async fn backup_repair(&self, req: &BackupRepairRequest, actor: &str) -> Result<RepairReport, AppError> {
+        let t = crate::backup::target(&self.shared.cfg, req.target.as_deref()).map_err(AppError::from)?.clone();
+        if req.apply && t.append_only {
+            return Err(AppError::Refused(hafen_api::Message::new("repair_appendonly").arg("target", &t.name)));
+        }
+        let lk = self.ops.targets.of(&t.name);
+        let _g = lk.write().await;
+        let apply = req.apply;
+        let r = match crate::backup::open_target(&self.shared.cfg, &t).await {
+            Ok(repo) => tokio::task::spawn_blocking(move || repo.repair(apply)).await.map_err(backup_text).and_then(|r| r.map_err(backup_text)),
+            Err(e) => Err(AppError::from(e)),
+        };
+        match &r {
+            Err(e) if apply => self.alerts.emit(actor, Event::BackupRepairFailed { target: t.name.clone(), error: e.to_string() }),
+            Ok(rep) if rep.applied => self.alerts.emit(
+                actor,
+                Event::BackupRepaired {
+                    target: t.name.clone(),
+                    index_files: rep.damaged_index_files.len(),
+                    packs: rep.damaged_packs.len(),
+                    salvaged: rep.damaged_packs.iter().map(|p| p.salvaged).sum(),
+                    lost: rep.damaged_packs.iter().map(|p| p.lost).sum(),
+                    forgotten: rep.snapshots_lost.len(),
+                    incomplete: rep.snapshots_incomplete.len(),
+                },
+            ),
+            _ => {}
+        }
+        r
     }
 
     pub async fn backup_list(&self, target: Option<&str>) -> Result<Vec<hafen_backup::repo::SnapInfo>, AppError> {

@@ -242,6 +242,12 @@ impl KitRepo {
         Ok(tokio::task::spawn_blocking(move || r.check(read_data, None)).await??)
     }
 
+    /// Plans the repair of the repository with only the kit, or with `apply` carries it out.
+    pub async fn repair(&self, apply: bool) -> anyhow::Result<hafen_api::RepairReport> {
+        let r = self.repo.clone();
+        Ok(tokio::task::spawn_blocking(move || r.repair(apply)).await??)
+    }
+
     /// Restores one snapshot (or one `path` of it) into an empty directory; nothing outside it
     /// is written.
     pub async fn restore(self, id: &str, tags: &[String], path: &str, into: &Path) -> anyhow::Result<SnapInfo> {

@@ -83,6 +83,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/backups", get(backup_list))
         .route("/v1/backups/run", post(backup_run))
         .route("/v1/backups/check", post(backup_check))
+        .route("/v1/backups/repair", post(backup_repair))
         .route("/v1/backups/prune", post(backup_prune))
         .route("/v1/backups/export", post(backup_export))
         .route("/v1/restore", post(restore))
@@ -231,6 +232,10 @@ async fn backup_list(State(app): State<Arc<App>>, Query(q): Query<TargetQuery>) 
 
 async fn backup_check(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<BackupCheckRequest>) -> R<BackupCheckResponse> {
     Ok(Json(app.backups.backup_check(&req, &peer.actor()).await?))
+}
+
+async fn backup_repair(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<BackupRepairRequest>) -> R<RepairReport> {
+    Ok(Json(app.backups.backup_repair(&req, &peer.actor()).await?))
 }
 
 async fn backup_prune(State(app): State<Arc<App>>, ConnectInfo(peer): ConnectInfo<Peer>, Json(req): Json<BackupPruneRequest>) -> R<BackupPruneResponse> {
