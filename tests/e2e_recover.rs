@@ -1,7 +1,8 @@
 //! The worst nights, on the real engine: the box is lost (containers, volumes, hafen's state and
 //! configuration gone) and comes back with `hafen restore --all` and only the recovery kit; and a
 //! daemon killed with -9 in the middle of a backup leaves no snapshot counted, the next run
-//! succeeds, and stock restic finds the repository sound.
+//! succeeds, and stock restic finds the repository sound; a daemon killed during an in-place
+//! restore puts the previous data back at its next start.
 
 mod common;
 use common::*;
@@ -127,6 +128,52 @@ fn kill_9_during_a_backup_counts_no_snapshot_and_the_next_run_succeeds() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let same = Command::new("cmp").arg(format!("{}/big.bin", vol.trim())).arg(d.dir.path().join("r/volumes/one/big.bin")).status().unwrap();
     assert!(same.success(), "the restored file differs");
+}
+
+/// RS-10: the daemon killed during an in-place restore, after the volumes were swapped and
+/// while the services were being started again. At the next start the restore is rolled back
+/// before anything else runs: the data from before the restore is back in the volume, nothing is
+/// left beside it, the stack runs again, and the interruption is an event and an audit record.
+#[test]
+fn kill_9_during_an_in_place_restore_puts_the_previous_data_back() {
+    ensure_images();
+    let id = "duo-rs10";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/duo"), id)]);
+    let target = d.dir.path().join("nas");
+    d.append_config(&format!("backup_targets:\n  - name: nas\n    path: {}\n", target.display()));
+    d.start();
+    d.ok(&["keys", "init", "--out", d.dir.path().join("kit.txt").to_str().unwrap()]);
+    let (p1, p2) = (format!("first_port={}", free_port()), format!("second_port={}", free_port()));
+    d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
+    let vol = std::path::PathBuf::from(docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &format!("hafen-{id}-one")]).trim());
+    std::fs::write(vol.join("akte.txt"), "Stand der Sicherung\n").unwrap();
+    let r = d.json(&["backup", "run", id]);
+    assert!(r["error"].is_null(), "{r}");
+    std::fs::write(vol.join("akte.txt"), "Stand danach\n").unwrap();
+
+    // Pause the restore once the volumes are swapped and the first service is created again.
+    d.kill9();
+    d.env.push(("HAFEN_TEST_PAUSE_AFTER".into(), format!("create:hafen-{id}-first")));
+    d.start();
+    let mut client = Command::new(bin()).arg("--config").arg(&d.config).args(["restore", "--stack", id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_for(Duration::from_secs(300), || d.state_dir().join("paused").exists().then_some(())).expect("the restore never reached the pause point");
+    d.kill9();
+    let _ = client.kill();
+    let _ = client.wait();
+    assert_eq!(std::fs::read_to_string(vol.join("akte.txt")).unwrap(), "Stand der Sicherung\n", "the kill came before the swap");
+    assert!(d.state_dir().join("restore").join(format!("{id}.journal")).is_file(), "no journal of the restore");
+
+    d.env.clear();
+    std::fs::remove_file(d.state_dir().join("paused")).unwrap();
+    d.start();
+    assert_eq!(std::fs::read_to_string(vol.join("akte.txt")).unwrap(), "Stand danach\n", "the previous data is not back");
+    let parent = vol.parent().unwrap();
+    let beside: Vec<String> = std::fs::read_dir(parent).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n != "_data").collect();
+    assert!(beside.is_empty(), "left beside the volume: {beside:?}");
+    assert!(std::fs::read_dir(d.state_dir().join("restore")).unwrap().next().is_none(), "journal or staging left behind");
+    wait_for(Duration::from_secs(120), || (d.json(&["stack", "show", id])["summary"]["state"] == "healthy").then_some(())).expect("the stack did not run again");
+    let audit: Vec<serde_json::Value> = d.ok(&["audit", "export"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(audit.iter().any(|r| r["action"] == "restore_failed" && r["outcome"] == "failed" && r.to_string().contains("interrupted")), "no audit record of the interrupted restore");
 }
 
 #[test]

@@ -110,6 +110,48 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// An in-place restore's record of the volumes it moved aside (`<state>/restore/<stack>.journal`):
+/// written before each volume is moved, and marked committed before the previous data is deleted.
+/// A daemon killed in between finds it at its next start (`recover_interrupted_restores`) and puts
+/// the previous data back — or, once committed, finishes deleting the old data.
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+struct RestoreJournal {
+    stack: String,
+    /// (volume directory, where its previous content was moved)
+    pairs: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+    committed: bool,
+}
+
+impl RestoreJournal {
+    fn path(state_dir: &Path, stack: &str) -> std::path::PathBuf {
+        state_dir.join("restore").join(format!("{stack}.journal"))
+    }
+
+    /// Written whole or not at all (a new file, synced, renamed over the old one).
+    fn save(&self, state_dir: &Path) -> Result<(), String> {
+        use std::io::Write;
+        let path = Self::path(state_dir, &self.stack);
+        let tmp = path.with_extension("journal.new");
+        let json = serde_json::to_vec(self).map_err(|e| e.to_string())?;
+        let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        f.write_all(&json).and_then(|_| f.sync_all()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Puts every volume's previous content back (what was restored into it is deleted).
+    fn roll_back(&self, ts: &str) {
+        for (path, aside) in &self.pairs {
+            if !aside.exists() {
+                continue;
+            }
+            let failed = path.with_file_name(format!("_data.failed-restore-{ts}"));
+            let _ = std::fs::rename(path, &failed);
+            let _ = std::fs::rename(aside, path);
+            let _ = std::fs::remove_dir_all(&failed);
+        }
+    }
+}
+
 /// A run's failure, as an error code (`err.<code>`) or a text's key (`run.…`), with the
 /// daemon's own rendering beside it.
 trait Fail {
@@ -713,6 +755,52 @@ impl Backups {
         r
     }
 
+    /// At start, before any worker: an in-place restore that a killed daemon left half-done
+    /// (its journal, `RestoreJournal`) is rolled back — the stack's services stopped, every
+    /// volume's previous content put back (the reconciler starts the stack again), an event and
+    /// an audit record — or, if it had committed, its old data deleted. Leftover staging
+    /// directories go too.
+    pub async fn recover_interrupted_restores(&self) {
+        let dir = self.shared.cfg.state_dir.join("restore");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                let _ = std::fs::remove_dir_all(&p);
+                continue;
+            }
+            if p.extension().is_none_or(|x| x != "journal") {
+                let _ = std::fs::remove_file(&p);
+                continue;
+            }
+            let journal: RestoreJournal = match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+                Ok(j) => j,
+                Err(e) => {
+                    tracing::error!(file = %p.display(), error = %e, "an interrupted restore's journal cannot be read; left for the admin");
+                    continue;
+                }
+            };
+            if journal.committed {
+                for (_, aside) in &journal.pairs {
+                    let _ = std::fs::remove_dir_all(aside);
+                }
+                let _ = std::fs::remove_file(&p);
+                continue;
+            }
+            let id = journal.stack.clone();
+            let _g = self.ops.op_lock.lock().await;
+            if let Ok(actual) = Actual::read(&*self.shared.engine, &id).await {
+                let mut stop = reconcile::plan_remove(&id, &actual, false);
+                stop.actions.retain(|a| matches!(a, Action::RemoveService { .. }));
+                let _ = self.stacks.apply(&stop, "hafen", false).await;
+            }
+            journal.roll_back(&chrono::Utc::now().format("%Y%m%d%H%M%S").to_string());
+            let _ = std::fs::remove_file(&p);
+            tracing::warn!(stack = %id, "an in-place restore was interrupted; the previous data was put back");
+            self.alerts.emit("hafen", Event::RestoreFailed { stack: id, error: "interrupted: hafen stopped during the restore; the previous data was put back".into() });
+        }
+    }
+
     pub async fn backup_list(&self, target: Option<&str>) -> Result<Vec<hafen_backup::repo::SnapInfo>, AppError> {
         let t = crate::backup::target(&self.shared.cfg, target).map_err(AppError::from)?;
         let repo = crate::backup::open_target(&self.shared.cfg, t).await.map_err(AppError::from)?;
@@ -876,14 +964,17 @@ impl Backups {
 
         // 3. Swap the volumes; the previous data stays aside until the restore succeeded.
         let t0 = Instant::now();
-        let mut swapped: Vec<(std::path::PathBuf, std::path::PathBuf)> = Vec::new();
+        let mut journal = RestoreJournal { stack: id.clone(), ..Default::default() };
+        let state_dir = self.shared.cfg.state_dir.clone();
         let swap = async {
             for (v, def) in &stack.volumes {
                 self.shared.engine.create_volume(&id, v).await.map_err(|e| e.to_string())?;
                 let path = self.shared.engine.volume_path(&id, v).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("volume {v} has no path"))?;
                 let aside = path.with_file_name(format!("_data.pre-restore-{ts}"));
+                // Recorded before it happens: a kill after the move still finds the old data.
+                journal.pairs.push((path.clone(), aside.clone()));
+                journal.save(&state_dir)?;
                 std::fs::rename(&path, &aside).map_err(|e| format!("moving {} aside: {e}", path.display()))?;
-                swapped.push((path.clone(), aside.clone()));
                 if def.backup {
                     let src = staging.join("volumes").join(v);
                     if std::fs::rename(&src, &path).is_err() {
@@ -966,11 +1057,18 @@ impl Backups {
         }
         .await;
         let t0 = Instant::now();
+        let journal_file = RestoreJournal::path(&self.shared.cfg.state_dir, &id);
         match &result {
             Ok(()) => {
-                for (_, aside) in &swapped {
+                // Committed first: a kill while the old data is deleted must not put it back.
+                journal.committed = true;
+                if let Err(e) = journal.save(&self.shared.cfg.state_dir) {
+                    tracing::error!(stack = %id, error = %e, "could not mark the restore committed");
+                }
+                for (_, aside) in &journal.pairs {
                     let _ = std::fs::remove_dir_all(aside);
                 }
+                let _ = std::fs::remove_file(&journal_file);
                 step(&mut report, "healthy", t0, &Ok(Message::new("run.healthy")));
             }
             Err(e) => {
@@ -979,12 +1077,8 @@ impl Backups {
                 let mut stop = reconcile::plan_remove(&id, &actual, false);
                 stop.actions.retain(|a| matches!(a, Action::RemoveService { .. }));
                 let _ = self.stacks.apply(&stop, actor, false).await;
-                for (path, aside) in &swapped {
-                    let failed = path.with_file_name(format!("_data.failed-restore-{ts}"));
-                    let _ = std::fs::rename(path, &failed);
-                    let _ = std::fs::rename(aside, path);
-                    let _ = std::fs::remove_dir_all(&failed);
-                }
+                journal.roll_back(&ts);
+                let _ = std::fs::remove_file(&journal_file);
                 if let Ok((plan, _)) = self.stacks.desired(&stack, &settings, true, false).await {
                     let _ = self.stacks.apply(&plan, actor, false).await;
                 }

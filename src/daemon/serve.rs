@@ -131,6 +131,9 @@ pub async fn serve(cfg: Config) -> Result<(), ServeError> {
 /// The daemon body, separated so tests can run it with their own listener and token.
 pub async fn run(app: Arc<App>, listener: tokio::net::UnixListener, cancel: CancellationToken) {
     let tracker = TaskTracker::new();
+    // Before the API answers and before any worker: an in-place restore that a kill left
+    // half-done is rolled back first.
+    app.backups.recover_interrupted_restores().await;
     let api = {
         let c = cancel.clone();
         let app = app.clone();
