@@ -164,8 +164,13 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&live_pack, &bytes).unwrap();
-    let check = d.json(&["backup", "check", "--read-data"]);
-    assert!(!check["problems"].as_array().unwrap().is_empty(), "{check}");
+    let o = d.cli(&["backup", "check", "--read-data", "--json"]);
+    let check: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let problems = check["problems"].as_array().unwrap();
+    let pack_name = live_pack.file_name().unwrap().to_string_lossy().to_string();
+    assert!(!o.status.success() && problems.iter().any(|p| p.as_str().unwrap().contains(&pack_name[..8])), "{check}");
+    // One line each, fit for an alert mail: no backtrace, no library explanation.
+    assert!(problems.iter().all(|p| !p.as_str().unwrap().contains('\n') && !p.as_str().unwrap().contains("Backtrace")), "{check}");
     let o = d.cli_in("de", &["backup", "repair"]);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     assert!(o.status.success() && out.contains("Reparaturplan") && out.contains("hafen backup repair --apply"), "{out}{}", String::from_utf8_lossy(&o.stderr));

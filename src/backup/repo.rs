@@ -687,12 +687,24 @@ fn levels<L: std::fmt::Debug, E: std::fmt::Display>(found: &[(L, E)], loc: &str)
     for (lvl, e) in found {
         // CheckErrorLevel is not exported by rustic_core; its Debug form names the level.
         if format!("{lvl:?}") == "Error" {
-            errors.push(redact(e.to_string()));
+            errors.push(redact(one_line(&e.to_string())));
         } else {
             tracing::info!(location = %loc, "repository check: {e}");
         }
     }
     errors
+}
+
+/// A check's finding as one line a person can act on: rustic_core's errors run over many lines
+/// (the library's explanation, a link, the nonce, with `RUST_BACKTRACE` a backtrace), and they
+/// reach alert mails. The first line names the file; a failed MAC is said as damage.
+fn one_line(text: &str) -> String {
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    match first.split_once(" : ") {
+        Some((what, why)) if why.contains("cryptographic") || text.contains("MAC check failed") => format!("{what}: damaged (fails its integrity check)"),
+        Some((what, why)) => format!("{what}: {}", why.trim_end_matches('.').replace("`rustic_core` experienced an error related to ", "")),
+        None => first.to_string(),
+    }
 }
 
 /// Removes everything inside `dir` (not `dir` itself).

@@ -1207,6 +1207,38 @@ impl Backups {
 mod tests {
     use super::*;
 
+    /// The journal's rollback at every point a kill can come: before a volume was moved (its
+    /// data is untouched), after it was moved and before the restored data arrived, and after.
+    #[test]
+    fn a_restore_journal_puts_back_whatever_was_moved() {
+        let d = tempfile::tempdir().unwrap();
+        let mut j = RestoreJournal { stack: "s".into(), ..Default::default() };
+        for (name, moved, restored) in [("untouched", false, false), ("moved", true, false), ("swapped", true, true)] {
+            let vol = d.path().join(name).join("_data");
+            std::fs::create_dir_all(&vol).unwrap();
+            std::fs::write(vol.join("akte.txt"), "vorher").unwrap();
+            let aside = vol.with_file_name("_data.pre-restore-1");
+            j.pairs.push((vol.clone(), aside.clone()));
+            if moved {
+                std::fs::rename(&vol, &aside).unwrap();
+            }
+            if restored {
+                std::fs::create_dir(&vol).unwrap();
+                std::fs::write(vol.join("akte.txt"), "aus der Sicherung").unwrap();
+            }
+        }
+        std::fs::create_dir_all(d.path().join("restore")).unwrap();
+        j.save(d.path()).unwrap();
+        let read: RestoreJournal = serde_json::from_slice(&std::fs::read(RestoreJournal::path(d.path(), "s")).unwrap()).unwrap();
+        assert_eq!(read.pairs, j.pairs);
+        read.roll_back("2");
+        for name in ["untouched", "moved", "swapped"] {
+            let dir = d.path().join(name);
+            assert_eq!(std::fs::read_to_string(dir.join("_data/akte.txt")).unwrap(), "vorher", "{name}");
+            assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "{name}: left beside the volume");
+        }
+    }
+
     #[test]
     fn a_backups_own_errors_travel_as_their_codes() {
         // Seen as shipped: no target configured was English in a German CLI.
