@@ -452,5 +452,5 @@ fn walk(
 }
 
 fn snap_info(s: &SnapshotFile) -> SnapInfo {
-    crate::repo::info(s)
+    crate::snapshots::info(s)
 }

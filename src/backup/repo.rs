@@ -20,6 +20,7 @@ use rustic_core::{
     CheckOptions, ConfigOptions, Credentials, ErrorKind, IndexedFullStatus, KeyOptions, LocalDestination, LsOptions, OpenStatus, ReadSource, ReadSourceEntry, ReadSourceOpen, ReadSubsetOption,
     Repository, RepositoryOptions, RestoreOptions, RusticError, RusticResult, SnapshotOptions,
 };
+use super::snapshots::info;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -720,21 +721,6 @@ fn clear_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-pub(crate) fn info(s: &SnapshotFile) -> SnapInfo {
-    let sum = s.summary.as_ref();
-    SnapInfo {
-        id: s.id.to_string(),
-        time: s.time.strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
-        unix_time: s.time.timestamp().as_second(),
-        label: s.label.clone(),
-        tags: s.tags.iter().map(|t| t.to_string()).collect(),
-        paths: s.paths.iter().map(|p| p.to_string()).collect(),
-        description: s.description.clone().unwrap_or_default(),
-        files: sum.map_or(0, |x| x.total_files_processed),
-        bytes: sum.map_or(0, |x| x.total_bytes_processed),
-        added: sum.map_or(0, |x| x.data_added),
-    }
-}
 
 fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "hafen".into())

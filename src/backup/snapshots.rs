@@ -1,8 +1,10 @@
 //! Reading a repository's snapshot files one by one, so that one damaged or truncated file
 //! hides no other snapshot (rustic_core's `get_all_snapshots` fails as a whole when one file
 //! cannot be read). Used by the repository layer (`repo`: listing, restore, check) and by the
-//! snapshot writer (`archive`: a damaged snapshot is never a parent).
+//! snapshot writer (`archive`: a damaged snapshot is never a parent); and how a snapshot is
+//! shown (`info`).
 
+use hafen_api::SnapInfo;
 use rustic_core::repofile::{SnapshotFile, SnapshotId};
 use rustic_core::{Repository, RusticError};
 
@@ -26,4 +28,21 @@ pub fn read<S: rustic_core::Open>(repo: &Repository<S>, loc: &str) -> Result<(Ve
     good.sort_unstable();
     let damaged = listed.iter().filter(|id| !good.iter().any(|s| s.id == **id)).map(|id| id.to_hex().as_str().to_string()).collect();
     Ok((good, damaged))
+}
+
+/// A snapshot as hafen shows it.
+pub fn info(s: &SnapshotFile) -> SnapInfo {
+    let sum = s.summary.as_ref();
+    SnapInfo {
+        id: s.id.to_string(),
+        time: s.time.strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
+        unix_time: s.time.timestamp().as_second(),
+        label: s.label.clone(),
+        tags: s.tags.iter().map(|t| t.to_string()).collect(),
+        paths: s.paths.iter().map(|p| p.to_string()).collect(),
+        description: s.description.clone().unwrap_or_default(),
+        files: sum.map_or(0, |x| x.total_files_processed),
+        bytes: sum.map_or(0, |x| x.total_bytes_processed),
+        added: sum.map_or(0, |x| x.data_added),
+    }
 }
