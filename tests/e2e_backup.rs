@@ -8,6 +8,24 @@ mod common;
 use common::*;
 use serde_json::json;
 
+/// Flips one byte in the middle of the repository's largest pack (bit rot); returns its path.
+fn flip_a_byte_in_the_largest_pack(repo: &std::path::Path) -> std::path::PathBuf {
+    let mut packs: Vec<std::path::PathBuf> = Vec::new();
+    let mut dirs = vec![repo.join("data")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() { dirs.push(p) } else { packs.push(p) }
+        }
+    }
+    let pack = packs.into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&pack, &bytes).unwrap();
+    pack
+}
+
 #[test]
 fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     ensure_images();
@@ -95,19 +113,7 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     // no panic and leaves nothing; the offline check with only the kit names the pack.
     let copy = d.dir.path().join("usb-copy");
     assert!(std::process::Command::new("cp").arg("-a").arg(&target).arg(&copy).status().unwrap().success());
-    let mut packs: Vec<std::path::PathBuf> = Vec::new();
-    let mut dirs = vec![copy.join("data")];
-    while let Some(dir) = dirs.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() { dirs.push(p) } else { packs.push(p) }
-        }
-    }
-    let pack = packs.into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
-    let mut bytes = std::fs::read(&pack).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
-    std::fs::write(&pack, &bytes).unwrap();
+    let pack = flip_a_byte_in_the_largest_pack(&copy);
     let in_german = |args: &[&str]| std::process::Command::new(bin()).args(["restore", "--repo"]).arg(&copy).arg("--identity").arg(&idfile).args(args).env("HAFEN_LANG", "de").output().unwrap();
     let damaged_to = d.dir.path().join("from-damaged");
     let o = in_german(&["latest", "--stack", id, "--to", damaged_to.to_str().unwrap()]);
@@ -151,19 +157,7 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     // Damage on the live target: the read check names it; the repair through the daemon is
     // planned first (in German), then applied — an event and an audit record — and the next
     // backup runs and is whole.
-    let mut packs: Vec<std::path::PathBuf> = Vec::new();
-    let mut dirs = vec![target.join("data")];
-    while let Some(dir) = dirs.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() { dirs.push(p) } else { packs.push(p) }
-        }
-    }
-    let live_pack = packs.into_iter().max_by_key(|p| std::fs::metadata(p).unwrap().len()).unwrap();
-    let mut bytes = std::fs::read(&live_pack).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0xff;
-    std::fs::write(&live_pack, &bytes).unwrap();
+    let live_pack = flip_a_byte_in_the_largest_pack(&target);
     let o = d.cli(&["backup", "check", "--read-data", "--json"]);
     let check: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let problems = check["problems"].as_array().unwrap();

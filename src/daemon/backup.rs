@@ -789,10 +789,8 @@ impl Backups {
             }
             let id = journal.stack.clone();
             let _g = self.ops.op_lock.lock().await;
-            if let Ok(actual) = Actual::read(&*self.shared.engine, &id).await {
-                let mut stop = reconcile::plan_remove(&id, &actual, false);
-                stop.actions.retain(|a| matches!(a, Action::RemoveService { .. }));
-                let _ = self.stacks.apply(&stop, "hafen", false).await;
+            if let Err(e) = self.stacks.stop_services(&id, "hafen").await {
+                tracing::warn!(stack = %id, error = %e, "could not stop the stack before putting its data back");
             }
             journal.roll_back(&chrono::Utc::now().format("%Y%m%d%H%M%S").to_string());
             let _ = std::fs::remove_file(&p);
@@ -955,10 +953,7 @@ impl Backups {
 
         // 2. Stop the stack (services only; volumes and network stay).
         let t0 = Instant::now();
-        let actual = Actual::read(&*self.shared.engine, &id).await?;
-        let mut stop = reconcile::plan_remove(&id, &actual, false);
-        stop.actions.retain(|a| matches!(a, Action::RemoveService { .. }));
-        let (_, r) = self.stacks.apply(&stop, actor, false).await;
+        let r = self.stacks.stop_services(&id, actor).await;
         step(&mut report, "stop", t0, &r.as_ref().map(|_| Message::new("run.stopped")).map_err(|e| e.to_string()));
         r?;
 
