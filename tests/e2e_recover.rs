@@ -2,13 +2,29 @@
 //! configuration gone) and comes back with `hafen restore --all` and only the recovery kit; and a
 //! daemon killed with -9 in the middle of a backup leaves no snapshot counted, the next run
 //! succeeds, and stock restic finds the repository sound; a daemon killed during an in-place
-//! restore puts the previous data back at its next start.
+//! restore puts the previous data back at its next start; a daemon killed at each kind of
+//! removal of a prune loses nothing retention keeps, and the next prune finishes the work.
 
 mod common;
 use common::*;
 use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
+
+/// Stock restic on `target`, opened with the repository key that the recovery kit's identity
+/// unwraps.
+fn restic(d: &Daemon, target: &std::path::Path, kit: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let kit_text = std::fs::read_to_string(kit).unwrap();
+    let identity = kit_text.lines().map(str::trim).find(|l| l.starts_with("AGE-SECRET-KEY-1")).unwrap();
+    let key = hafen_backup::keys::decrypt(identity, &std::fs::read(target.join("hafen-repo-key.age")).unwrap(), "key").unwrap();
+    let pw = d.dir.path().join("pw");
+    std::fs::write(&pw, key).unwrap();
+    Command::new("restic").arg("-r").arg(target).arg("--password-file").arg(&pw).args(args).env("RESTIC_CACHE_DIR", d.dir.path().join("rc")).output().unwrap()
+}
+
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir).map(|d| d.flatten().flat_map(|e| if e.path().is_dir() { files_below(&e.path()) } else { vec![e.path()] }).collect()).unwrap_or_default()
+}
 
 fn count_files(dir: &std::path::Path) -> usize {
     std::fs::read_dir(dir)
@@ -117,14 +133,10 @@ fn kill_9_during_a_backup_counts_no_snapshot_and_the_next_run_succeeds() {
     assert_eq!(list.as_array().unwrap().iter().filter(|s| s["label"] == id).count(), 1, "{list}");
 
     // Stock restic agrees the repository is sound, reading every pack.
-    let kit_text = std::fs::read_to_string(&kit).unwrap();
-    let identity = kit_text.lines().map(str::trim).find(|l| l.starts_with("AGE-SECRET-KEY-1")).unwrap();
-    let key = hafen_backup::keys::decrypt(identity, &std::fs::read(target.join("hafen-repo-key.age")).unwrap(), "key").unwrap();
-    let pw = d.dir.path().join("pw");
-    std::fs::write(&pw, key).unwrap();
-    let o = Command::new("restic").arg("-r").arg(&target).arg("--password-file").arg(&pw).args(["check", "--read-data"]).env("RESTIC_CACHE_DIR", d.dir.path().join("rc")).output().unwrap();
+    let o = restic(&d, &target, &kit, &["check", "--read-data"]);
     assert!(o.status.success(), "{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-    let o = Command::new("restic").arg("-r").arg(&target).arg("--password-file").arg(&pw).args(["restore", "latest", "--tag", &format!("stack:{id}"), "--include", "/volumes/one/big.bin", "--target"]).arg(d.dir.path().join("r")).env("RESTIC_CACHE_DIR", d.dir.path().join("rc")).output().unwrap();
+    let r = d.dir.path().join("r");
+    let o = restic(&d, &target, &kit, &["restore", "latest", "--tag", &format!("stack:{id}"), "--include", "/volumes/one/big.bin", "--target", r.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let same = Command::new("cmp").arg(format!("{}/big.bin", vol.trim())).arg(d.dir.path().join("r/volumes/one/big.bin")).status().unwrap();
     assert!(same.success(), "the restored file differs");
@@ -199,4 +211,80 @@ fn the_quiesce_limit_stops_the_capture_and_runs_the_post_hooks_at_once() {
     assert!(!std::path::Path::new(vol.trim()).join(".maintenance").exists(), "still in maintenance mode");
     let list = d.json(&["backup", "list"]);
     assert!(list.as_array().unwrap().iter().all(|s| s["label"] != id), "a bounded-out capture left a snapshot: {list}");
+}
+
+/// BK-11: the daemon killed during a prune, at the first removal of each kind — a snapshot file
+/// (forget), an old index file and an old pack (prune, after the new index is written). strace
+/// attached to the real daemon kills it at that system call, before the file is gone. After each
+/// kill and a restart, the snapshot retention keeps is listed and restores with stock restic,
+/// whose `check --read-data` passes; the next prune finishes what the killed one began.
+#[test]
+fn kill_9_at_each_kind_of_removal_in_a_prune_keeps_what_retention_keeps() {
+    ensure_images();
+    let id = "duo-prune";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/duo"), id)]);
+    let target = d.dir.path().join("nas");
+    d.append_config(&format!("backup_targets:\n  - name: nas\n    path: {}\nbackup_retention:\n  keep_last: 1\n", target.display()));
+    d.start();
+    let kit = d.dir.path().join("kit.txt");
+    d.ok(&["keys", "init", "--out", kit.to_str().unwrap()]);
+    let (p1, p2) = (format!("first_port={}", free_port()), format!("second_port={}", free_port()));
+    d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
+    let vol = std::path::PathBuf::from(docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &format!("hafen-{id}-one")]).trim());
+    // Three backups, each of other data: the first two become garbage once forgotten.
+    for n in 1..=3 {
+        let _ = std::fs::remove_file(vol.join(format!("akte-{}.bin", n - 1)));
+        let st = Command::new("sh").arg("-c").arg(format!("head -c 3000000 /dev/urandom > {}/akte-{n}.bin", vol.display())).status().unwrap();
+        assert!(st.success());
+        assert!(d.json(&["backup", "run", id])["error"].is_null());
+    }
+    let newest = d.json(&["backup", "list"]).as_array().unwrap().iter().max_by_key(|s| s["time"].as_str().unwrap().to_string()).unwrap()["id"].as_str().unwrap().to_string();
+    let original = std::fs::read(vol.join("akte-3.bin")).unwrap();
+
+    for kind in ["snapshots", "index", "data"] {
+        let paths = files_below(&target.join(kind));
+        assert!(!paths.is_empty(), "no {kind} files");
+        let log = d.dir.path().join(format!("strace-{kind}.log"));
+        let pid = d.child.as_ref().unwrap().id().to_string();
+        let mut args: Vec<String> = ["-f", "-qq", "-o", log.to_str().unwrap(), "-p", &pid, "-e", "trace=unlink,unlinkat", "-e", "inject=unlink,unlinkat:signal=KILL:when=1"].iter().map(|s| s.to_string()).collect();
+        for p in &paths {
+            args.extend(["-P".to_string(), p.display().to_string()]);
+        }
+        let mut strace = Command::new("strace").args(&args).spawn().unwrap();
+        wait_for(Duration::from_secs(20), || {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            status.lines().any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0")).then_some(())
+        })
+        .expect("strace did not attach");
+        let o = d.cli(&["backup", "prune"]);
+        assert!(!o.status.success(), "the prune finished although it was to be killed at the first removal below {kind}/: {}", String::from_utf8_lossy(&o.stdout));
+        let _ = strace.wait();
+        let traced = std::fs::read_to_string(&log).unwrap();
+        assert!(traced.contains("killed by SIGKILL"), "{traced}");
+        let removed: Vec<&str> = traced.lines().filter(|l| l.contains("unlink")).collect();
+        assert!(removed.iter().all(|l| l.contains(&format!("/{kind}/"))), "killed elsewhere than at a removal below {kind}/: {removed:?}");
+        let _ = d.child.take().unwrap().wait();
+
+        d.start();
+        let list = d.json(&["backup", "list"]);
+        assert!(list.as_array().unwrap().iter().any(|s| s["id"] == newest.as_str()), "the snapshot retention keeps is gone after a kill at {kind}: {list}");
+        let o = restic(&d, &target, &kit, &["check", "--read-data"]);
+        assert!(o.status.success(), "after a kill at {kind}: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let r = d.dir.path().join(format!("r-{kind}"));
+        let o = restic(&d, &target, &kit, &["restore", &newest, "--include", "/volumes/one/akte-3.bin", "--target", r.to_str().unwrap()]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(std::fs::read(r.join("volumes/one/akte-3.bin")).unwrap(), original, "restored data differs after a kill at {kind}");
+    }
+
+    // The next prune finishes: one snapshot, and of the three files of random data only the
+    // newest is still stored (each is 3 MB that no compression shrinks).
+    let size = |dir: &std::path::Path| files_below(dir).iter().map(|p| std::fs::metadata(p).unwrap().len()).sum::<u64>();
+    let pruned = d.json(&["backup", "prune"]);
+    assert!(pruned["skipped"].is_null(), "{pruned}");
+    let list = d.json(&["backup", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    let data = size(&target.join("data"));
+    assert!((3_000_000..4_500_000).contains(&data), "unused data left after the prune: {data} bytes in data/");
+    let o = restic(&d, &target, &kit, &["check", "--read-data"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }

@@ -1,6 +1,7 @@
 //! Scheduled backups through the real daemon and engine: runs on its cron schedule and keeps
 //! only what the retention policy says, and pings the heartbeat URL after a good run; a run
-//! missed while the daemon was down runs exactly once after start.
+//! missed while the daemon was down runs exactly once after start; a clock that jumps a year
+//! forward or back runs no storm and removes no backup.
 
 mod common;
 use common::*;
@@ -132,4 +133,84 @@ fn the_rotating_read_check_runs_on_schedule_and_alerts_on_a_damaged_pack() {
     let name = pack.file_name().unwrap().to_string_lossy()[..8].to_string();
     let (failed, _) = wait_for(Duration::from_secs(60), || events("backup_check_failed").into_iter().next()).expect("no alert for the damaged pack");
     assert!(failed["message"].as_str().unwrap().contains(&name), "the alert does not name pack {name}: {failed}");
+}
+
+/// TM-03, TM-04, TM-05: the box's clock jumps a year forward and back while hafen runs, and the
+/// daemon then starts with a clock behind its newest snapshot. libfaketime sits in front of the
+/// real daemon (its offset file is read at every call; the machine's clock is never touched).
+/// Forward: exactly one catch-up run, not one per missed night, and retention (keep the last
+/// one) removes nothing while the clock was just set — an event and one alert say so. Back:
+/// no run at once, the nightly job waits for its next regular time instead of for a year. A
+/// restart with the clock behind the newest snapshot removes nothing and alerts. Every snapshot
+/// taken is still there at the end.
+#[test]
+fn the_clock_jumping_a_year_forward_and_back_runs_no_storm_and_removes_no_backup() {
+    let id = "duo-clock";
+    let mut d = setup(id, "backup_retention:\n  keep_last: 1\n");
+    let offset = d.dir.path().join("faketime-offset");
+    std::fs::write(&offset, "+0\n").unwrap();
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+    assert!(std::path::Path::new(lib).exists(), "libfaketime is missing ({lib}): tests/run installs Debian's faketime");
+    d.env = vec![
+        ("LD_PRELOAD".into(), lib.into()),
+        ("FAKETIME_TIMESTAMP_FILE".into(), offset.display().to_string()),
+        ("FAKETIME_NO_CACHE".into(), "1".into()),
+        // Timers and the boot clock run true; only the wall clock jumps.
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ];
+    d.start();
+    let (p1, p2) = (format!("first_port={}", free_port()), format!("second_port={}", free_port()));
+    d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
+    assert!(d.json(&["backup", "run", id])["error"].is_null());
+    let ids = |d: &Daemon| -> Vec<String> { d.json(&["backup", "list"]).as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap().to_string()).collect() };
+    let first = ids(&d);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let events = |d: &Daemon, kind: &str| -> Vec<serde_json::Value> {
+        d.ok(&["events", "--json"]).lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|e| e["kind"] == kind).collect()
+    };
+
+    // A year forward: one catch-up run (the nightly at 02:00 was missed 365 times).
+    std::fs::write(&offset, "+365d\n").unwrap();
+    wait_for(Duration::from_secs(120), || (finished_by_scheduler(&d, id) == 1).then_some(()))
+        .unwrap_or_else(|| panic!("no catch-up run after the clock jumped forward:\n{}", tail(&d.log(), 30)));
+    wait_for(Duration::from_secs(60), || (!events(&d, "retention_skipped").is_empty()).then_some(())).expect("retention was not skipped");
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(finished_by_scheduler(&d, id), 1, "more than one run after the jump:\n{}", tail(&d.log(), 30));
+    let after_forward = ids(&d);
+    assert_eq!(after_forward.len(), 3, "the stack's two snapshots and hafen's own state, nothing removed: {after_forward:?}");
+    assert!(first.iter().all(|s| after_forward.contains(s)));
+    let skipped = events(&d, "retention_skipped");
+    assert!(skipped.iter().all(|e| e["detail"]["why"] == "clock_jumped"), "{skipped:?}");
+    let jumped = events(&d, "clock_jumped");
+    assert_eq!(jumped.len(), 1, "{jumped:?}");
+    assert!(jumped[0]["detail"]["by_secs"].as_i64().unwrap() > 364 * 86_400, "{jumped:?}");
+    let raised = |d: &Daemon, key: &str| events(d, "alert_raised").iter().filter(|e| e["detail"]["key"] == key).count();
+    assert_eq!(raised(&d, "clock_jumped"), 1);
+    let alerts = d.ok(&["alerts"]);
+    assert!(alerts.contains("clock was set"), "{alerts}");
+    let de = d.cli_in("de", &["alerts"]);
+    let de = String::from_utf8_lossy(&de.stdout);
+    assert!(de.contains("Die Uhr wurde verstellt") && !de.contains("clock"), "{de}");
+
+    // Back a year: a second jump, no run at once; the job's last run (a year ahead) is set to
+    // now, so the nightly runs at its next regular time.
+    std::fs::write(&offset, "+0\n").unwrap();
+    wait_for(Duration::from_secs(60), || (events(&d, "clock_jumped").len() == 2).then_some(())).unwrap_or_else(|| panic!("the jump back was not seen:\n{}", tail(&d.log(), 30)));
+    wait_for(Duration::from_secs(30), || d.log().contains("the clock went back behind this job's last run").then_some(()))
+        .unwrap_or_else(|| panic!("the nightly job still waits for its old last run:\n{}", tail(&d.log(), 30)));
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(finished_by_scheduler(&d, id), 1, "a run right after the clock went back");
+    assert!(d.sigterm().success());
+
+    // The box starts with a clock behind its newest snapshot (taken a year ahead): a prune
+    // removes nothing and the clock alert names the target.
+    d.start();
+    let pruned = d.json(&["backup", "prune"]);
+    assert_eq!(pruned["forgotten"].as_array().unwrap().len(), 0, "{pruned}");
+    assert!(pruned["skipped"].as_str().unwrap().contains("the clock says"), "{pruned}");
+    assert!(events(&d, "retention_skipped").iter().any(|e| e["detail"]["why"] == "clock_behind"));
+    assert_eq!(raised(&d, "clock_behind:nas"), 1);
+    assert_eq!(ids(&d), after_forward, "every snapshot is still there");
+    let check = d.json(&["backup", "check"]);
+    assert!(check["problems"].as_array().is_some_and(|p| p.is_empty()), "{check}");
 }

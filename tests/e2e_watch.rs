@@ -185,7 +185,12 @@ struct Proxy {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<std::os::unix::net::UnixStream>>>,
+    /// A request whose first line contains the text gets the canned bytes instead of the
+    /// engine's answer, and its connection is closed.
+    fault: Fault,
 }
+
+type Fault = std::sync::Arc<std::sync::Mutex<Option<(String, Vec<u8>)>>>;
 
 impl Proxy {
     fn start(path: &std::path::Path) -> Proxy {
@@ -195,7 +200,8 @@ impl Proxy {
         l.set_nonblocking(true).unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (s, cs) = (stop.clone(), conns.clone());
+        let fault: Fault = Default::default();
+        let (s, cs, f) = (stop.clone(), conns.clone(), fault.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(std::sync::atomic::Ordering::SeqCst) {
                 match l.accept() {
@@ -206,8 +212,26 @@ impl Proxy {
                         cs.lock().unwrap().push(upstream.try_clone().unwrap());
                         let (mut c1, mut u1) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
                         let (mut c2, mut u2) = (client, upstream);
+                        let f = f.clone();
                         std::thread::spawn(move || {
-                            let _ = std::io::copy(&mut c1, &mut u1);
+                            use std::io::{Read, Write};
+                            let mut buf = vec![0u8; 64 * 1024];
+                            loop {
+                                let n = match c1.read(&mut buf) {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => n,
+                                };
+                                let first_line = String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or("").to_string();
+                                let canned = f.lock().unwrap().as_ref().filter(|(pat, _)| first_line.contains(pat.as_str())).map(|(_, r)| r.clone());
+                                if let Some(r) = canned {
+                                    let _ = c1.write_all(&r);
+                                    let _ = c1.shutdown(std::net::Shutdown::Both);
+                                    break;
+                                }
+                                if u1.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
                             let _ = u1.shutdown(std::net::Shutdown::Both);
                         });
                         std::thread::spawn(move || {
@@ -219,7 +243,13 @@ impl Proxy {
                 }
             }
         });
-        Proxy { path: path.to_path_buf(), stop, thread: Some(thread), conns }
+        Proxy { path: path.to_path_buf(), stop, thread: Some(thread), conns, fault }
+    }
+
+    /// From now on, requests whose first line contains `pattern` get `answer` (raw HTTP) and
+    /// their connection closed; `None` lets everything through again.
+    fn fault(&self, rule: Option<(&str, &[u8])>) {
+        *self.fault.lock().unwrap() = rule.map(|(p, a)| (p.to_string(), a.to_vec()));
     }
 
     /// Stops accepting, closes every open connection and removes the socket.
@@ -528,4 +558,53 @@ fn an_alert_while_the_mail_server_is_down_is_delivered_exactly_once_after_a_daem
     subjects.sort();
     subjects.dedup();
     assert_eq!(subjects.len(), n, "no mail twice: {all:?}");
+}
+
+/// DK-04: the engine answers 500, cuts an answer short or sends malformed JSON (a fault proxy
+/// in front of its socket; the machine's Docker daemon is never touched). Each fault is named
+/// in an event with the engine's words, nothing panics, no step counts as done and no container
+/// is created twice; once the engine answers well, the stack converges to one container per
+/// service.
+#[test]
+fn engine_errors_and_cut_answers_are_named_and_nothing_is_done_twice() {
+    ensure_images();
+    let id = "faulty-e2e";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/watch"), id)]);
+    let sock = d.dir.path().join("engine.sock");
+    let proxy = Proxy::start(&sock);
+    d.append_config(&format!("docker_socket: {}\n", sock.display()));
+    d.start();
+    let events = |d: &Daemon| -> Vec<serde_json::Value> { d.ok(&["events", "--json"]).lines().filter_map(|l| serde_json::from_str(l).ok()).collect() };
+
+    // 1. Creating a container is answered with a 500: the deploy names the engine's message.
+    proxy.fault(Some((
+        "/containers/create",
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: 47\r\nConnection: close\r\n\r\n{\"message\":\"injected: the engine had a fault\"}\n",
+    )));
+    let o = d.cli(&["stack", "deploy", id, "--set", &format!("port={}", free_port()), "--wait", "0"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    wait_for(Duration::from_secs(30), || events(&d).iter().any(|e| e.to_string().contains("injected: the engine had a fault")).then_some(()))
+        .unwrap_or_else(|| panic!("the engine's 500 is not named in any event; the deploy said: {said}\n{}", tail(&d.log(), 30)));
+    assert!(containers_of(id).is_empty(), "a container exists although every create failed: {:?}", containers_of(id));
+
+    // 2. The container list is cut short, then malformed: no create while hafen cannot see what
+    // exists, and the failure is named.
+    for (what, answer) in [
+        ("cut short", &b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n[{\"Id\":\"abc"[..]),
+        ("malformed", &b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\nConnection: close\r\n\r\n[{\"Id\":7,]]]"[..]),
+    ] {
+        proxy.fault(Some(("/containers/json", answer)));
+        let before = events(&d).len();
+        wait_for(Duration::from_secs(30), || (events(&d)[before..].iter().any(|e| e["kind"] == "reconcile_failed" || e["kind"] == "action_failed")).then_some(()))
+            .unwrap_or_else(|| panic!("a {what} container list is not reported:\n{}", tail(&d.log(), 30)));
+        assert!(containers_of(id).is_empty(), "{what}: containers created while the list could not be read: {:?}", containers_of(id));
+    }
+
+    // 3. The engine answers well again: one container per service, healthy.
+    proxy.fault(None);
+    wait_for(Duration::from_secs(120), || (stack_health(&d, id) == "healthy").then_some(())).unwrap_or_else(|| panic!("no recovery:\n{}", tail(&d.log(), 40)));
+    let names = containers_of(id);
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+    d.ok(&["stack", "remove", id, "--purge", "--confirm", id]);
 }

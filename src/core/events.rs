@@ -81,6 +81,13 @@ pub enum Event {
     UpdateFailed { stack: String, to: String, id: i64, error: String },
     /// `hafen update pin|unpin`.
     UpdatePinned { stack: String, version: Option<String> },
+    /// The wall clock moved `by_secs` (negative: back) more than the time since boot did:
+    /// removing backups waits for a while (`hafen_core::clock`).
+    ClockJumped { from: String, to: String, by_secs: i64 },
+    /// Retention forgot nothing in `target` for `group` (a stack, or hafen's own state).
+    /// `why`: `clock_jumped` (the clock was set a short while ago), `clock_behind` (a snapshot is
+    /// newer than the clock), `keeps_nothing` (the policy would keep no snapshot).
+    RetentionSkipped { target: String, group: String, why: String },
 }
 
 impl Event {
@@ -121,6 +128,8 @@ impl Event {
             | Event::BackupRepairFailed { .. }
             | Event::BackupChecked { .. }
             | Event::BackupCheckFailed { .. }
+            | Event::ClockJumped { .. }
+            | Event::RetentionSkipped { .. }
             | Event::AlertRaised { .. }
             | Event::AlertResolved { .. }
             | Event::HostCheckChanged { .. } => None,
@@ -134,7 +143,8 @@ impl Event {
             | Event::BackupRepaired { target, .. }
             | Event::BackupRepairFailed { target, .. }
             | Event::BackupChecked { target, .. }
-            | Event::BackupCheckFailed { target, .. } => format!("target:{target}"),
+            | Event::BackupCheckFailed { target, .. }
+            | Event::RetentionSkipped { target, .. } => format!("target:{target}"),
             Event::AlertRaised { key, .. } | Event::AlertResolved { key, .. } => format!("alert:{key}"),
             Event::HostCheckChanged { check, .. } => format!("host:{check}"),
             Event::EngineUnreachable { .. } | Event::EngineReachable { .. } => "engine".into(),
@@ -236,6 +246,11 @@ impl Event {
             Event::BackupCheckFailed { target, subset: Some(s), problems } => {
                 m("backup_check_failed_subset").arg("target", target).arg("subset", s).arg("problems", problems.join("; "))
             }
+            Event::ClockJumped { from, to, by_secs } => m(if *by_secs >= 0 { "clock_jumped_forward" } else { "clock_jumped_back" })
+                .arg("from", utc_minute(from))
+                .arg("to", utc_minute(to))
+                .arg("hold", human_secs(crate::clock::HOLD_AFTER_JUMP.as_secs())),
+            Event::RetentionSkipped { target, group, why } => m(&format!("retention_skipped_{why}")).arg("target", target).arg("group", group),
         }
     }
 
@@ -282,6 +297,14 @@ pub fn render_detail(lang: &str, detail: &serde_json::Value) -> Option<String> {
 }
 
 /// `600` → `10m`, `5400` → `1h30m`.
+/// An RFC 3339 time as `2026-12-07 01:00 UTC` (as it came when it does not parse).
+pub fn utc_minute(rfc3339: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) => t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M UTC").to_string(),
+        Err(_) => rfc3339.to_string(),
+    }
+}
+
 pub fn human_secs(s: u64) -> String {
     match (s / 3600, (s % 3600) / 60, s % 60) {
         (0, 0, s) => format!("{s}s"),
@@ -353,6 +376,26 @@ mod tests {
             (Event::UpdateFailed { stack: s("t"), to: s("7.0"), id: 4, error: s("e") }, "update 4 of t to 7.0 FAILED and the rollback failed too: e"),
             (Event::UpdatePinned { stack: s("t"), version: Some(s("7.0")) }, "t pinned: no updates beyond 7.0"),
             (Event::UpdatePinned { stack: s("t"), version: None }, "t unpinned"),
+            (
+                Event::ClockJumped { from: s("2026-12-07T01:00:00Z"), to: s("2027-12-07T01:00:10Z"), by_secs: 86_400 * 365 },
+                "the clock jumped forward from 2026-12-07 01:00 UTC to 2027-12-07 01:00 UTC; hafen removes no backup for 6h",
+            ),
+            (
+                Event::ClockJumped { from: s("2026-12-07T01:00:00Z"), to: s("2026-12-07T00:00:00Z"), by_secs: -3600 },
+                "the clock jumped back from 2026-12-07 01:00 UTC to 2026-12-07 00:00 UTC; hafen removes no backup for 6h",
+            ),
+            (
+                Event::RetentionSkipped { target: s("usb"), group: s("stack:t"), why: s("clock_jumped") },
+                "retention on usb for stack:t skipped: the clock was set a short while ago",
+            ),
+            (
+                Event::RetentionSkipped { target: s("usb"), group: s("stack:t"), why: s("clock_behind") },
+                "retention on usb for stack:t skipped: a snapshot is newer than the clock",
+            ),
+            (
+                Event::RetentionSkipped { target: s("usb"), group: s("stack:t"), why: s("keeps_nothing") },
+                "retention on usb for stack:t skipped: the policy would keep no snapshot",
+            ),
         ];
         for (e, en) in &cases {
             assert_eq!(e.message(), *en);

@@ -9,6 +9,7 @@ rust_i18n::i18n!("../../locales", fallback = "en");
 
 pub mod alerts;
 pub mod catalogue;
+pub mod clock;
 pub mod describe;
 pub mod events;
 pub mod heal;

@@ -60,7 +60,15 @@ pub struct Decision {
     pub keep: BTreeMap<String, Vec<String>>,
     pub forget: Vec<String>,
     /// Why nothing is forgotten, when pruning was refused.
-    pub refused: Option<String>,
+    pub refused: Option<Refusal>,
+}
+
+/// Why retention forgot nothing: a code (`clock_behind`, `keeps_nothing`) for events and
+/// alerts, and the English line for logs and the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub text: String,
 }
 
 /// Clock skew tolerated before pruning is refused.
@@ -72,10 +80,10 @@ pub fn decide(policy: &Policy, snaps: &[Snap], now: DateTime<Utc>) -> Decision {
     let mut d = Decision::default();
     if let Some(newest) = sorted.first() {
         if newest.time > now + Duration::minutes(CLOCK_TOLERANCE_MINUTES) {
-            d.refused = Some(format!(
-                "the clock says {now}, but snapshot {} was taken at {}; pruning is skipped until the clock is right",
-                newest.id, newest.time
-            ));
+            d.refused = Some(Refusal {
+                code: "clock_behind",
+                text: format!("the clock says {now}, but snapshot {} was taken at {}; pruning is skipped until the clock is right", newest.id, newest.time),
+            });
             for s in &sorted {
                 d.keep.entry(s.id.clone()).or_default().push("clock".into());
             }
@@ -112,7 +120,7 @@ pub fn decide(policy: &Policy, snaps: &[Snap], now: DateTime<Utc>) -> Decision {
         }
     }
     if d.keep.is_empty() && !sorted.is_empty() {
-        d.refused = Some("the retention policy would keep no snapshot at all; nothing is forgotten".into());
+        d.refused = Some(Refusal { code: "keeps_nothing", text: "the retention policy would keep no snapshot at all; nothing is forgotten".into() });
         for s in &sorted {
             d.keep.entry(s.id.clone()).or_default().push("policy-empty".into());
         }

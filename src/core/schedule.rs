@@ -1,6 +1,7 @@
 //! When the nightly backup runs: a cron expression (the `cron` crate, with seconds) and the time
 //! of the last run, persisted like systemd's `Persistent=`. A run missed while the box was off
-//! runs once after start; missing several runs still gives one catch-up, not a storm. Pure
+//! runs once after start; missing several runs still gives one catch-up, not a storm; a clock
+//! set back waits for the next regular time, not for the old last run. Pure
 //! functions of (schedule, last run, now).
 
 use chrono::{DateTime, Utc};
@@ -19,6 +20,9 @@ pub enum Due {
     Now { missed: DateTime<Utc> },
     /// Nothing to do before `next`.
     Wait { next: DateTime<Utc> },
+    /// The last run lies in the future: the clock went back. Record now as the last run, so the
+    /// next regular time runs (rather than nothing until the clock catches up, perhaps a year).
+    ClockBack { next: DateTime<Utc> },
 }
 
 /// With no last run (first start), nothing is owed: the first run is the next scheduled one.
@@ -27,7 +31,7 @@ pub fn due(schedule: &cron::Schedule, last_run: Option<DateTime<Utc>>, now: Date
     let Some(last) = last_run else { return Due::Wait { next: next_after_now } };
     if last > now {
         // The clock went back: wait for the next regular time rather than running at once.
-        return Due::Wait { next: next_after_now };
+        return Due::ClockBack { next: next_after_now };
     }
     match schedule.after(&last).next() {
         Some(t) if t <= now => Due::Now { missed: t },
@@ -67,7 +71,8 @@ mod tests {
             ("box was off at 02:00", Some(t(27, 2, 0)), t(28, 8, 30), Due::Now { missed: t(28, 2, 0) }),
             ("off for a week: one catch-up", Some(t(20, 2, 0)), t(28, 8, 30), Due::Now { missed: t(21, 2, 0) }),
             ("exactly on time", Some(t(27, 2, 0)), t(28, 2, 0), Due::Now { missed: t(28, 2, 0) }),
-            ("clock went back", Some(t(28, 2, 0)), t(27, 23, 0), Due::Wait { next: t(28, 2, 0) }),
+            ("clock went back", Some(t(28, 2, 0)), t(27, 23, 0), Due::ClockBack { next: t(28, 2, 0) }),
+            ("clock went back a year", Some(t(28, 2, 0) + chrono::Duration::days(365)), t(28, 1, 0), Due::ClockBack { next: t(28, 2, 0) }),
         ];
         for (name, last, now, want) in cases {
             assert_eq!(due(&s, last, now), want, "{name}");

@@ -88,6 +88,22 @@ impl Alerts {
                 ],
             ),
             Event::ServiceRestarted { stack, service, .. } => self.shared.metrics.inc_restarts(stack, service),
+            Event::ClockJumped { from, to, .. } => self.raise(
+                "clock_jumped",
+                "clock_jumped",
+                Severity::Warning,
+                None,
+                &[("from", hafen_core::events::utc_minute(from)), ("to", hafen_core::events::utc_minute(to)), ("hold", hafen_core::events::human_secs(hafen_core::clock::HOLD_AFTER_JUMP.as_secs()))],
+                vec![],
+            ),
+            Event::RetentionSkipped { target, group, why } if why == "clock_behind" => self.raise(
+                &format!("clock_behind:{target}"),
+                "clock_behind",
+                Severity::Warning,
+                None,
+                &[("target", s(target)), ("group", s(group))],
+                vec![],
+            ),
             _ => {}
         }
     }
@@ -190,6 +206,29 @@ impl Alerts {
             }
         }
         Ok((records.len(), verdict))
+    }
+
+    /// Looks at the wall clock against the boot clock (`hafen_core::clock`): a jump is an event
+    /// and an alert, which closes when the hold after it has run out. Returns whether removing
+    /// backups is allowed now.
+    pub fn look_at_clock(&self) -> bool {
+        let boot = crate::host::boot_clock();
+        let now = chrono::Utc::now();
+        let (look, allowed, ended) = {
+            let mut g = crate::shared::lock(&self.shared.clock);
+            let look = g.look(now, boot);
+            (look, g.removals_allowed(boot), g.hold_ended(boot))
+        };
+        if let hafen_core::clock::Look::Jumped { by } = look {
+            // Where the clock would be without the jump.
+            let from = (now - by).to_rfc3339();
+            tracing::warn!(by_secs = by.num_seconds(), "the wall clock jumped; removing backups waits");
+            self.emit("hafen", hafen_core::events::Event::ClockJumped { from, to: now.to_rfc3339(), by_secs: by.num_seconds() });
+        }
+        if ended {
+            self.resolve("clock_jumped");
+        }
+        allowed
     }
 
     /// Repeats open alerts every `remind_every`.

@@ -543,15 +543,33 @@ pub async fn backup_host(cfg: &Config, store: &hafen_store::Store, target_name: 
     Ok(report)
 }
 
+/// What retention did in one target: kept and forgotten snapshot ids, and each group it left
+/// alone with why (`hafen_core::retention::Refusal`).
+#[derive(Debug, Default)]
+pub struct RetentionOutcome {
+    pub kept: Vec<String>,
+    pub forgotten: Vec<String>,
+    pub skipped: Vec<(String, hafen_core::retention::Refusal)>,
+}
+
+impl RetentionOutcome {
+    /// The English lines of the skipped groups, for logs and the API (`None` when none).
+    pub fn skipped_text(&self) -> Option<String> {
+        (!self.skipped.is_empty()).then(|| self.skipped.iter().map(|(g, r)| format!("{g}: {}", r.text)).collect::<Vec<_>>().join("; "))
+    }
+}
+
 /// Applies `policy` to the snapshots of one group (`tag`, e.g. `stack:tryton`) or, with `None`,
-/// to each stack's snapshots separately; forgets the rest and removes unused data. Returns (kept,
-/// forgotten, why nothing was forgotten). Blocking.
+/// to each stack's snapshots separately; forgets the rest and removes unused data (also when
+/// nothing is forgotten with `prune_anyway`: a prune that was cut short finishes). A group whose
+/// clock looks wrong stops every removal (the clock is wrong for all of them). Blocking.
 pub fn apply_retention(
     repo: &Repo,
     policy: &hafen_core::retention::Policy,
     tag: Option<&str>,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<(Vec<String>, Vec<String>, Option<String>), RepoError> {
+    prune_anyway: bool,
+) -> Result<RetentionOutcome, RepoError> {
     use hafen_core::retention::{decide, Snap};
     let snaps = repo.snapshots()?;
     let mut groups: BTreeMap<String, Vec<Snap>> = BTreeMap::new();
@@ -562,25 +580,41 @@ pub fn apply_retention(
         }
         groups.entry(group).or_default().push(Snap { id: s.id, time: chrono::DateTime::from_timestamp(s.unix_time, 0).unwrap_or_default() });
     }
-    let (mut kept, mut forget, mut skipped) = (Vec::new(), Vec::new(), None);
-    for snaps in groups.values() {
+    let mut out = RetentionOutcome::default();
+    let mut forget = Vec::new();
+    for (group, snaps) in &groups {
         let d = decide(policy, snaps, now);
-        if d.refused.is_some() {
-            skipped = d.refused.clone();
+        if let Some(r) = d.refused {
+            out.skipped.push((group.clone(), r));
         }
-        kept.extend(d.keep.into_keys());
+        out.kept.extend(d.keep.into_keys());
         forget.extend(d.forget);
     }
-    if skipped.is_some() {
-        // One group with a wrong clock means the clock is wrong for all of them.
-        kept.append(&mut forget);
-        return Ok((kept, forget, skipped));
+    if out.skipped.iter().any(|(_, r)| r.code == "clock_behind") {
+        out.kept.append(&mut forget);
+        return Ok(out);
     }
     if !forget.is_empty() {
         repo.forget(&forget)?;
+    }
+    if !forget.is_empty() || prune_anyway {
         repo.prune()?;
     }
-    Ok((kept, forget, skipped))
+    out.forgotten = forget;
+    Ok(out)
+}
+
+/// A retention pass that has begun on a target; `done` removes the mark.
+struct PruneMarker {
+    path: PathBuf,
+    /// An earlier pass was cut short.
+    was_pending: bool,
+}
+
+impl PruneMarker {
+    fn done(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// The backup service on the daemon: backups (of a stack, of hafen's own state), exports,
@@ -710,14 +744,27 @@ impl Backups {
         let lk = self.ops.targets.of(&t.name);
         let _g = lk.write().await;
         let repo = crate::backup::open_target(&self.shared.cfg, &t).await.map_err(AppError::from)?;
+        if !self.alerts.look_at_clock() {
+            let groups = self.retention_groups(&repo).await;
+            for g in &groups {
+                self.alerts.emit(actor, Event::RetentionSkipped { target: t.name.clone(), group: g.clone(), why: "clock_jumped".into() });
+            }
+            let why = hafen_core::i18n::render("en", &hafen_api::Message::new("event.retention_skipped_clock_jumped").arg("target", &t.name).arg("group", groups.join(", ")));
+            return Ok(BackupPruneResponse { target: t.name.clone(), kept: Vec::new(), forgotten: Vec::new(), skipped: Some(why) });
+        }
         let policy = self.shared.cfg.backup_retention.clone();
         let now = chrono::Utc::now();
-        let (kept, forgotten, skipped) = tokio::task::spawn_blocking(move || crate::backup::apply_retention(&repo, &policy, None, now))
+        // Asked for by hand: unused data is removed even when nothing is forgotten.
+        let marker = self.prune_marker(&t.name);
+        let out = tokio::task::spawn_blocking(move || crate::backup::apply_retention(&repo, &policy, None, now, true))
             .await
             .map_err(backup_text)?
             .map_err(backup_text)?;
-        self.alerts.emit(actor, Event::BackupPruned { target: t.name.clone(), forgotten: forgotten.len() });
-        Ok(BackupPruneResponse { target: t.name.clone(), kept, forgotten, skipped })
+        marker.done();
+        self.retention_told(&t.name, &out, actor);
+        self.alerts.emit(actor, Event::BackupPruned { target: t.name.clone(), forgotten: out.forgotten.len() });
+        let skipped = out.skipped_text();
+        Ok(BackupPruneResponse { target: t.name.clone(), kept: out.kept, forgotten: out.forgotten, skipped })
     }
 
     /// Plans the repair of a target's repository, or with `apply` carries it out (not on an
@@ -1101,15 +1148,53 @@ impl Backups {
         let repo = crate::backup::open_target(&self.shared.cfg, target).await.map_err(AppError::from)?;
         let policy = self.shared.cfg.backup_retention.clone();
         let tag = if stack == crate::backup::HOST_TAG { stack.to_string() } else { format!("stack:{stack}") };
+        if !self.alerts.look_at_clock() {
+            self.alerts.emit("scheduler", Event::RetentionSkipped { target: target.name.clone(), group: tag, why: "clock_jumped".into() });
+            return Ok(0);
+        }
         let now = chrono::Utc::now();
-        let (_, forgotten, skipped) = tokio::task::spawn_blocking(move || crate::backup::apply_retention(&repo, &policy, Some(&tag), now))
+        let marker = self.prune_marker(&target.name);
+        let pending = marker.was_pending;
+        let out = tokio::task::spawn_blocking(move || crate::backup::apply_retention(&repo, &policy, Some(&tag), now, pending))
             .await
             .map_err(backup_text)?
             .map_err(backup_text)?;
-        if let Some(why) = &skipped {
-            tracing::warn!(stack = %stack, "retention skipped: {why}");
+        marker.done();
+        self.retention_told(&target.name, &out, "scheduler");
+        Ok(out.forgotten.len())
+    }
+
+    /// Marks a retention pass on `target` as begun (`<state>/prune-pending/<target>`): a pass
+    /// that a kill or an error cut short leaves the mark, and the next pass prunes even when it
+    /// forgets nothing, so unused data never stays for good.
+    fn prune_marker(&self, target: &str) -> PruneMarker {
+        let path = self.shared.cfg.state_dir.join("prune-pending").join(target);
+        let was_pending = path.exists();
+        if let Err(e) = std::fs::create_dir_all(path.parent().unwrap_or(&path)).and_then(|_| std::fs::write(&path, chrono::Utc::now().to_rfc3339())) {
+            tracing::warn!(path = %path.display(), "could not mark the prune as begun: {e}");
         }
-        Ok(forgotten.len())
+        PruneMarker { path, was_pending }
+    }
+
+    /// Each group retention left alone is an event (a clock behind the snapshots also an
+    /// alert); a pass with a plausible clock closes that alert.
+    fn retention_told(&self, target: &str, out: &crate::backup::RetentionOutcome, actor: &str) {
+        for (group, r) in &out.skipped {
+            tracing::warn!(target, group = %group, "retention skipped: {}", r.text);
+            self.alerts.emit(actor, Event::RetentionSkipped { target: target.into(), group: group.clone(), why: r.code.into() });
+        }
+        if !out.skipped.iter().any(|(_, r)| r.code == "clock_behind") {
+            self.alerts.resolve(&format!("clock_behind:{target}"));
+        }
+    }
+
+    /// The snapshot groups of a repository (`stack:<id>`, `hafen-host`), for events; empty when
+    /// it cannot be listed.
+    async fn retention_groups(&self, repo: &Repo) -> Vec<String> {
+        let repo = repo.clone();
+        let snaps = tokio::task::spawn_blocking(move || repo.snapshots()).await.ok().and_then(Result::ok).unwrap_or_default();
+        let set: std::collections::BTreeSet<String> = snaps.into_iter().filter_map(|s| s.tags.into_iter().find(|t| t.starts_with("stack:") || t == "hafen-host")).collect();
+        set.into_iter().collect()
     }
 
     /// The rotating read check: when due, read one part of the packs of every target

@@ -190,6 +190,8 @@ impl HostChecks {
 
     pub async fn check_clock(&self) {
         let every = self.every();
+        // A jump of the wall clock against the boot clock (an alert of its own).
+        self.alerts.look_at_clock();
         match crate::host::clock_sync() {
             Ok(c) => {
                 let level = if c.synchronised { Level::Ok } else { Level::Warning };

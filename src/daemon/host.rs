@@ -289,6 +289,17 @@ pub struct ClockSync {
     pub detail: hafen_api::Message,
 }
 
+/// The time since boot, suspend included (`CLOCK_BOOTTIME`): no one sets it, so the wall clock
+/// is compared with it to see a jump (`hafen_core::clock`).
+pub fn boot_clock() -> std::time::Duration {
+    // SAFETY: a zeroed `timespec` is valid; CLOCK_BOOTTIME exists on every Linux since 2.6.39.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+        return std::time::Duration::ZERO;
+    }
+    std::time::Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
 /// Reads the kernel clock state with `adjtimex` (modes = 0: read only, needs no privilege).
 pub fn clock_sync() -> Result<ClockSync, String> {
     // SAFETY: a zeroed `timex` is valid; modes = 0 makes the call read-only.

@@ -20,6 +20,8 @@ pub struct Shared {
     pub workers: crate::worker_status::Registry,
     /// Wakes the reconciler early (an engine event, a service turned unhealthy, a restart due).
     pub wake_reconciler: tokio::sync::Notify,
+    /// The wall clock against the boot clock: a jump holds removals (`Alerts::look_at_clock`).
+    pub clock: Mutex<hafen_core::clock::Guard>,
     /// The catalogue as last read, with the newest modification time of its files.
     catalogue: Mutex<(Option<std::time::SystemTime>, Arc<Catalogue>)>,
 }
@@ -38,6 +40,7 @@ impl Shared {
             metrics: Arc::new(crate::metrics::Metrics::new()),
             workers: Default::default(),
             wake_reconciler: tokio::sync::Notify::new(),
+            clock: Mutex::new(Default::default()),
             catalogue: Mutex::new((None, Arc::new(Catalogue::default()))),
         }
     }
@@ -82,7 +85,8 @@ impl Shared {
     }
 
     /// Now, when the scheduled job `job` is due by `expr` and its persisted last run (a first
-    /// start records now and owes nothing).
+    /// start records now and owes nothing; a last run in the future, after the clock went back,
+    /// is replaced by now).
     pub(crate) fn job_due(&self, job: &str, expr: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         let schedule = hafen_core::schedule::parse(expr).ok()?;
         let now = chrono::Utc::now();
@@ -91,7 +95,15 @@ impl Shared {
             let _ = self.store.set_job(job, &now.to_rfc3339(), None);
             return None;
         }
-        matches!(hafen_core::schedule::due(&schedule, last, now), hafen_core::schedule::Due::Now { .. }).then_some(now)
+        match hafen_core::schedule::due(&schedule, last, now) {
+            hafen_core::schedule::Due::Now { .. } => Some(now),
+            hafen_core::schedule::Due::Wait { .. } => None,
+            hafen_core::schedule::Due::ClockBack { next } => {
+                tracing::warn!(job, last = ?last, next = %next, "the clock went back behind this job's last run; it runs next at its regular time");
+                let _ = self.store.set_job(job, &now.to_rfc3339(), None);
+                None
+            }
+        }
     }
 }
 

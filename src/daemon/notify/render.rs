@@ -128,10 +128,7 @@ fn kind_word(k: NoticeKind) -> &'static str {
 
 /// `2025-03-01 14:05 UTC`; the original string when it is not RFC 3339.
 pub fn utc_time(rfc3339: &str) -> String {
-    match chrono::DateTime::parse_from_rfc3339(rfc3339) {
-        Ok(t) => t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M UTC").to_string(),
-        Err(_) => rfc3339.to_string(),
-    }
+    hafen_core::events::utc_minute(rfc3339)
 }
 
 
@@ -161,6 +158,8 @@ mod tests {
         ("oom_kill", &["count"]),
         ("smart_failed", &["device", "detail"]),
         ("clock_unsynced", &["detail"]),
+        ("clock_jumped", &["from", "to", "hold"]),
+        ("clock_behind", &["target", "group"]),
         ("backup_failed", &["stack", "target", "error"]),
         ("backup_stale", &["stack", "age", "last"]),
         ("backup_check_failed", &["target", "problems"]),
