@@ -125,6 +125,8 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     let name = pack.file_name().unwrap().to_string_lossy().to_string();
     assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains(&name[..8]), "the check names pack {name}: {}", String::from_utf8_lossy(&o.stdout));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("beschädigt") && !said.contains("damaged") && !said.contains("pack "), "the check's finding is not in German: {said}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("Problem"), "{}", String::from_utf8_lossy(&o.stderr));
     // A truncated snapshot file is skipped and named; listing still works.
     let snap_file = std::fs::read_dir(copy.join("snapshots")).unwrap().next().unwrap().unwrap().path();

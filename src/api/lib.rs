@@ -159,7 +159,11 @@ pub struct BackupCheckRequest {
 pub struct BackupCheckResponse {
     pub target: String,
     pub read_data: bool,
+    /// The findings in English, one line each.
     pub problems: Vec<String>,
+    /// The same findings as catalogue keys (`check.…`), for the reader's language.
+    #[serde(default)]
+    pub findings: Vec<Message>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

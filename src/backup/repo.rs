@@ -44,9 +44,22 @@ pub enum RepoError {
     Damaged { target: String },
     #[error("{}", rust_i18n::t!("err.repo_full", target = .target))]
     TargetFull { target: String },
+    /// The system could not read a file of the repository (a failing disk or cable).
+    #[error("{}", rust_i18n::t!("err.repo_read", target = .target, file = .file, reason = os_text(*.errno)))]
+    ReadFailed { target: String, file: String, errno: i32 },
+}
+
+/// The system's reason for `errno` in the reader's language.
+fn os_text(errno: i32) -> String {
+    match errno {
+        libc::EIO => rust_i18n::t!("os.eio").to_string(),
+        libc::EACCES | libc::EPERM => rust_i18n::t!("os.eacces").to_string(),
+        n => rust_i18n::t!("os.other", code = n).to_string(),
+    }
 }
 
 pub use hafen_api::SnapInfo;
+use hafen_api::Message;
 
 /// One part of a snapshot.
 pub enum Part {
@@ -387,7 +400,12 @@ impl Repo {
             Ok(Err(e)) => Some(RepoError::Restore { target: t, detail: redact(e.display_log()) }),
             Err(p) => {
                 let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-                Some(if msg.contains("MAC check failed") || msg.contains("decrypt") || msg.contains("Cryptography") || msg.contains("Decrypt") {
+                // The system's own error first (a backtrace names `decrypt` modules too).
+                let errno = msg.split("Os { code: ").nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()).and_then(|n| n.parse::<i32>().ok());
+                let file = msg.split("(\"path\", \"").nth(1).and_then(|r| r.split('"').next()).map(str::to_string);
+                Some(if let (Some(errno), Some(file)) = (errno.filter(|e| *e != libc::ENOSPC), file) {
+                    RepoError::ReadFailed { target: t, file, errno }
+                } else if msg.contains("MAC check failed") || msg.contains("Cryptography") || msg.contains("Decrypt") {
                     RepoError::Damaged { target: t }
                 } else if msg.contains("No space left") || msg.contains("os error 28") {
                     RepoError::TargetFull { target: t }
@@ -470,6 +488,12 @@ impl Repo {
     /// Only errors count; warnings (e.g. packs a running or failed backup left unindexed, which
     /// the next prune removes) are logged.
     pub fn check(&self, read_data: bool, subset: Option<&str>) -> Result<Vec<String>, RepoError> {
+        Ok(self.check_findings(read_data, subset)?.iter().map(|m| hafen_core::i18n::render("en", m)).collect())
+    }
+
+    /// The check's findings as catalogue keys with arguments (`finding`), for readers of any
+    /// language; `check` says them in English.
+    pub fn check_findings(&self, read_data: bool, subset: Option<&str>) -> Result<Vec<Message>, RepoError> {
         let loc = &self.location;
         let mut opts = CheckOptions::default().read_data(read_data);
         if let Some(s) = subset {
@@ -481,7 +505,7 @@ impl Repo {
         let repo = self.open()?;
         let (snaps, damaged) = read_snapshots(&repo, loc)?;
         let res = repo.check_with_trees(opts, snaps.iter().map(|s| s.tree).collect()).map_err(rerr(loc))?;
-        let mut problems: Vec<String> = damaged.iter().map(|id| format!("{loc}: snapshot file snapshots/{id} cannot be read (damaged or truncated); the other snapshots are not affected")).collect();
+        let mut problems: Vec<Message> = damaged.iter().map(|id| Message::new("check.snapshot_unreadable").arg("location", loc).arg("id", id)).collect();
         problems.extend(levels(&res.0, loc));
         Ok(problems)
     }
@@ -493,7 +517,7 @@ impl Repo {
         let repo = self.open()?;
         let snap = repo.get_snapshots(&[id]).map_err(rerr(loc))?.into_iter().next().ok_or_else(|| RepoError::NoSnapshot(id.to_string()))?;
         let res = repo.check_with_trees(CheckOptions::default(), vec![snap.tree]).map_err(rerr(loc))?;
-        Ok(levels(&res.0, loc))
+        Ok(levels(&res.0, loc).iter().map(|m| hafen_core::i18n::render("en", m)).collect())
     }
 
     /// Plans the repair of damaged index files, packs and snapshots (`repair`), and carries it
@@ -683,12 +707,12 @@ struct Walk {
 }
 
 /// The errors of a check; warnings are logged only.
-fn levels<L: std::fmt::Debug, E: std::fmt::Display>(found: &[(L, E)], loc: &str) -> Vec<String> {
+fn levels<L: std::fmt::Debug, E: std::fmt::Display>(found: &[(L, E)], loc: &str) -> Vec<Message> {
     let mut errors = Vec::new();
     for (lvl, e) in found {
         // CheckErrorLevel is not exported by rustic_core; its Debug form names the level.
         if format!("{lvl:?}") == "Error" {
-            errors.push(redact(one_line(&e.to_string())));
+            errors.push(finding(&redact(e.to_string())));
         } else {
             tracing::info!(location = %loc, "repository check: {e}");
         }
@@ -696,16 +720,53 @@ fn levels<L: std::fmt::Debug, E: std::fmt::Display>(found: &[(L, E)], loc: &str)
     errors
 }
 
-/// A check's finding as one line a person can act on: rustic_core's errors run over many lines
-/// (the library's explanation, a link, the nonce, with `RUST_BACKTRACE` a backtrace), and they
-/// reach alert mails. The first line names the file; a failed MAC is said as damage.
-fn one_line(text: &str) -> String {
+/// A check's finding as one line a person can act on, as a catalogue key (`check.…`) with its
+/// arguments, so that alerts and the CLI say it in their reader's language. rustic_core's
+/// errors run over many lines (the library's explanation, a link, the nonce, with
+/// `RUST_BACKTRACE` a backtrace) and they reach alert mails; only the first line is read, and
+/// the kinds of finding are told apart by its words (rustic_core does not export the type).
+/// A line of no known kind keeps its first line as it is (`check.other`).
+pub fn finding(text: &str) -> Message {
     let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
-    match first.split_once(" : ") {
-        Some((what, why)) if why.contains("cryptographic") || text.contains("MAC check failed") => format!("{what}: damaged (fails its integrity check)"),
-        Some((what, why)) => format!("{what}: {}", why.trim_end_matches('.').replace("`rustic_core` experienced an error related to ", "")),
-        None => first.to_string(),
+    let hex_after = |word: &str| -> Option<String> {
+        let rest = &first[first.find(word)? + word.len()..];
+        let id: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+        (id.len() >= 8).then_some(id)
+    };
+    let quoted = || first.split('"').nth(1).map(str::to_string);
+    let damaged = text.contains("MAC check failed") || text.contains("cryptographic") || first.contains("Hash mismatch") || first.contains("hash mismatch") || first.contains("length mismatch");
+    let os_error = text.split("(os error ").nth(1).and_then(|r| r.split(')').next()).and_then(|n| n.parse::<i32>().ok());
+    if let Some(pack) = hex_after("pack ") {
+        if damaged {
+            return Message::new("check.pack_damaged").arg("pack", pack);
+        }
+        if let Some(code) = os_error {
+            // The system's reason: the common ones said in words, others by their number.
+            let key = match code {
+                libc::EIO => "check.pack_read_eio",
+                libc::ENOENT => "check.pack_missing",
+                libc::EACCES | libc::EPERM => "check.pack_read_eacces",
+                _ => "check.pack_unreadable",
+            };
+            return Message::new(key).arg("pack", pack).arg("reason", format!("errno {code}"));
+        }
+        if first.contains("but not present") {
+            return Message::new("check.pack_missing").arg("pack", pack);
+        }
+        if first.contains("size computed by index") || first.contains("header") {
+            return Message::new("check.pack_size").arg("pack", pack);
+        }
+        if first.starts_with("error reading pack") || first.starts_with("error checking pack") {
+            return Message::new("check.pack_unreadable").arg("pack", pack).arg("reason", first.rsplit(" : ").next().unwrap_or(first));
+        }
     }
+    if first.starts_with("file ") && first.contains("missing in index") {
+        return Message::new("check.file_blob_missing").arg("file", quoted().unwrap_or_default());
+    }
+    if first.starts_with("dir ") && (first.contains("subtree") || first.contains("missing in index")) {
+        return Message::new("check.tree_missing").arg("dir", quoted().unwrap_or_default());
+    }
+    Message::new("check.other").arg("detail", first.replace("`rustic_core` experienced an error related to ", ""))
 }
 
 /// Removes everything inside `dir` (not `dir` itself).
@@ -1036,6 +1097,33 @@ impl<R: Read> Read for CountingReader<'_, R> {
 #[cfg(test)]
 mod pick_tests {
     use super::*;
+
+    /// rustic_core's findings, as its check prints them, become one line each in the reader's
+    /// language, the pack or file named; a finding of no known kind keeps its first line.
+    #[test]
+    fn findings_are_named_in_both_languages() {
+        let id = "60f4244b82474475d4b865532f69e2f4096262941bb54a66ac124707c704d3c7";
+        let eio = format!("error reading pack {} : `rustic_core` experienced an error related to `the backend`.\n\nMessage:\nFailed to read\n\nCaused by:\nInput/output error (os error 5)\n\nBacktrace:\n", &id[..8]);
+        let cases = [
+            (eio, "check.pack_read_eio", "input/output error", "Ein-/Ausgabefehler"),
+            (format!("error reading pack {id} : decrypting failed\nMAC check failed"), "check.pack_damaged", "damaged", "beschädigt"),
+            (format!("pack {id}: Hash mismatch. Computed hash: 00"), "check.pack_damaged", "damaged", "beschädigt"),
+            (format!("pack {id} marked to-delete: false is referenced by the index with size 77 but not present! To repair: 'rustic repair index'."), "check.pack_missing", "missing", "nicht vorhanden"),
+            (format!("pack {id} marked to delete: false: size computed by index: 7, actual size: 8. To repair: 'rustic repair index'."), "check.pack_size", "size", "Größe"),
+            ("file \"/volumes/data/akte.txt\" blob 1234 is missing in index".to_string(), "check.file_blob_missing", "/volumes/data/akte.txt", "/volumes/data/akte.txt"),
+            ("dir \"/volumes/data\" subtree blob 12 is missing in index".to_string(), "check.tree_missing", "/volumes/data", "Ordner"),
+            ("something new\nsecond line".to_string(), "check.other", "something new", "englisch"),
+        ];
+        for (text, code, en, de) in cases {
+            let f = finding(&text);
+            assert_eq!(f.code, code, "{text}");
+            let (e, g) = (hafen_core::i18n::render("en", &f), hafen_core::i18n::render("de", &f));
+            assert!(e.contains(en) && g.contains(de) && !e.contains('\n') && !g.contains("Backtrace"), "{code}: {e} / {g}");
+            if code.starts_with("check.pack") {
+                assert!(e.contains(&id[..8]) && g.contains(&id[..8]) && g.contains("Packdatei"), "{e} / {g}");
+            }
+        }
+    }
 
     fn snap(id: &str, t: i64, stack: &str) -> SnapInfo {
         SnapInfo { id: id.into(), time: String::new(), unix_time: t, label: stack.into(), tags: vec![format!("stack:{stack}")], paths: vec![], description: String::new(), files: 0, bytes: 0, added: 0 }

@@ -36,14 +36,15 @@ pub async fn restore(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<i32> {
         return Ok(if failed == 0 { 0 } else { 1 });
     }
     if a.check {
-        let problems = repo.check(a.read_data).await?;
+        let findings = repo.check(a.read_data).await?;
+        let problems: Vec<String> = findings.iter().map(|f| hafen_core::i18n::render("en", f)).collect();
         if a.json {
             print_json(&problems);
         } else if problems.is_empty() {
             println!("{}", t!("restore_check_ok", repo = loc));
         } else {
-            for p in &problems {
-                println!("  ✗ {p}");
+            for f in &findings {
+                println!("  ✗ {}", hafen_core::i18n::render(&rust_i18n::locale(), f));
             }
             eprintln!("{}", t!("restore_check_problems", count = problems.len(), repo = loc));
         }
@@ -205,6 +206,10 @@ pub async fn backup(cli: &Cli, b: &BackupCmd) -> anyhow::Result<i32> {
                 print_json(&r);
             } else if r.problems.is_empty() {
                 println!("{}", t!("check_repo_ok", target = r.target));
+            } else if r.findings.len() == r.problems.len() {
+                for f in &r.findings {
+                    eprintln!("  {}", hafen_core::i18n::render(&rust_i18n::locale(), f));
+                }
             } else {
                 for p in &r.problems {
                     eprintln!("  {p}");

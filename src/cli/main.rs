@@ -36,7 +36,9 @@ fn main() {
     // The daemon logs what it does; a command at a person's terminal shows only its own output
     // (and warnings), unless `--verbose` asks for the libraries' lines too. HAFEN_LOG wins.
     let serve = matches!(cli.cmd, args::Cmd::Serve);
-    let default = if serve || cli.verbose { "info" } else { "warn" };
+    // The repository library's own error lines (many lines each, with a backtrace) are not for
+    // a person's terminal: hafen names what they found in one line of its own.
+    let default = if serve || cli.verbose { "info" } else { "warn,rustic_core=off,rustic_backend=off" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HAFEN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if json_logs {

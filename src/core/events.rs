@@ -33,7 +33,16 @@ pub enum Event {
     /// A scheduled or manual repository check passed (`subset` e.g. `3/30` for a rotating read).
     BackupChecked { target: String, subset: Option<String> },
     /// A repository check found problems: an alert.
-    BackupCheckFailed { target: String, subset: Option<String>, problems: Vec<String> },
+    /// `problems` in English, as the event log keeps them; `findings` the same as catalogue keys
+    /// (`check.…`) for readers of other languages (absent in older records and where the check
+    /// could not run).
+    BackupCheckFailed {
+        target: String,
+        subset: Option<String>,
+        problems: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        findings: Vec<Message>,
+    },
     /// hafen started a crashed, stopped or unhealthy service again.
     ServiceRestarted { stack: String, service: String, reason: String, attempt: u32 },
     /// Too many restarts in the window: hafen stopped restarting the service.
@@ -242,8 +251,8 @@ impl Event {
             Event::UpdateFailed { stack, to, id, error } => m("update_failed").arg("stack", stack).arg("to", to).arg("id", id).arg("error", error),
             Event::UpdatePinned { stack, version: Some(v) } => m("update_pinned").arg("stack", stack).arg("version", v),
             Event::UpdatePinned { stack, version: None } => m("update_unpinned").arg("stack", stack),
-            Event::BackupCheckFailed { target, subset: None, problems } => m("backup_check_failed").arg("target", target).arg("problems", problems.join("; ")),
-            Event::BackupCheckFailed { target, subset: Some(s), problems } => {
+            Event::BackupCheckFailed { target, subset: None, problems, .. } => m("backup_check_failed").arg("target", target).arg("problems", problems.join("; ")),
+            Event::BackupCheckFailed { target, subset: Some(s), problems, .. } => {
                 m("backup_check_failed_subset").arg("target", target).arg("subset", s).arg("problems", problems.join("; "))
             }
             Event::ClockJumped { from, to, by_secs } => m(if *by_secs >= 0 { "clock_jumped_forward" } else { "clock_jumped_back" })
@@ -270,6 +279,11 @@ impl Event {
                 Event::HostCheckChanged { text: Some(t), .. } => Some(("detail", t)),
                 _ => None,
             };
+            if let Event::BackupCheckFailed { findings, .. } = self {
+                if !findings.is_empty() {
+                    t.args.insert("problems".into(), findings.iter().map(|f| crate::i18n::render(lang, f)).collect::<Vec<_>>().join("; "));
+                }
+            }
             if let Some((arg, m)) = nested.filter(|(_, m)| crate::i18n::lookup(lang, &m.code).is_some()) {
                 t.args.insert(arg.into(), crate::i18n::render(lang, m));
             }
@@ -353,8 +367,8 @@ mod tests {
             (Event::BackupRepairFailed { target: s("usb"), error: s("e") }, "repair of the repository of usb FAILED (every blob kept): e"),
             (Event::BackupChecked { target: s("usb"), subset: None }, "repository of usb checked: no problems"),
             (Event::BackupChecked { target: s("usb"), subset: Some(s("3/30")) }, "repository of usb checked, packs 3/30 read: no problems"),
-            (Event::BackupCheckFailed { target: s("usb"), subset: None, problems: vec![s("a"), s("b")] }, "repository check of usb FOUND PROBLEMS: a; b"),
-            (Event::BackupCheckFailed { target: s("usb"), subset: Some(s("3/30")), problems: vec![s("a")] }, "repository check of usb (packs 3/30) FOUND PROBLEMS: a"),
+            (Event::BackupCheckFailed { target: s("usb"), subset: None, problems: vec![s("a"), s("b")], findings: vec![] }, "repository check of usb FOUND PROBLEMS: a; b"),
+            (Event::BackupCheckFailed { target: s("usb"), subset: Some(s("3/30")), problems: vec![s("a")], findings: vec![] }, "repository check of usb (packs 3/30) FOUND PROBLEMS: a"),
             (Event::ServiceRestarted { stack: s("t"), service: s("db"), reason: s("exited"), attempt: 2 }, "t/db restarted (exited; restart 2 in the window)"),
             (
                 Event::ServiceCrashLooped { stack: s("t"), service: s("db"), restarts: 5, window_secs: 600 },

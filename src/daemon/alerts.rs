@@ -58,12 +58,17 @@ impl Alerts {
                 self.resolve(&format!("backup_failed:{stack}"));
                 self.resolve(&format!("backup_stale:{stack}"));
             }
-            Event::BackupCheckFailed { target, problems, .. } => self.raise(
+            Event::BackupCheckFailed { target, problems, findings, .. } => self.raise(
                 &format!("backup_check_failed:{target}"),
                 "backup_check_failed",
                 Severity::Critical,
                 None,
-                &[("target", s(target)), ("problems", problems.join("; "))],
+                &[
+                    ("target", s(target)),
+                    // The findings in the notifications' language; the English lines where the
+                    // check could not run.
+                    ("problems", if findings.is_empty() { problems.join("; ") } else { findings.iter().map(|f| hafen_core::i18n::render(&self.shared.cfg.notify.language, f)).collect::<Vec<_>>().join("; ") }),
+                ],
                 vec![],
             ),
             Event::BackupChecked { target, .. } => self.resolve(&format!("backup_check_failed:{target}")),

@@ -859,21 +859,22 @@ impl Backups {
         let t = crate::backup::target(&self.shared.cfg, req.target.as_deref()).map_err(AppError::from)?;
         let repo = crate::backup::open_target(&self.shared.cfg, t).await.map_err(AppError::from)?;
         let read = req.read_data;
-        let checked = tokio::task::spawn_blocking(move || repo.check(read, None)).await.map_err(backup_text).and_then(|r| r.map_err(backup_text));
-        let problems = match checked {
+        let checked = tokio::task::spawn_blocking(move || repo.check_findings(read, None)).await.map_err(backup_text).and_then(|r| r.map_err(backup_text));
+        let findings = match checked {
             Ok(p) => p,
             Err(e) => {
                 // A check that could not run is a failed check too: an event, an audit record.
-                self.alerts.emit(actor, Event::BackupCheckFailed { target: t.name.clone(), subset: None, problems: vec![e.to_string()] });
+                self.alerts.emit(actor, Event::BackupCheckFailed { target: t.name.clone(), subset: None, problems: vec![e.to_string()], findings: vec![] });
                 return Err(e);
             }
         };
+        let problems: Vec<String> = findings.iter().map(|f| hafen_core::i18n::render("en", f)).collect();
         if problems.is_empty() {
             self.alerts.emit(actor, Event::BackupChecked { target: t.name.clone(), subset: None });
         } else {
-            self.alerts.emit(actor, Event::BackupCheckFailed { target: t.name.clone(), subset: None, problems: problems.clone() });
+            self.alerts.emit(actor, Event::BackupCheckFailed { target: t.name.clone(), subset: None, problems: problems.clone(), findings: findings.clone() });
         }
-        Ok(BackupCheckResponse { target: t.name.clone(), read_data: read, problems })
+        Ok(BackupCheckResponse { target: t.name.clone(), read_data: read, problems, findings })
     }
 
     /// Restores a stack from a snapshot: restore into staging and verify; stop the stack; swap its
@@ -1214,22 +1215,23 @@ impl Backups {
                 Ok(r) => r,
                 Err(e) => {
                     errors.push(format!("{}: {e}", t.name));
-                    self.alerts.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems: vec![e.to_string()] });
+                    self.alerts.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems: vec![e.to_string()], findings: vec![] });
                     continue;
                 }
             };
             let sub = subset.clone();
-            let r = tokio::task::spawn_blocking(move || repo.check(true, Some(&sub))).await;
+            let r = tokio::task::spawn_blocking(move || repo.check_findings(true, Some(&sub))).await;
             match r {
                 Ok(Ok(p)) if p.is_empty() => self.alerts.emit("scheduler", Event::BackupChecked { target: t.name.clone(), subset: Some(subset.clone()) }),
-                Ok(Ok(problems)) => {
+                Ok(Ok(findings)) => {
+                    let problems: Vec<String> = findings.iter().map(|f| hafen_core::i18n::render("en", f)).collect();
                     errors.push(format!("{}: {}", t.name, problems.join("; ")));
                     tracing::error!(target = %t.name, "the read check found problems: {}", problems.join("; "));
-                    self.alerts.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems });
+                    self.alerts.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems, findings });
                 }
                 Ok(Err(e)) => {
                     errors.push(format!("{}: {e}", t.name));
-                    self.alerts.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems: vec![e.to_string()] });
+                    self.alerts.emit("scheduler", Event::BackupCheckFailed { target: t.name.clone(), subset: Some(subset.clone()), problems: vec![e.to_string()], findings: vec![] });
                 }
                 Err(e) => errors.push(format!("{}: {e}", t.name)),
             }

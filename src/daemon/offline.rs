@@ -236,10 +236,11 @@ impl KitRepo {
     }
 
     /// Checks the repository with only the kit: its structure, every readable snapshot's trees,
-    /// and with `read_data` every pack's data. The problems found, each naming what it is about.
-    pub async fn check(&self, read_data: bool) -> anyhow::Result<Vec<String>> {
+    /// and with `read_data` every pack's data. The findings, each naming what it is about, as
+    /// catalogue keys for the reader's language.
+    pub async fn check(&self, read_data: bool) -> anyhow::Result<Vec<hafen_api::Message>> {
         let r = self.repo.clone();
-        Ok(tokio::task::spawn_blocking(move || r.check(read_data, None)).await??)
+        Ok(tokio::task::spawn_blocking(move || r.check_findings(read_data, None)).await??)
     }
 
     /// Plans the repair of the repository with only the kit, or with `apply` carries it out.
