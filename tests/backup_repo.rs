@@ -207,7 +207,16 @@ fn an_export_opens_with_only_age_zstd_and_tar() {
     // Only the stock tools.
     let x = d.path().join("x");
     std::fs::create_dir_all(&x).unwrap();
-    sh(&format!("cd {} && age -d -i {} {} | zstd -d | tar -x --numeric-owner -p", x.display(), idfile.display(), out.display()));
+    // As docs/restore.md says: decrypt into a file, unpack only when age succeeded.
+    let unpack = |file: &Path, into: &Path| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("cd {} && age -d -i {} -o archiv.tar.zst {} && zstd -dc archiv.tar.zst | tar -x --numeric-owner -p", into.display(), idfile.display(), file.display()))
+            .output()
+            .unwrap()
+    };
+    let o = unpack(&out, &x);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let day = &snap.time[..10];
     let root = x.join(format!("tryton-{day}"));
     assert!(x.join("LIESMICH.txt").is_file() && x.join("README.txt").is_file());
@@ -220,6 +229,28 @@ fn an_export_opens_with_only_age_zstd_and_tar() {
     assert_eq!((m.uid(), m.gid()), (999, 999), "owners kept");
     let t = std::fs::metadata(root.join("dumps")).unwrap().modified().unwrap();
     assert!(std::time::SystemTime::now().duration_since(t).unwrap_or_default().as_secs() < 3600, "dumps/ in the export is dated {t:?}");
+    // Damage to the export (BK-08, RS-01): a flipped byte in the age header, one in the middle
+    // of the stream, and the file cut short. The printed checksum no longer matches, age refuses
+    // (it checks the header's MAC before any output, every 64 KiB chunk, and knows the last
+    // chunk), and the documented way unpacks nothing.
+    let bytes = std::fs::read(&out).unwrap();
+    let header = bytes.windows(4).position(|w| w == b"\n---").unwrap();
+    for (what, damaged) in [
+        ("header", { let mut b = bytes.clone(); b[header / 2] ^= 0x01; b }),
+        ("middle", { let mut b = bytes.clone(); let m = b.len() / 2; b[m] ^= 0x01; b }),
+        ("cut short", bytes[..bytes.len() * 2 / 3].to_vec()),
+    ] {
+        let file = d.path().join(format!("damaged-{}.age", what.replace(' ', "-")));
+        std::fs::write(&file, &damaged).unwrap();
+        let sha = sh(&format!("sha256sum {}", file.display()));
+        assert!(!String::from_utf8_lossy(&sha.stdout).starts_with(&r.sha256), "{what}: the checksum does not show the damage");
+        let into = d.path().join(format!("unpacked-{}", what.replace(' ', "-")));
+        std::fs::create_dir_all(&into).unwrap();
+        let o = unpack(&file, &into);
+        assert!(!o.status.success() && !o.stderr.is_empty(), "{what}: age did not refuse the damaged export");
+        let unpacked: Vec<_> = std::fs::read_dir(&into).unwrap().flatten().map(|e| e.file_name()).filter(|n| n != "archiv.tar.zst").collect();
+        assert!(unpacked.is_empty(), "{what}: unpacked from a damaged export: {unpacked:?}");
+    }
     // The wrong identity cannot read it.
     let stranger = hafen_backup::keys::generate_identity();
     std::fs::write(d.path().join("other.txt"), stranger.expose_secret()).unwrap();

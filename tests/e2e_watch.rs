@@ -608,3 +608,50 @@ fn engine_errors_and_cut_answers_are_named_and_nothing_is_done_twice() {
     assert!(!d.log().contains("panicked"), "{}", d.log());
     d.ok(&["stack", "remove", id, "--purge", "--confirm", id]);
 }
+
+/// ST-02: the state store's disk fails its writes (strace, attached to the running daemon,
+/// injects EIO into every write and sync of the store's write-ahead log; the disk itself is
+/// fine). A deploy fails with a clear error and is never reported as done, and nothing is
+/// started on the engine for a desired state that could not be recorded; the daemon keeps
+/// answering. Once the disk works again the same deploy succeeds, the audit chain verifies and
+/// the store opens after a restart.
+#[test]
+fn an_io_error_on_the_state_store_fails_the_operation_closed_and_loses_nothing() {
+    ensure_images();
+    let id = "storeio-e2e";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/watch"), id)]);
+    d.start();
+    let wal = d.state_dir().join("state.db-wal");
+    assert!(wal.exists(), "the store runs without its write-ahead log: {}", wal.display());
+    let pid = d.child.as_ref().unwrap().id().to_string();
+    let log = d.dir.path().join("strace.log");
+    let calls = "pwrite64,write,fdatasync,fsync";
+    let mut strace = Command::new("strace")
+        .args(["-f", "-qq", "-o", log.to_str().unwrap(), "-p", &pid, "-e", &format!("trace={calls}"), "-e", &format!("inject={calls}:error=EIO"), "-P", wal.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(20), || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status.lines().any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0")).then_some(())
+    })
+    .expect("strace did not attach");
+    let port = format!("port={}", free_port());
+    let o = d.cli(&["stack", "deploy", id, "--set", &port, "--wait", "0"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(!o.status.success(), "the deploy was reported as done although the store could not record it: {said}");
+    assert!(!said.contains("panicked"), "{said}");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("EIO"), "no write of the store failed, so the test proved nothing");
+    assert!(containers_of(id).is_empty(), "containers started for a desired state that was never recorded: {:?}", containers_of(id));
+    assert!(d.cli(&["healthcheck"]).status.success(), "the daemon stopped answering:\n{}", tail(&d.log(), 30));
+    // The disk works again (strace detaches).
+    unsafe_kill(strace.id(), "INT");
+    let _ = strace.wait();
+    d.ok(&["stack", "deploy", id, "--set", &port, "--wait", "0"]);
+    wait_for(Duration::from_secs(60), || (containers_of(id).len() == 2).then_some(())).expect("the deploy did not run once the store could write");
+    d.ok(&["audit", "verify"]);
+    assert!(d.sigterm().success());
+    d.start();
+    assert!(d.json(&["stack", "list"]).to_string().contains(id));
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+    d.ok(&["stack", "remove", id, "--purge", "--confirm", id]);
+}

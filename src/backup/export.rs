@@ -51,8 +51,9 @@ fn readme(stack: &str, snap: &SnapInfo, dir: &str) -> (String, String) {
         "hafen – Archivexport des Stacks `{stack}`\n\nSicherung (Snapshot) {id} vom {time}.\n\n\
          Inhalt von {dir}/:\n  dumps/    Datenbank-Abzüge (z. B. tryton.sql, mit psql einspielbar)\n  \
          volumes/  die Datenverzeichnisse der Dienste\n  hafen/    Stack-Definition, Einstellungen, Image-Stände und Geheimnisse\n\n\
-         Entpacken ohne hafen (Identität aus dem Wiederherstellungsset in recovery.txt):\n  \
-         age -d -i recovery.txt {file} | zstd -d | tar -x\n",
+         Entpacken ohne hafen (Identität aus dem Wiederherstellungsset in recovery.txt; erst\n\
+         entschlüsseln, nur ohne Fehler entpacken):\n  \
+         age -d -i recovery.txt -o archiv.tar.zst {file} && zstd -dc archiv.tar.zst | tar -x\n",
         id = snap.id,
         time = snap.time
     );
@@ -60,8 +61,9 @@ fn readme(stack: &str, snap: &SnapInfo, dir: &str) -> (String, String) {
         "hafen – archive export of the stack `{stack}`\n\nSnapshot {id} of {time}.\n\n\
          Contents of {dir}/:\n  dumps/    database dumps (e.g. tryton.sql, load with psql)\n  \
          volumes/  the services' data directories\n  hafen/    stack definition, settings, image pins and secrets\n\n\
-         Unpack without hafen (identity from the recovery kit in recovery.txt):\n  \
-         age -d -i recovery.txt {file} | zstd -d | tar -x\n",
+         Unpack without hafen (identity from the recovery kit in recovery.txt; decrypt first,\n\
+         unpack only without an error):\n  \
+         age -d -i recovery.txt -o archive.tar.zst {file} && zstd -dc archive.tar.zst | tar -x\n",
         id = snap.id,
         time = snap.time
     );

@@ -271,7 +271,8 @@ pub fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-fn unsafe_kill(pid: u32, sig: &str) {
+/// Sends signal `sig` (e.g. `TERM`, `INT`) to `pid` with the kill command.
+pub fn unsafe_kill(pid: u32, sig: &str) {
     Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
 }
 
