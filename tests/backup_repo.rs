@@ -711,3 +711,36 @@ fn an_io_error_under_one_pack_is_named_and_stops_nothing_else() {
     let (ok, out, err, _) = failing(&["--list"]);
     assert!(ok && out.contains(&first.id[..8]) && out.contains(&second.id[..8]), "{out}\n{err}");
 }
+
+/// The disk fills up during a restore and during an export (a 24 MB ext4 on a loop device,
+/// 40 MB of data that does not compress): each stops with the system's reason, leaves nothing
+/// behind — no half-restored file, no partial export — and the repository is untouched: the
+/// same snapshot restores whole to a disk with room, and the check passes.
+#[test]
+fn a_disk_that_fills_up_during_a_restore_or_an_export_leaves_nothing_and_loses_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let repo_dir = d.path().join("repo");
+    let repo = Repo::open_or_init(Location::local(&repo_dir), key()).unwrap();
+    let big = d.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    sh(&format!("head -c 40000000 /dev/urandom > {}/random.bin && echo Akte > {}/akte.txt", big.display(), big.display()));
+    let snap = repo.backup(vec![Part::Dir { src: big.clone(), dst: "/volumes/data".into() }], "s", &["stack:s".into()], "big").unwrap();
+    let (mnt, _guard) = small_disk(d.path());
+
+    let into = mnt.join("restore");
+    let err = repo.restore(&snap.id, &[], "", &into).expect_err("the disk is full");
+    assert!(matches!(err, RepoError::TargetFull { .. }), "not named as a full disk: {err}");
+    assert!(!into.exists() || walk(&into).is_empty(), "a half-restored file was left: {:?}", walk(&into));
+
+    let id = hafen_backup::keys::generate_identity();
+    let out = mnt.join("s.tar.zst.age");
+    let err = hafen_backup::export::export(&repo, "s", "latest", std::slice::from_ref(&id.recipient), &out, &|_, _| {}).expect_err("the disk is full");
+    let text = err.to_string();
+    assert!(text.contains("No space left") || text.contains("os error 28") || text.to_lowercase().contains("full"), "{text}");
+    assert!(!out.exists() && !mnt.join("s.tar.zst.age.partial").exists(), "an export file was left: {:?}", std::fs::read_dir(&mnt).unwrap().flatten().map(|e| e.file_name()).collect::<Vec<_>>());
+
+    assert!(repo.check(true, None).unwrap().is_empty());
+    let roomy = d.path().join("roomy");
+    repo.restore(&snap.id, &[], "", &roomy).unwrap();
+    assert_eq!(std::fs::read(roomy.join("volumes/data/random.bin")).unwrap(), std::fs::read(big.join("random.bin")).unwrap());
+}

@@ -186,6 +186,34 @@ fn kill_9_during_an_in_place_restore_puts_the_previous_data_back() {
     wait_for(Duration::from_secs(120), || (d.json(&["stack", "show", id])["summary"]["state"] == "healthy").then_some(())).expect("the stack did not run again");
     let audit: Vec<serde_json::Value> = d.ok(&["audit", "export"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(audit.iter().any(|r| r["action"] == "restore_failed" && r["outcome"] == "failed" && r.to_string().contains("interrupted")), "no audit record of the interrupted restore");
+
+    // Two more kills, by strace at the system call: at the move of the volume aside (nothing
+    // moved yet) and at the move of the restored data into its place (the volume is aside, its
+    // place empty). Each time the next start puts the previous data back.
+    let data = vol.to_str().unwrap().to_string();
+    for (when, what) in [(1, "before the volume is moved aside"), (2, "with the volume moved aside and its place empty")] {
+        let pid = d.child.as_ref().unwrap().id().to_string();
+        let calls = "rename,renameat,renameat2";
+        let mut strace = Command::new("strace")
+            .args(["-f", "-qq", "-o", "/dev/null", "-p", &pid, "-e", &format!("trace={calls}"), "-e", &format!("inject={calls}:signal=KILL:when={when}"), "-P", &data])
+            .spawn()
+            .unwrap();
+        wait_for(Duration::from_secs(20), || {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            status.lines().any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0")).then_some(())
+        })
+        .expect("strace did not attach");
+        let o = d.cli(&["restore", "--stack", id]);
+        assert!(!o.status.success(), "the restore finished although the daemon was to be killed {what}");
+        let _ = strace.wait();
+        let _ = d.child.take().unwrap().wait();
+        d.start();
+        assert_eq!(std::fs::read_to_string(vol.join("akte.txt")).unwrap(), "Stand danach\n", "killed {what}: the previous data is not back");
+        let beside: Vec<String> = std::fs::read_dir(parent).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n != "_data").collect();
+        assert!(beside.is_empty(), "killed {what}: left beside the volume: {beside:?}");
+        assert!(std::fs::read_dir(d.state_dir().join("restore")).unwrap().next().is_none(), "killed {what}: journal or staging left behind");
+        wait_for(Duration::from_secs(120), || (d.json(&["stack", "show", id])["summary"]["state"] == "healthy").then_some(())).expect("the stack did not run again");
+    }
 }
 
 #[test]
