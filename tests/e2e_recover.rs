@@ -187,15 +187,17 @@ fn kill_9_during_an_in_place_restore_puts_the_previous_data_back() {
     let audit: Vec<serde_json::Value> = d.ok(&["audit", "export"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(audit.iter().any(|r| r["action"] == "restore_failed" && r["outcome"] == "failed" && r.to_string().contains("interrupted")), "no audit record of the interrupted restore");
 
-    // Two more kills, by strace at the system call: at the move of the volume aside (nothing
-    // moved yet) and at the move of the restored data into its place (the volume is aside, its
-    // place empty). Each time the next start puts the previous data back.
+    // One more kill, by strace at the system call that moves the volume aside (nothing moved
+    // yet, the journal already written): the next start leaves the previous data in place.
     let data = vol.to_str().unwrap().to_string();
-    for (when, what) in [(1, "before the volume is moved aside"), (2, "with the volume moved aside and its place empty")] {
+    // (The restored data reaches its place by a copy in a child process when the staging area is
+    // on another file system, so the second point is not one system call of the daemon.)
+    for (when, what) in [(1, "before the volume is moved aside")] {
         let pid = d.child.as_ref().unwrap().id().to_string();
         let calls = "rename,renameat,renameat2";
+        let log = d.dir.path().join(format!("strace-{when}.log"));
         let mut strace = Command::new("strace")
-            .args(["-f", "-qq", "-o", "/dev/null", "-p", &pid, "-e", &format!("trace={calls}"), "-e", &format!("inject={calls}:signal=KILL:when={when}"), "-P", &data])
+            .args(["-f", "-qq", "-o", log.to_str().unwrap(), "-p", &pid, "-e", &format!("trace={calls}"), "-e", &format!("inject={calls}:signal=KILL:when={when}"), "-P", &data])
             .spawn()
             .unwrap();
         wait_for(Duration::from_secs(20), || {
@@ -204,7 +206,7 @@ fn kill_9_during_an_in_place_restore_puts_the_previous_data_back() {
         })
         .expect("strace did not attach");
         let o = d.cli(&["restore", "--stack", id]);
-        assert!(!o.status.success(), "the restore finished although the daemon was to be killed {what}");
+        assert!(!o.status.success(), "the restore finished although the daemon was to be killed {what}:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
         let _ = strace.wait();
         let _ = d.child.take().unwrap().wait();
         d.start();
@@ -260,13 +262,17 @@ fn kill_9_at_each_kind_of_removal_in_a_prune_keeps_what_retention_keeps() {
     d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
     let vol = std::path::PathBuf::from(docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &format!("hafen-{id}-one")]).trim());
     // Three backups, each of other data: the first two become garbage once forgotten.
+    let mut newest = String::new();
     for n in 1..=3 {
         let _ = std::fs::remove_file(vol.join(format!("akte-{}.bin", n - 1)));
         let st = Command::new("sh").arg("-c").arg(format!("head -c 3000000 /dev/urandom > {}/akte-{n}.bin", vol.display())).status().unwrap();
         assert!(st.success());
-        assert!(d.json(&["backup", "run", id])["error"].is_null());
+        // Snapshot times are kept to the second: one second apart, "the last one" is clear.
+        std::thread::sleep(Duration::from_millis(1100));
+        let r = d.json(&["backup", "run", id]);
+        assert!(r["error"].is_null(), "{r}");
+        newest = r["snapshot"]["id"].as_str().unwrap()[..8].to_string();
     }
-    let newest = d.json(&["backup", "list"]).as_array().unwrap().iter().max_by_key(|s| s["time"].as_str().unwrap().to_string()).unwrap()["id"].as_str().unwrap().to_string();
     let original = std::fs::read(vol.join("akte-3.bin")).unwrap();
 
     for kind in ["snapshots", "index", "data"] {
@@ -289,13 +295,14 @@ fn kill_9_at_each_kind_of_removal_in_a_prune_keeps_what_retention_keeps() {
         let _ = strace.wait();
         let traced = std::fs::read_to_string(&log).unwrap();
         assert!(traced.contains("killed by SIGKILL"), "{traced}");
-        let removed: Vec<&str> = traced.lines().filter(|l| l.contains("unlink")).collect();
+        let removed: Vec<&str> = traced.lines().filter(|l| l.contains("unlink(") || l.contains("unlinkat(")).collect();
+        assert!(!removed.is_empty(), "{traced}");
         assert!(removed.iter().all(|l| l.contains(&format!("/{kind}/"))), "killed elsewhere than at a removal below {kind}/: {removed:?}");
         let _ = d.child.take().unwrap().wait();
 
         d.start();
         let list = d.json(&["backup", "list"]);
-        assert!(list.as_array().unwrap().iter().any(|s| s["id"] == newest.as_str()), "the snapshot retention keeps is gone after a kill at {kind}: {list}");
+        assert!(list.as_array().unwrap().iter().any(|s| s["id"].as_str().is_some_and(|i| i.starts_with(&newest))), "the snapshot retention keeps is gone after a kill at {kind}: {list}");
         let o = restic(&d, &target, &kit, &["check", "--read-data"]);
         assert!(o.status.success(), "after a kill at {kind}: {}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         let r = d.dir.path().join(format!("r-{kind}"));
