@@ -134,7 +134,7 @@ fn the_rotating_read_check_runs_on_schedule_and_alerts_on_a_damaged_pack() {
     let (failed, _) = wait_for(Duration::from_secs(60), || events("backup_check_failed").into_iter().next()).expect("no alert for the damaged pack");
     assert!(failed["message"].as_str().unwrap().contains(&name), "the alert does not name pack {name}: {failed}");
     // The alert goes out in the notifications' language (German by default), its finding too.
-    let alerts = d.json(&["alerts", "--json"]).to_string();
+    let alerts = d.json(&["alerts"]).to_string();
     assert!(alerts.contains(&format!("Packdatei {name}")) && alerts.contains("beschädigt") && !alerts.contains("damaged"), "{alerts}");
 }
 

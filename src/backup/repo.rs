@@ -760,6 +760,11 @@ pub fn finding(text: &str) -> Message {
             return Message::new("check.pack_unreadable").arg("pack", pack).arg("reason", first.rsplit(" : ").next().unwrap_or(first));
         }
     }
+    if first.starts_with("Cached file") || first.starts_with("Error reading cached file") {
+        if let Some(id) = hex_after("Id: ") {
+            return Message::new("check.cache_mismatch").arg("id", id);
+        }
+    }
     if first.starts_with("file ") && first.contains("missing in index") {
         return Message::new("check.file_blob_missing").arg("file", quoted().unwrap_or_default());
     }
@@ -1112,6 +1117,7 @@ mod pick_tests {
             (format!("pack {id} marked to delete: false: size computed by index: 7, actual size: 8. To repair: 'rustic repair index'."), "check.pack_size", "size", "Größe"),
             ("file \"/volumes/data/akte.txt\" blob 1234 is missing in index".to_string(), "check.file_blob_missing", "/volumes/data/akte.txt", "/volumes/data/akte.txt"),
             ("dir \"/volumes/data\" subtree blob 12 is missing in index".to_string(), "check.tree_missing", "/volumes/data", "Ordner"),
+            ("Cached file Type: Pack, Id: ddab5ba6 is not identical to backend!".to_string(), "check.cache_mismatch", "ddab5ba6", "ddab5ba6"),
             ("something new\nsecond line".to_string(), "check.other", "something new", "englisch"),
         ];
         for (text, code, en, de) in cases {
