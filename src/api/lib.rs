@@ -314,6 +314,9 @@ pub struct SnapInfo {
     pub time: String,
     /// Seconds since the epoch.
     pub unix_time: i64,
+    /// The nanoseconds within that second: two snapshots of one second still have an order.
+    #[serde(default)]
+    pub nanos: u32,
     pub label: String,
     pub tags: Vec<String>,
     pub paths: Vec<String>,

@@ -633,7 +633,7 @@ fn find_snapshot<S: rustic_core::Open>(repo: &Repository<S>, loc: &str, id: &str
 /// before that time; only among snapshots carrying all `tags`.
 pub fn pick(snaps: &[SnapInfo], tags: &[String], id: &str, at: Option<i64>) -> Option<SnapInfo> {
     let mut mine: Vec<&SnapInfo> = snaps.iter().filter(|s| tags.iter().all(|t| s.tags.contains(t))).collect();
-    mine.sort_by_key(|s| s.unix_time);
+    mine.sort_by_key(|s| (s.unix_time, s.nanos));
     match at {
         Some(at) => mine.into_iter().rev().find(|s| s.unix_time <= at).cloned(),
         None if id == "latest" => mine.last().map(|s| (*s).clone()),
@@ -1132,7 +1132,7 @@ mod pick_tests {
     }
 
     fn snap(id: &str, t: i64, stack: &str) -> SnapInfo {
-        SnapInfo { id: id.into(), time: String::new(), unix_time: t, label: stack.into(), tags: vec![format!("stack:{stack}")], paths: vec![], description: String::new(), files: 0, bytes: 0, added: 0 }
+        SnapInfo { id: id.into(), time: String::new(), unix_time: t, nanos: 0, label: stack.into(), tags: vec![format!("stack:{stack}")], paths: vec![], description: String::new(), files: 0, bytes: 0, added: 0 }
     }
 
     #[test]
@@ -1147,6 +1147,10 @@ mod pick_tests {
         assert_eq!(id(pick(&all, &a, "aa2", None)), Some("aa22".into()));
         assert_eq!(id(pick(&all, &a, "aa", None)), None, "an ambiguous prefix picks nothing");
         assert_eq!(id(pick(&all, &a, "bb33", None)), None, "another stack's snapshot is not offered");
+        // Two snapshots in one second: the later one is the latest, whatever their ids.
+        let (mut early, mut late) = (snap("ff01", 500, "a"), snap("0a02", 500, "a"));
+        (early.nanos, late.nanos) = (100, 900_000_000);
+        assert_eq!(id(pick(&[early, late], &a, "latest", None)), Some("0a02".into()));
         assert!(parse_at("2026-11-27T03:00:00+01:00").unwrap() == 1_795_744_800);
         assert!(parse_at("2026-11-27 03:00").is_ok() && parse_at("2026-11-27").is_ok());
         assert!(parse_at("yesterday").unwrap_err().contains("yesterday"));

@@ -37,6 +37,7 @@ pub fn info(s: &SnapshotFile) -> SnapInfo {
         id: s.id.to_string(),
         time: s.time.strftime("%Y-%m-%d %H:%M:%S %Z").to_string(),
         unix_time: s.time.timestamp().as_second(),
+        nanos: u32::try_from(s.time.timestamp().subsec_nanosecond()).unwrap_or(0),
         label: s.label.clone(),
         tags: s.tags.iter().map(|t| t.to_string()).collect(),
         paths: s.paths.iter().map(|p| p.to_string()).collect(),

@@ -10,8 +10,14 @@ use std::str::FromStr;
 /// hafen's default: every night at 02:00 (the box's UTC clock).
 pub const DEFAULT_SCHEDULE: &str = "0 0 2 * * *";
 
+/// A cron expression with seconds; refused when it is none, or when it names no time that
+/// exists (30 February), so a schedule that would never run is never accepted silently.
 pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
-    cron::Schedule::from_str(expr).map_err(|e| format!("`{expr}` is not a cron expression (sec min hour day month weekday, e.g. `{DEFAULT_SCHEDULE}`): {e}"))
+    let s = cron::Schedule::from_str(expr).map_err(|e| format!("`{expr}` is not a cron expression (sec min hour day month weekday, e.g. `{DEFAULT_SCHEDULE}`): {e}"))?;
+    if s.upcoming(chrono::Utc).next().is_none() {
+        return Err(format!("`{expr}` names no time that exists (such as 30 February), so it would never run; e.g. `{DEFAULT_SCHEDULE}`"));
+    }
+    Ok(s)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,5 +94,30 @@ mod tests {
         }
         assert_eq!(check_subset(t(5, 1, 0), 1), "1/1");
         assert_eq!(check_subset(t(5, 1, 0), 0), "1/1", "0 parts means everything");
+    }
+}
+
+#[cfg(test)]
+mod edge_tests {
+    use super::*;
+
+    /// TM-09: cron expressions at the edges are refused with a reason or run on a strictly
+    /// increasing schedule; none panics.
+    #[test]
+    fn cron_edge_cases_are_refused_or_run_in_order() {
+        let now = chrono::Utc::now();
+        for expr in ["*/0 * * * * *", "0 0 2 30 2 *", "0 0 2 31 4 *", "0 0 25 * * *", "60 * * * * *", "0 0 2 * * 8", "", "0 0 2", "0 0 2 * * * * *", "0 0 0-59/1 * * *"] {
+            let r = std::panic::catch_unwind(|| parse(expr));
+            let Ok(r) = r else { panic!("`{expr}` panicked") };
+            if let Ok(s) = r {
+                let next: Vec<_> = s.after(&now).take(5).collect();
+                assert!(next.windows(2).all(|w| w[0] < w[1]), "`{expr}`: {next:?}");
+                // A schedule that never fires must not be accepted silently.
+                assert!(!next.is_empty(), "`{expr}` is accepted but never runs");
+            }
+        }
+        assert!(parse("0 0 2 30 2 *").unwrap_err().contains("never run"));
+        let long = format!("0 0 {} * * *", (0..24).map(|h| h.to_string()).collect::<Vec<_>>().join(","));
+        assert!(parse(&long).is_ok());
     }
 }

@@ -578,7 +578,7 @@ pub fn apply_retention(
         if tag.is_some_and(|t| t != group) {
             continue;
         }
-        groups.entry(group).or_default().push(Snap { id: s.id, time: chrono::DateTime::from_timestamp(s.unix_time, 0).unwrap_or_default() });
+        groups.entry(group).or_default().push(Snap { id: s.id, time: chrono::DateTime::from_timestamp(s.unix_time, s.nanos).unwrap_or_default() });
     }
     let mut out = RetentionOutcome::default();
     let mut forget = Vec::new();
