@@ -218,21 +218,29 @@ fn edit_distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// Parses `10s`, `500ms`, `5m`, `2h`, `1d` into a duration.
+/// The longest duration any setting takes: 100 years. Longer is a typo, and would overflow
+/// where it becomes a date.
+pub const MAX_DURATION_SECS: u64 = 100 * 366 * 86_400;
+
+/// Parses `10s`, `500ms`, `5m`, `2h`, `1d` into a duration (at most `MAX_DURATION_SECS`).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| t!("v.duration", s = s).to_string())?;
-    let secs = match unit {
-        "ms" => return Ok(std::time::Duration::from_millis(n)),
-        "s" | "" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+    let too_large = || t!("v.too_large", s = s).to_string();
+    let d = match unit {
+        "ms" => std::time::Duration::from_millis(n),
+        "s" | "" => std::time::Duration::from_secs(n),
+        "m" => std::time::Duration::from_secs(n.checked_mul(60).ok_or_else(too_large)?),
+        "h" => std::time::Duration::from_secs(n.checked_mul(3600).ok_or_else(too_large)?),
+        "d" => std::time::Duration::from_secs(n.checked_mul(86_400).ok_or_else(too_large)?),
         _ => return Err(t!("v.duration_unit", s = s, unit = unit).to_string()),
     };
-    Ok(std::time::Duration::from_secs(secs))
+    if d.as_secs() > MAX_DURATION_SECS {
+        return Err(too_large());
+    }
+    Ok(d)
 }
 
 /// Parses a Compose-style size (`512m`, `1g`, `1048576`) into bytes.
@@ -265,6 +273,12 @@ mod tests {
         assert_eq!(parse_duration("2m").unwrap().as_secs(), 120);
         assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
         assert!(parse_duration("5 weeks").is_err());
+        // Found by cargo-afl (tests/fuzz): these overflowed (a panic in debug builds, a wrong
+        // value in release builds).
+        for big in ["213503982334602d", "5124095576030432h", "307445734561825861m", "36700d", "18446744073709551615ms"] {
+            assert!(parse_duration(big).unwrap_err().contains("too large"), "{big}");
+        }
+        assert_eq!(parse_duration("36500d").unwrap().as_secs(), 36_500 * 86_400);
     }
 
     #[test]
