@@ -188,6 +188,9 @@ struct Proxy {
     /// A request whose first line contains the text gets the canned bytes instead of the
     /// engine's answer, and its connection is closed.
     fault: Fault,
+    /// While set, nothing passes either way and no connection is accepted: the engine as if
+    /// stopped with SIGSTOP (connections wait in the backlog, requests get no answer).
+    hang: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 type Fault = std::sync::Arc<std::sync::Mutex<Option<(String, Vec<u8>)>>>;
@@ -201,9 +204,16 @@ impl Proxy {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let fault: Fault = Default::default();
-        let (s, cs, f) = (stop.clone(), conns.clone(), fault.clone());
+        let hang = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, cs, f, h) = (stop.clone(), conns.clone(), fault.clone(), hang.clone());
+        let held = |h: &std::sync::atomic::AtomicBool| {
+            while h.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
         let thread = std::thread::spawn(move || {
             while !s.load(std::sync::atomic::Ordering::SeqCst) {
+                held(&h);
                 match l.accept() {
                     Ok((client, _)) => {
                         client.set_nonblocking(false).unwrap();
@@ -212,7 +222,7 @@ impl Proxy {
                         cs.lock().unwrap().push(upstream.try_clone().unwrap());
                         let (mut c1, mut u1) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
                         let (mut c2, mut u2) = (client, upstream);
-                        let f = f.clone();
+                        let (f, h1, h2) = (f.clone(), h.clone(), h.clone());
                         std::thread::spawn(move || {
                             use std::io::{Read, Write};
                             let mut buf = vec![0u8; 64 * 1024];
@@ -228,6 +238,7 @@ impl Proxy {
                                     let _ = c1.shutdown(std::net::Shutdown::Both);
                                     break;
                                 }
+                                held(&h1);
                                 if u1.write_all(&buf[..n]).is_err() {
                                     break;
                                 }
@@ -235,7 +246,18 @@ impl Proxy {
                             let _ = u1.shutdown(std::net::Shutdown::Both);
                         });
                         std::thread::spawn(move || {
-                            let _ = std::io::copy(&mut u2, &mut c2);
+                            use std::io::{Read, Write};
+                            let mut buf = vec![0u8; 64 * 1024];
+                            loop {
+                                let n = match u2.read(&mut buf) {
+                                    Ok(0) | Err(_) => break,
+                                    Ok(n) => n,
+                                };
+                                held(&h2);
+                                if c2.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
                             let _ = c2.shutdown(std::net::Shutdown::Both);
                         });
                     }
@@ -243,7 +265,12 @@ impl Proxy {
                 }
             }
         });
-        Proxy { path: path.to_path_buf(), stop, thread: Some(thread), conns, fault }
+        Proxy { path: path.to_path_buf(), stop, thread: Some(thread), conns, fault, hang }
+    }
+
+    /// The engine stops answering (`true`) or goes on (`false`), like SIGSTOP and SIGCONT.
+    fn hang(&self, on: bool) {
+        self.hang.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// From now on, requests whose first line contains `pattern` get `answer` (raw HTTP) and
@@ -652,6 +679,46 @@ fn an_io_error_on_the_state_store_fails_the_operation_closed_and_loses_nothing()
     assert!(d.sigterm().success());
     d.start();
     assert!(d.json(&["stack", "list"]).to_string().contains(id));
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+    d.ok(&["stack", "remove", id, "--purge", "--confirm", id]);
+}
+
+/// DK-03: the engine hangs (the proxy stops passing anything and accepting connections, as a
+/// dockerd stopped with SIGSTOP would; the machine's Docker daemon is never touched). hafen
+/// reports it as unreachable within its ping limit, the API keeps answering meanwhile, nothing
+/// is done twice, and when the engine goes on, hafen resyncs: the same containers, healthy.
+#[test]
+fn a_hung_engine_is_reported_the_api_answers_and_nothing_is_done_twice() {
+    ensure_images();
+    let id = "hung-e2e";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/watch"), id)]);
+    let sock = d.dir.path().join("engine.sock");
+    let proxy = Proxy::start(&sock);
+    d.append_config(&format!("docker_socket: {}\n", sock.display()));
+    d.start();
+    d.ok(&["stack", "deploy", id, "--set", &format!("port={}", free_port())]);
+    wait_for(Duration::from_secs(120), || (stack_health(&d, id) == "healthy").then_some(())).expect("healthy");
+    let before = containers_of(id);
+
+    let t0 = std::time::Instant::now();
+    proxy.hang(true);
+    let engine = |d: &Daemon| serde_json::from_slice::<serde_json::Value>(&d.cli(&["status", "--json"]).stdout).ok().map(|v| v["engine"].clone());
+    let (seen, _) = wait_for(Duration::from_secs(90), || engine(&d).filter(|e| e["reachable"] == false))
+        .unwrap_or_else(|| panic!("a hung engine is not reported:\n{}", tail(&d.log(), 30)));
+    assert!(seen.to_string().contains("did not answer"), "{seen}");
+    eprintln!("hung engine reported after {:?}", t0.elapsed());
+    // The API answers while the engine hangs: status above, workers, events and the audit log.
+    assert!(d.json(&["worker", "list"]).as_array().is_some_and(|w| !w.is_empty()));
+    assert!(d.cli(&["events", "--json"]).status.success());
+    d.ok(&["audit", "verify"]);
+
+    proxy.hang(false);
+    let t1 = std::time::Instant::now();
+    wait_for(Duration::from_secs(150), || (engine(&d).is_some_and(|e| e["reachable"] == true)).then_some(()))
+        .unwrap_or_else(|| panic!("no recovery after the engine went on:\n{}", tail(&d.log(), 30)));
+    eprintln!("reachable again after {:?}", t1.elapsed());
+    wait_for(Duration::from_secs(120), || (stack_health(&d, id) == "healthy").then_some(())).expect("healthy again");
+    assert_eq!(containers_of(id), before, "no duplicate or replaced containers");
     assert!(!d.log().contains("panicked"), "{}", d.log());
     d.ok(&["stack", "remove", id, "--purge", "--confirm", id]);
 }

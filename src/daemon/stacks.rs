@@ -32,6 +32,9 @@ struct EngineStatus {
     since: String,
 }
 
+/// How long a look at the engine may take before it counts as unresponsive.
+pub const ENGINE_PING_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Stacks {
     shared: Arc<Shared>,
     alerts: Arc<Alerts>,
@@ -366,12 +369,15 @@ impl Stacks {
         Ok(self.shared.store.stacks()?.into_iter().filter(|s| s.enabled).map(|s| s.id).collect())
     }
 
-    /// Checks the engine and records reachability changes; true when reachable.
+    /// Checks the engine and records reachability changes; true when reachable. An engine that
+    /// does not answer within `ENGINE_PING_LIMIT` (hung, or stopped with SIGSTOP) counts as
+    /// unreachable, so no pass waits on it for the client's full request timeout.
     pub async fn check_engine(&self) -> bool {
-        let r = self.shared.engine.ping().await;
+        let r = tokio::time::timeout(ENGINE_PING_LIMIT, self.shared.engine.ping()).await;
         let (reachable, detail) = match &r {
-            Ok(v) => (true, v.clone()),
-            Err(e) => (false, e.to_string()),
+            Ok(Ok(v)) => (true, v.clone()),
+            Ok(Err(e)) => (false, e.to_string()),
+            Err(_) => (false, format!("the engine did not answer within {}s (hung?)", ENGINE_PING_LIMIT.as_secs())),
         };
         self.shared.metrics.set_engine_up(reachable);
         let changed = {
@@ -549,10 +555,23 @@ impl Stacks {
         }
     }
 
+    /// An engine call that answers what is seen now, bounded by `ENGINE_PING_LIMIT`: a hung
+    /// engine makes a listing fail at once with a clear error instead of holding the API for
+    /// the client's full request timeout.
+    async fn bounded<T>(&self, call: impl std::future::Future<Output = Result<T, hafen_engine::EngineError>>) -> Result<T, AppError> {
+        match tokio::time::timeout(ENGINE_PING_LIMIT, call).await {
+            Ok(r) => r.map_err(AppError::from),
+            Err(_) => Err(AppError::from(hafen_engine::EngineError::Unreachable {
+                endpoint: self.shared.cfg.docker_socket.display().to_string(),
+                detail: format!("the engine did not answer within {}s (hung?)", ENGINE_PING_LIMIT.as_secs()),
+            })),
+        }
+    }
+
     pub async fn list(&self) -> Result<Vec<StackSummary>, AppError> {
         let catalogue = self.shared.catalogue();
         let records = self.shared.store.stacks()?;
-        let services = self.shared.engine.list_services(None).await.unwrap_or_default();
+        let services = self.bounded(self.shared.engine.list_services(None)).await.unwrap_or_default();
         let mut ids: Vec<String> = catalogue.stacks.keys().cloned().collect();
         for r in &records {
             if !ids.contains(&r.id) {
@@ -575,8 +594,8 @@ impl Stacks {
         if def.is_none() && rec.is_none() {
             self.shared.stack_def(id)?;
         }
-        let services = self.shared.engine.list_services(Some(id)).await?;
-        let volumes = self.shared.engine.list_volumes(Some(id)).await?.into_iter().map(|v| v.name).collect();
+        let services = self.bounded(self.shared.engine.list_services(Some(id))).await?;
+        let volumes = self.bounded(self.shared.engine.list_volumes(Some(id))).await?.into_iter().map(|v| v.name).collect();
         Ok(StackDetail {
             summary: self.summary(id, def.as_ref(), rec.as_ref().is_some_and(|r| r.enabled), &services),
             description: def.as_ref().map(|d| d.description.clone()).unwrap_or_default(),
@@ -604,7 +623,7 @@ impl Stacks {
 
     pub async fn status(&self) -> Result<StatusResponse, AppError> {
         let records = self.shared.store.stacks()?;
-        let all = self.shared.engine.list_services(None).await.unwrap_or_default();
+        let all = self.bounded(self.shared.engine.list_services(None)).await.unwrap_or_default();
         let mut unmanaged: Vec<String> = all.iter().map(|s| s.stack.clone()).filter(|s| !records.iter().any(|r| &r.id == s)).collect();
         unmanaged.dedup();
         let catalogue = self.shared.catalogue();

@@ -24,6 +24,8 @@ impl Default for EngineWatch {
 }
 
 const ENGINE_WATCH: &str = "engine-watch";
+/// How often the engine is looked at while its event stream is quiet.
+const ENGINE_LOOK_EVERY: Duration = Duration::from_secs(15);
 
 #[async_trait::async_trait]
 impl Worker for EngineWatch {
@@ -45,11 +47,22 @@ impl Worker for EngineWatch {
                 }
                 self.connected_before = true;
                 app.shared.workers.set(ENGINE_WATCH, Line::code("on_engine_events", &[]), "ok", Line::code("following_events", &[]));
+                // A hung engine sends no events and closes nothing: look at it every
+                // `ENGINE_LOOK_EVERY` as well, each look bounded by the ping limit.
+                let mut look = tokio::time::interval(ENGINE_LOOK_EVERY);
+                look.tick().await;
                 let why = loop {
-                    match stream.next().await {
-                        Some(Ok(ev)) => app.stacks.on_engine_event(&ev),
-                        Some(Err(e)) => break format!("event stream broke: {e}; reconnecting"),
-                        None => break "the engine closed the event stream; reconnecting".to_string(),
+                    tokio::select! {
+                        next = stream.next() => match next {
+                            Some(Ok(ev)) => app.stacks.on_engine_event(&ev),
+                            Some(Err(e)) => break format!("event stream broke: {e}; reconnecting"),
+                            None => break "the engine closed the event stream; reconnecting".to_string(),
+                        },
+                        _ = look.tick() => {
+                            if !app.stacks.check_engine().await {
+                                break "the engine does not answer; reconnecting".to_string();
+                            }
+                        }
                     }
                 };
                 app.stacks.check_engine().await;
