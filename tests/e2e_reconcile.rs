@@ -295,3 +295,36 @@ fn main_commands_in_german_print_no_english() {
     }
     assert!(outputs[0].1.contains("gesund") && outputs[3].1.contains("Bereitstellung von") && outputs[4].1.contains("LÖSCHEN"), "{outputs:?}");
 }
+
+/// HD-05: a stack's secret appears nowhere an admin or another user can read it: not in any
+/// container's `docker inspect` (environment, labels, command, mounts), not in the stack's
+/// views (`stack show`, `stack render`), not in events, the audit export or the daemon's log.
+#[test]
+fn a_secret_appears_in_no_inspect_label_view_event_audit_record_or_log() {
+    ensure_images();
+    let id = "secret-e2e";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/watch"), id)]);
+    d.start();
+    d.ok(&["stack", "deploy", id, "--set", &format!("port={}", free_port()), "--wait", "120"]);
+    let secret = d.secret(id, "admin_password");
+    assert!(secret.trim().len() >= 16, "the fixture's secret is too short to search for: {secret:?}");
+    let secret = secret.trim();
+    let names = containers_of(id);
+    assert_eq!(names.len(), 2, "{names:?}");
+    for n in &names {
+        let inspect = docker(&["inspect", n]);
+        assert!(inspect.contains("org.hafen.stack"), "inspect of {n} read nothing: {inspect}");
+        assert!(!inspect.contains(secret), "the secret is in `docker inspect {n}`");
+    }
+    for (what, text) in [
+        ("stack show", d.ok(&["stack", "show", id, "--json"])),
+        ("stack render", d.ok(&["stack", "render", id])),
+        ("events", d.ok(&["events", "--json"])),
+        ("audit export", d.ok(&["audit", "export"])),
+        ("the daemon's log", d.log()),
+    ] {
+        assert!(!text.is_empty(), "{what} is empty, so the test would prove nothing");
+        assert!(!text.contains(secret), "the secret is in {what}");
+    }
+    d.ok(&["stack", "remove", id, "--purge", "--confirm", id]);
+}
