@@ -189,22 +189,11 @@ fn kill_9_during_an_in_place_restore_puts_the_previous_data_back() {
 
     // One more kill, by strace at the system call that moves the volume aside (nothing moved
     // yet, the journal already written): the next start leaves the previous data in place.
-    let data = vol.to_str().unwrap().to_string();
     // (The restored data reaches its place by a copy in a child process when the staging area is
     // on another file system, so the second point is not one system call of the daemon.)
     for (when, what) in [(1, "before the volume is moved aside")] {
-        let pid = d.child.as_ref().unwrap().id().to_string();
-        let calls = "rename,renameat,renameat2";
         let log = d.dir.path().join(format!("strace-{when}.log"));
-        let mut strace = Command::new("strace")
-            .args(["-f", "-qq", "-o", log.to_str().unwrap(), "-p", &pid, "-e", &format!("trace={calls}"), "-e", &format!("inject={calls}:signal=KILL:when={when}"), "-P", &data])
-            .spawn()
-            .unwrap();
-        wait_for(Duration::from_secs(20), || {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            status.lines().any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0")).then_some(())
-        })
-        .expect("strace did not attach");
+        let mut strace = d.strace(&log, "rename,renameat,renameat2", &format!("signal=KILL:when={when}"), &[vol.as_path()]);
         let o = d.cli(&["restore", "--stack", id]);
         assert!(!o.status.success(), "the restore finished although the daemon was to be killed {what}:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
         let _ = strace.wait();
@@ -278,17 +267,7 @@ fn kill_9_at_each_kind_of_removal_in_a_prune_keeps_what_retention_keeps() {
         let paths = files_below(&target.join(kind));
         assert!(!paths.is_empty(), "no {kind} files");
         let log = d.dir.path().join(format!("strace-{kind}.log"));
-        let pid = d.child.as_ref().unwrap().id().to_string();
-        let mut args: Vec<String> = ["-f", "-qq", "-o", log.to_str().unwrap(), "-p", &pid, "-e", "trace=unlink,unlinkat", "-e", "inject=unlink,unlinkat:signal=KILL:when=1"].iter().map(|s| s.to_string()).collect();
-        for p in &paths {
-            args.extend(["-P".to_string(), p.display().to_string()]);
-        }
-        let mut strace = Command::new("strace").args(&args).spawn().unwrap();
-        wait_for(Duration::from_secs(20), || {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            status.lines().any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0")).then_some(())
-        })
-        .expect("strace did not attach");
+        let mut strace = d.strace(&log, "unlink,unlinkat", "signal=KILL:when=1", &paths.iter().map(|p| p.as_path()).collect::<Vec<_>>());
         let o = d.cli(&["backup", "prune"]);
         assert!(!o.status.success(), "the prune finished although it was to be killed at the first removal below {kind}/: {}", String::from_utf8_lossy(&o.stdout));
         let _ = strace.wait();

@@ -650,18 +650,8 @@ fn an_io_error_on_the_state_store_fails_the_operation_closed_and_loses_nothing()
     d.start();
     let wal = d.state_dir().join("state.db-wal");
     assert!(wal.exists(), "the store runs without its write-ahead log: {}", wal.display());
-    let pid = d.child.as_ref().unwrap().id().to_string();
     let log = d.dir.path().join("strace.log");
-    let calls = "pwrite64,write,fdatasync,fsync";
-    let mut strace = Command::new("strace")
-        .args(["-f", "-qq", "-o", log.to_str().unwrap(), "-p", &pid, "-e", &format!("trace={calls}"), "-e", &format!("inject={calls}:error=EIO"), "-P", wal.to_str().unwrap()])
-        .spawn()
-        .unwrap();
-    wait_for(Duration::from_secs(20), || {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status.lines().any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0")).then_some(())
-    })
-    .expect("strace did not attach");
+    let mut strace = d.strace(&log, "pwrite64,write,fdatasync,fsync", "error=EIO", &[&wal]);
     let port = format!("port={}", free_port());
     let o = d.cli(&["stack", "deploy", id, "--set", &port, "--wait", "0"]);
     let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));

@@ -373,11 +373,9 @@ impl Stacks {
     /// does not answer within `ENGINE_PING_LIMIT` (hung, or stopped with SIGSTOP) counts as
     /// unreachable, so no pass waits on it for the client's full request timeout.
     pub async fn check_engine(&self) -> bool {
-        let r = tokio::time::timeout(ENGINE_PING_LIMIT, self.shared.engine.ping()).await;
-        let (reachable, detail) = match &r {
-            Ok(Ok(v)) => (true, v.clone()),
-            Ok(Err(e)) => (false, e.to_string()),
-            Err(_) => (false, format!("the engine did not answer within {}s (hung?)", ENGINE_PING_LIMIT.as_secs())),
+        let (reachable, detail) = match self.bounded(self.shared.engine.ping()).await {
+            Ok(v) => (true, v),
+            Err(e) => (false, e.to_string()),
         };
         self.shared.metrics.set_engine_up(reachable);
         let changed = {

@@ -192,6 +192,25 @@ impl Daemon {
         c.wait().unwrap()
     }
 
+    /// Attaches strace to the running daemon (all its threads): the system calls `calls` (e.g.
+    /// `unlink,unlinkat`) on `paths` get `inject` (e.g. `signal=KILL:when=1`, `error=EIO`),
+    /// logged to `log`. Returns once strace is attached; kill it with SIGINT to detach.
+    pub fn strace(&self, log: &Path, calls: &str, inject: &str, paths: &[&Path]) -> Child {
+        let pid = self.child.as_ref().expect("daemon running").id().to_string();
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-qq", "-o"]).arg(log).args(["-p", &pid, "-e", &format!("trace={calls}"), "-e", &format!("inject={calls}:{inject}")]);
+        for p in paths {
+            cmd.arg("-P").arg(p);
+        }
+        let child = cmd.spawn().expect("start strace (tests/run installs Debian's strace)");
+        wait_for(Duration::from_secs(20), || {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            status.lines().any(|l| l.starts_with("TracerPid:") && l.split_whitespace().nth(1) != Some("0")).then_some(())
+        })
+        .expect("strace did not attach");
+        child
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         self.cli_in("en", args)
     }

@@ -12,7 +12,7 @@ mod sender;
 mod webhook;
 
 pub use email::{message_id, read_password};
-pub use render::{render, step_line, utc_time, Rendered};
+pub use render::{render, step_line, Rendered};
 pub use sender::{deliver, enqueue, enqueue_heartbeat, host_name, notice_channels, run_outbox, send_test, test_notice, Channel, Queued};
 pub use webhook::body as webhook_body;
 

@@ -99,7 +99,7 @@ fn body(n: &Notice, lang: &str, t: &AlertTexts, tried: &[String]) -> String {
     ];
     if n.kind != NoticeKind::Test {
         let since_heading = if n.kind == NoticeKind::Resolved { "notify.h.since_resolved" } else { "notify.h.since" };
-        out.extend([h(since_heading), utc_time(&n.since), String::new(), h("notify.h.tried")]);
+        out.extend([h(since_heading), hafen_core::events::utc_minute(&n.since), String::new(), h("notify.h.tried")]);
         if tried.is_empty() {
             out.push(h("notify.tried_nothing"));
         }
@@ -126,10 +126,6 @@ fn kind_word(k: NoticeKind) -> &'static str {
     }
 }
 
-/// `2025-03-01 14:05 UTC`; the original string when it is not RFC 3339.
-pub fn utc_time(rfc3339: &str) -> String {
-    hafen_core::events::utc_minute(rfc3339)
-}
 
 
 /// A text that must exist (hafen's own frame), filled in; the key itself if it is missing.
