@@ -204,6 +204,9 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     let def = d.dir.path().join("stacks").join(id).join("stack.yaml");
     let text = std::fs::read_to_string(&def).unwrap();
     std::fs::write(&def, text.replace("restore: [psql, -U, tryton, -d, tryton, -v, ON_ERROR_STOP=1, -q]", "restore: [sh, -c, 'cat >/dev/null; echo simulated failure >&2; exit 3']")).unwrap();
+    // (A deployed stack runs by the definition it was deployed with: the edit counts once
+    // deployed; it changes no service, so nothing is recreated.)
+    d.ok(&["stack", "deploy", id]);
     // Read in German (the daemon speaks English): the steps and the failure in German, and the
     // command's own words (`simulated failure`) as they came.
     let o = d.cli_in("de", &["restore", "--stack", id]);
@@ -216,6 +219,7 @@ fn tryton_backup_restores_with_only_the_recovery_identity_and_stock_restic() {
     let found: Vec<&&str> = english.iter().filter(|w| shown.contains(**w)).collect();
     assert!(found.is_empty(), "a German restore printed English {found:?}:\n{out}{err}");
     std::fs::write(&def, text).unwrap();
+    d.ok(&["stack", "deploy", id]);
     wait_for(std::time::Duration::from_secs(300), || (d.json(&["stack", "show", id])["summary"]["state"] == "healthy").then_some(())).expect("not healthy after the rollback");
     let r = tryton_rpc(port, "/tryton/", "common.db.login", json!(["admin", {"password": pw}, "en"]));
     let (uid, session) = (r[0].as_i64().unwrap(), r[1].as_str().unwrap().to_string());

@@ -328,3 +328,119 @@ fn a_secret_appears_in_no_inspect_label_view_event_audit_record_or_log() {
     }
     d.ok(&["stack", "remove", id, "--purge", "--confirm", id]);
 }
+
+/// The end of `n` more reconcile passes (their time in `status`; the interval here is 2 s).
+fn passes(d: &Daemon, n: usize) {
+    let at = |d: &Daemon| d.json(&["status"])["last_reconcile"].as_str().unwrap_or_default().to_string();
+    for _ in 0..n {
+        let before = at(d);
+        wait_for(Duration::from_secs(60), || (at(d) != before).then_some(())).expect("no reconcile pass ended");
+    }
+}
+
+fn container_ids(id: &str) -> String {
+    docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("label=org.hafen.stack={id}")])
+}
+
+/// Issue 23 (2): a deployed stack keeps the definition it was deployed with. A changed file is a
+/// change waiting for its deploy (shown in `stack list` and `stack show` with its plan) and no
+/// reconcile pass recreates anything for it; drift repair restores the recorded definition;
+/// `stack deploy` applies the file. A file that no longer validates leaves the stack running as
+/// it was, with an alert naming the file and line, closed once the file is mended.
+#[test]
+fn a_changed_definition_waits_for_its_deploy_and_a_broken_one_changes_nothing() {
+    ensure_images();
+    let id = "duo-def";
+    let mut d = Daemon::new(&[(&duo(), id)]);
+    d.start();
+    let [p1, p2] = ports();
+    d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
+    let file = d.dir.path().join("stacks").join(id).join("stack.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let before = container_ids(id);
+    let memory = |service: &str| docker(&["inspect", "-f", "{{.HostConfig.Memory}}", &format!("hafen-{id}-{service}")]);
+
+    // A new memory limit in the file while the daemon runs: nothing is recreated.
+    let changed = text.replace("mem_limit: 128m", "mem_limit: 160m");
+    std::fs::write(&file, &changed).unwrap();
+    passes(&d, 3);
+    assert_eq!(container_ids(id), before, "a changed file recreated containers without a deploy:\n{}", d.ok(&["events", "--stack", id]));
+    let list = d.json(&["stack", "list"]);
+    let mine = list.as_array().unwrap().iter().find(|s| s["id"] == id).unwrap().clone();
+    assert_eq!(mine["pending_change"], true, "{mine}");
+    assert!(d.ok(&["stack", "list"]).contains("change ready"));
+    let de = d.cli_in("de", &["stack", "show", id]);
+    let de = String::from_utf8_lossy(&de.stdout).to_string();
+    assert!(de.contains("Änderung bereit") && !de.contains("change ready"), "{de}");
+    let show = d.json(&["stack", "show", id]);
+    let plan = show["pending_plan"]["actions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(plan.len(), 2, "the pending plan does not recreate both services: {show}");
+    assert!(d.json(&["status"]).to_string().contains("\"pending_change\":true"));
+
+    // Drift repair brings back what was deployed (128m), not the file's 160m.
+    docker(&["rm", "-f", &format!("hafen-{id}-first")]);
+    wait_for(Duration::from_secs(60), || (memory("first") == (128u64 << 20).to_string()).then_some(())).expect("the removed container did not come back as deployed");
+
+    // The deploy applies the file.
+    d.ok(&["stack", "deploy", id, "--wait", "120"]);
+    assert_eq!(memory("first"), (160u64 << 20).to_string());
+    assert_eq!(memory("second"), (160u64 << 20).to_string());
+    assert_eq!(d.json(&["stack", "show", id])["summary"]["pending_change"], false);
+
+    // A file that no longer validates: the stack runs on as deployed, and an alert names the
+    // file and the line.
+    let deployed = container_ids(id);
+    std::fs::write(&file, changed.replace("mem_limit: 160m", "mem_limit: lots")).unwrap();
+    let key = format!("definition_invalid:{id}");
+    let (alerts, _) = wait_for(Duration::from_secs(60), || Some(d.json(&["alerts"]).to_string()).filter(|a| a.contains(&key))).expect("no alert for the broken file");
+    assert!(alerts.contains(&format!("{}:", file.display())) && alerts.contains("mem_limit"), "the alert names neither file, line nor field: {alerts}");
+    passes(&d, 2);
+    assert_eq!(container_ids(id), deployed, "a broken file changed containers");
+    assert!(healthy(&d, id));
+    // A deploy of the broken file is refused and changes nothing.
+    assert!(!d.cli(&["stack", "deploy", id]).status.success());
+    assert_eq!(container_ids(id), deployed);
+    // Mended, the alert closes.
+    std::fs::write(&file, &changed).unwrap();
+    wait_for(Duration::from_secs(60), || (!d.json(&["alerts"]).to_string().contains(&key)).then_some(())).expect("the alert stayed after the file was mended");
+    d.ok(&["stack", "remove", id, "--purge", "--confirm", id]);
+}
+
+/// Issue 23 (3): a stack removed while a reconcile pass waits to act on it stays removed. The
+/// test hook pauses the pass after it read the list of stacks and before it takes the
+/// operation lock; the stack is removed meanwhile (once keeping its data, once with purge), and
+/// the pass, let go, brings nothing back.
+#[test]
+fn a_stack_removed_while_a_reconcile_pass_waits_stays_removed() {
+    ensure_images();
+    for purge in [false, true] {
+        let id = if purge { "duo-gone-p" } else { "duo-gone" };
+        let mut d = Daemon::new(&[(&duo(), id)]);
+        d.start();
+        let [p1, p2] = ports();
+        d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
+        d.kill9();
+        d.env.push(("HAFEN_TEST_PAUSE_RECONCILE".into(), id.into()));
+        d.start();
+        let mark = d.state_dir().join("paused-reconcile");
+        wait_for(Duration::from_secs(60), || mark.exists().then_some(())).expect("no reconcile pass reached the stack");
+        let mut args = vec!["stack", "remove", id];
+        if purge {
+            args.extend(["--purge", "--confirm", id]);
+        }
+        d.ok(&args);
+        assert_eq!(container_ids(id), "", "the remove left containers");
+        std::fs::remove_file(&mark).unwrap();
+        passes(&d, 3);
+        assert_eq!(container_ids(id), "", "the waiting pass brought the removed stack back:\n{}", d.ok(&["events", "--stack", id]));
+        let volumes = docker(&["volume", "ls", "-q", "--filter", &format!("label=org.hafen.stack={id}")]);
+        assert_eq!(volumes.lines().count(), if purge { 0 } else { 2 }, "{volumes}");
+        let list = d.json(&["stack", "list"]);
+        let mine = list.as_array().unwrap().iter().find(|s| s["id"] == id).unwrap().clone();
+        assert_eq!(mine["enabled"], false, "{mine}");
+        assert_eq!(mine["state"], "not deployed", "{mine}");
+        if !purge {
+            d.ok(&["stack", "remove", id, "--purge", "--confirm", id]);
+        }
+    }
+}

@@ -53,6 +53,9 @@ fn whole_box_restore_on_a_bare_host_with_only_the_recovery_kit() {
     let host = d.json(&["backup", "run", "--host"]);
     assert!(host["error"].is_null(), "{host}");
     assert_eq!(host["snapshot"]["label"], "hafen-host");
+    // Every file of hafen's state is its own (the store, its log and shared memory, the audit
+    // head, keys, secrets, marks).
+    assert_eq!(open_to_others(&d.state_dir()), Vec::<String>::new(), "state files others can read");
 
     // The box is lost: no containers, no volumes, no hafen state, no configuration.
     assert!(d.sigterm().success());
@@ -93,6 +96,7 @@ fn whole_box_restore_on_a_bare_host_with_only_the_recovery_kit() {
     let found = tryton_session_rpc(port, "tryton", "admin", uid, &session, "model.party.party.search_read", json!([[["name", "=", "Kinder- und Jugendhilfe Ost e.V."]], 0, null, null, ["name"], {}]));
     assert_eq!(found.as_array().map(|a| a.len()), Some(1), "{found}");
     assert_eq!(http_get(&format!("http://127.0.0.1:{port}/")).0, 200);
+    assert_eq!(open_to_others(&d.state_dir()), Vec::<String>::new(), "restored state files others can read");
 
     // A host with hafen state is never overwritten.
     let o = restore(&[]);
@@ -159,6 +163,9 @@ fn kill_9_during_an_in_place_restore_puts_the_previous_data_back() {
     d.ok(&["stack", "deploy", id, "--set", &p1, "--set", &p2, "--wait", "120"]);
     let vol = std::path::PathBuf::from(docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &format!("hafen-{id}-one")]).trim());
     std::fs::write(vol.join("akte.txt"), "Stand der Sicherung\n").unwrap();
+    // Enough incompressible data that staging it takes a moment (the staging kill below).
+    let st = Command::new("sh").arg("-c").arg(format!("head -c 150000000 /dev/urandom > {}/big.bin", vol.display())).status().unwrap();
+    assert!(st.success());
     let r = d.json(&["backup", "run", id]);
     assert!(r["error"].is_null(), "{r}");
     std::fs::write(vol.join("akte.txt"), "Stand danach\n").unwrap();
@@ -187,24 +194,61 @@ fn kill_9_during_an_in_place_restore_puts_the_previous_data_back() {
     let audit: Vec<serde_json::Value> = d.ok(&["audit", "export"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(audit.iter().any(|r| r["action"] == "restore_failed" && r["outcome"] == "failed" && r.to_string().contains("interrupted")), "no audit record of the interrupted restore");
 
-    // One more kill, by strace at the system call that moves the volume aside (nothing moved
-    // yet, the journal already written): the next start leaves the previous data in place.
-    // (The restored data reaches its place by a copy in a child process when the staging area is
-    // on another file system, so the second point is not one system call of the daemon.)
-    for (when, what) in [(1, "before the volume is moved aside")] {
+    // More kills, one at each step of the restore; after each and a restart the data is the
+    // one before the restore (or, once the restore committed, the restored one), nothing is
+    // left beside the volume or in the restore directory, and the stack runs again.
+    let settled = |d: &Daemon, want: &str, what: &str| {
+        assert_eq!(std::fs::read_to_string(vol.join("akte.txt")).unwrap(), want, "killed {what}: wrong data in the volume");
+        let beside: Vec<String> = std::fs::read_dir(parent).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n != "_data").collect();
+        assert!(beside.is_empty(), "killed {what}: left beside the volume: {beside:?}");
+        assert!(std::fs::read_dir(d.state_dir().join("restore")).unwrap().next().is_none(), "killed {what}: journal or staging left behind");
+        wait_for(Duration::from_secs(120), || (d.json(&["stack", "show", id])["summary"]["state"] == "healthy").then_some(())).unwrap_or_else(|| panic!("killed {what}: the stack did not run again"));
+    };
+
+    // While the snapshot is restored into staging (enough data that it takes a while).
+    let restore_dir = d.state_dir().join("restore");
+    let mut client = Command::new(bin()).arg("--config").arg(&d.config).args(["restore", "--stack", id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_for(Duration::from_secs(120), || {
+        let staged = std::fs::read_dir(&restore_dir).ok()?.flatten().find(|e| e.path().is_dir())?;
+        std::fs::read_dir(staged.path().join("volumes")).ok()?.next().map(|_| ())
+    })
+    .expect("the restore never began to stage");
+    d.kill9();
+    let _ = client.wait();
+    d.start();
+    settled(&d, "Stand danach\n", "while staging");
+
+    // At the system call that moves the volume aside (the journal written, nothing moved), at
+    // the one that moves the restored data into its place (the previous data aside), and at the
+    // commit (the stack runs on the restored data, the journal is about to be marked committed:
+    // the third write of it, after one per volume). (When the staging area is on another file
+    // system the restored data is copied by a child process; the kill comes before either.)
+    let journal = restore_dir.join(format!("{id}.journal"));
+    for (calls, when, path, what) in [
+        ("rename,renameat,renameat2", 1, vol.clone(), "before the volume is moved aside"),
+        ("rename,renameat,renameat2", 2, vol.clone(), "before the restored data is moved into place"),
+        ("rename,renameat,renameat2", 3, journal.clone(), "before the restore is committed"),
+    ] {
         let log = d.dir.path().join(format!("strace-{when}.log"));
-        let mut strace = d.strace(&log, "rename,renameat,renameat2", &format!("signal=KILL:when={when}"), &[vol.as_path()]);
+        let mut strace = d.strace(&log, calls, &format!("signal=KILL:when={when}"), &[path.as_path()]);
         let o = d.cli(&["restore", "--stack", id]);
         assert!(!o.status.success(), "the restore finished although the daemon was to be killed {what}:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
         let _ = strace.wait();
         let _ = d.child.take().unwrap().wait();
         d.start();
-        assert_eq!(std::fs::read_to_string(vol.join("akte.txt")).unwrap(), "Stand danach\n", "killed {what}: the previous data is not back");
-        let beside: Vec<String> = std::fs::read_dir(parent).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n != "_data").collect();
-        assert!(beside.is_empty(), "killed {what}: left beside the volume: {beside:?}");
-        assert!(std::fs::read_dir(d.state_dir().join("restore")).unwrap().next().is_none(), "killed {what}: journal or staging left behind");
-        wait_for(Duration::from_secs(120), || (d.json(&["stack", "show", id])["summary"]["state"] == "healthy").then_some(())).expect("the stack did not run again");
+        settled(&d, "Stand danach\n", what);
     }
+
+    // After the commit, while the journal is removed (the previous data already deleted): the
+    // restored data stays.
+    let log = d.dir.path().join("strace-commit.log");
+    let mut strace = d.strace(&log, "unlink,unlinkat", "signal=KILL:when=1", &[journal.as_path()]);
+    let o = d.cli(&["restore", "--stack", id]);
+    assert!(!o.status.success(), "the restore finished although the daemon was to be killed after the commit:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    let _ = strace.wait();
+    let _ = d.child.take().unwrap().wait();
+    d.start();
+    settled(&d, "Stand der Sicherung\n", "after the commit");
 }
 
 #[test]
@@ -230,6 +274,51 @@ fn the_quiesce_limit_stops_the_capture_and_runs_the_post_hooks_at_once() {
     assert!(!std::path::Path::new(vol.trim()).join(".maintenance").exists(), "still in maintenance mode");
     let list = d.json(&["backup", "list"]);
     assert!(list.as_array().unwrap().iter().all(|s| s["label"] != id), "a bounded-out capture left a snapshot: {list}");
+}
+
+/// BK-03 while quiesced: the daemon killed after a backup's pre-hook put the app into
+/// maintenance mode and before its post-hook took it out. At the next start the post-hook runs
+/// before anything else, the app leaves maintenance mode, no snapshot counts, and the
+/// interrupted backup is a failed backup: an event, an audit record and an alert.
+#[test]
+fn kill_9_while_a_stack_is_quiesced_runs_its_post_hooks_at_the_next_start() {
+    ensure_images();
+    let id = "slowdump-k";
+    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/slowdump"), id)]);
+    let target = d.dir.path().join("nas");
+    d.append_config(&format!("backup_targets:\n  - name: nas\n    path: {}\n", target.display()));
+    d.start();
+    d.ok(&["keys", "init"]);
+    d.ok(&["stack", "deploy", id, "--set", &format!("port={}", free_port()), "--wait", "120"]);
+    let vol = std::path::PathBuf::from(docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &format!("hafen-{id}-data")]).trim());
+    let maintenance = vol.join(".maintenance");
+    let mut run = Command::new(bin()).arg("--config").arg(&d.config).args(["backup", "run", id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // The pre-hook has run; the dump hangs (the fixture's quiesce limit is 4 s).
+    wait_for(Duration::from_secs(30), || maintenance.exists().then_some(())).expect("the pre-hook never ran");
+    d.kill9();
+    let _ = run.wait();
+    assert!(maintenance.exists(), "the post-hook ran before the kill; the test needs the kill inside the quiesce");
+    assert!(d.state_dir().join("quiesce").join(id).is_file(), "no mark of the quiesced stack");
+
+    d.start();
+    assert!(!maintenance.exists(), "the app is still in maintenance mode after the restart");
+    assert!(!d.state_dir().join("quiesce").join(id).exists(), "the mark stayed after the post-hook ran");
+    let list = d.json(&["backup", "list"]);
+    assert!(list.as_array().unwrap().iter().all(|s| s["label"] != id), "an interrupted backup left a snapshot: {list}");
+    let audit: Vec<serde_json::Value> = d.ok(&["audit", "export"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        audit.iter().any(|r| r["action"] == "backup_failed" && r["outcome"] == "failed" && r["target"] == format!("stack:{id}") && r.to_string().contains("post-hooks ran")),
+        "no audit record of the interrupted backup"
+    );
+    let alerts = d.json(&["alerts"]).to_string();
+    assert!(alerts.contains(&format!("backup_failed:{id}")), "no alert for the interrupted backup: {alerts}");
+    // The next backup runs as usual (it stops at the fixture's quiesce limit again, and takes
+    // the app out of maintenance mode itself).
+    let o = d.cli(&["backup", "run", id, "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["steps"].as_array().unwrap().iter().any(|s| s["step"] == "post-hook" && s["ok"] == true), "{r}");
+    assert!(!maintenance.exists());
+    assert!(!d.state_dir().join("quiesce").join(id).exists());
 }
 
 /// BK-11: the daemon killed during a prune, at the first removal of each kind — a snapshot file

@@ -73,7 +73,13 @@ fn recipe_tag(recipe: &str) -> String {
 
 /// The app image: `ok` decides whether its probe file exists (3.0 is the broken one).
 fn app_image(tag: &str, version: &str, ok: bool) {
-    let touch = if ok { " && touch /etc/upapp-ok" } else { "" };
+    // The broken version's server (the stack runs `sleep infinity`) stops at once, saying why,
+    // as a server with a bad configuration would; its migrations run as usual.
+    let touch = if ok {
+        " && touch /etc/upapp-ok".to_string()
+    } else {
+        format!(" && printf '#!/bin/sh\\necho \"upapp {version}: the configuration is invalid, stopping\" >&2\\nexit 3\\n' > /usr/local/bin/sleep && chmod 755 /usr/local/bin/sleep")
+    };
     build(tag, &format!("FROM hafen/debian:bookworm\nRUN mkdir /data && chown 1000:1000 /data{touch}\nLABEL org.hafen.test.version={version}\n"));
 }
 
@@ -197,11 +203,38 @@ fn updates_are_transactions_killed_at_every_step_rolled_back_when_broken() {
         hooks.url
     ));
     d.start();
-    d.ok(&["keys", "init"]);
     d.ok(&["stack", "deploy", id, "--wait", "240"]);
     wait_healthy(&d, id);
     psql(id, "CREATE TABLE clients (name text); INSERT INTO clients VALUES ('Kinderhaus Am Park')");
     assert_eq!(pg_major(id), "15");
+
+    // Preconditions, checked before anything changes: without a recovery key, and without a
+    // backup target, an update is refused with what to do, in German and in English.
+    let containers = || docker(&["ps", "-q", "--no-trunc", "--filter", &format!("label=org.hafen.stack={id}")]);
+    let before = containers();
+    let refused = |d: &Daemon, en: &str, de: &str| {
+        let o = d.cli(&["update", "apply", id, "--to", "2.0"]);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success() && err.contains(en), "{err}");
+        let o = d.cli_in("de", &["update", "apply", id, "--to", "2.0"]);
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success() && err.contains(de) && !err.contains("updates make"), "{err}");
+        assert_eq!(containers(), before, "a refused update changed containers");
+        assert_eq!(d.json(&["update", "list", id]), serde_json::json!([]), "a refused update left a record");
+    };
+    refused(&d, "hafen keys init", "hafen keys init");
+    // The plan says so up front.
+    let plan = d.ok(&["update", "plan", id, "--to", "2.0"]);
+    assert!(plan.contains("Before this update can run") && plan.contains("hafen keys init"), "{plan}");
+    let config = std::fs::read_to_string(&d.config).unwrap();
+    assert!(d.sigterm().success());
+    std::fs::write(&d.config, config.replace(&format!("backup_targets:\n  - name: usb\n    path: {}\n", target.display()), "")).unwrap();
+    d.start();
+    refused(&d, "backup_targets:", "backup_targets:");
+    assert!(d.sigterm().success());
+    std::fs::write(&d.config, &config).unwrap();
+    d.start();
+    d.ok(&["keys", "init"]);
 
     // Check and plan: every major in turn, the database move and the migration named.
     let c = d.json(&["update", "check", id]);
@@ -256,7 +289,17 @@ fn updates_are_transactions_killed_at_every_step_rolled_back_when_broken() {
         assert_eq!(psql(id, "SELECT name FROM clients"), "Kinderhaus Am Park", "after a kill before {step}");
         assert_eq!(schema(id), "", "the migration's mark must be gone after a kill before {step}");
         assert!(docker(&["ps", "-a", "--format", "{{.Names}}"]).lines().all(|n| !n.contains("upapp-web-migrate")), "a migration container was left behind");
+        // Nothing put aside stays beside the volumes (no `_data.pre-restore-…`).
+        for v in ["db", "data"] {
+            let mp = docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &format!("hafen-{id}-{v}")]);
+            let parent = std::path::Path::new(mp.trim()).parent().unwrap().to_path_buf();
+            let beside: Vec<String> = std::fs::read_dir(&parent).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).filter(|n| n != "_data").collect();
+            assert!(beside.is_empty(), "after a kill before {step}: left beside the volume {v}: {beside:?}");
+        }
     }
+    // A hop rolled back at a restart says why it stopped.
+    let list = d.json(&["update", "list", id]);
+    assert!(list.as_array().unwrap().iter().any(|u| u["state"] == "rolled_back" && u["error"].as_str().is_some_and(|e| e.contains("hafen stopped during the step"))), "{list}");
 
     // The hop for real: PostgreSQL 15 → 17 by dump and load, the migration ran, data intact.
     let r = d.json(&["update", "apply", id, "--to", "2.0"]);
@@ -266,22 +309,30 @@ fn updates_are_transactions_killed_at_every_step_rolled_back_when_broken() {
     assert_eq!(pg_major(id), "17");
     assert_eq!(psql(id, "SELECT name FROM clients"), "Kinderhaus Am Park");
     assert_eq!(schema(id), "2");
+    // `stack show` names each service's image and version, with its digest.
+    let show = d.ok(&["stack", "show", id]);
+    assert!(show.contains(&format!("web: {}/hafen/upapp:2.0 (sha256:", reg.host)) && show.contains(&format!("db: {}/hafen/pg:17", reg.host)), "{show}");
     psql(id, "INSERT INTO clients VALUES ('Wohngruppe Linde')");
 
-    // The broken 3.0: migrates, starts, fails its probe → rolled back by itself, data exactly as
-    // before the attempt, one notification. (The kills above were rolled back with a notice
+    // The broken 3.0: migrates, starts, its server stops at once → the failure is seen at once
+    // (not after the health deadline), rolled back by itself, data exactly as before the
+    // attempt, one notification that carries the server's own last words. (The kills above were rolled back with a notice
     // each; the commit of 2.0 resolved it.)
     let key = format!("update_rolled_back:{id}");
     let notices = hooks.count(&key, "problem");
     assert!(notices >= 1, "an interrupted update is rolled back with a notice: {:?}", hooks.keys());
+    let t_broken = std::time::Instant::now();
     let o = d.cli(&["update", "apply", id, "--json"]);
+    let took_broken = t_broken.elapsed().as_secs_f64();
     assert!(!o.status.success(), "a rolled back update exits non-zero");
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)));
     assert_eq!(r["version"], "2.0", "{r}");
     let hop = &r["hops"][0];
     assert_eq!(hop["state"], "rolled_back", "{r}");
-    assert!(hop["error"].as_str().unwrap().starts_with("health:"), "{r}");
+    assert!(hop["error"].as_str().unwrap().starts_with("health:") && hop["error"].as_str().unwrap().contains("exit code 3"), "{r}");
     let down_rollback = hop["downtime"].as_f64().unwrap();
+    let alerts = d.json(&["alerts"]).to_string();
+    assert!(alerts.contains("upapp 3.0: the configuration is invalid, stopping"), "the alert lacks the server's own last lines: {alerts}");
     let (v, h) = state(&d, id);
     assert_eq!((v.as_str(), h.as_str()), ("2.0", "healthy"));
     assert_eq!(schema(id), "2", "the failed migration's change must be undone");
@@ -294,7 +345,14 @@ fn updates_are_transactions_killed_at_every_step_rolled_back_when_broken() {
     }
     let o = d.cli(&["update", "apply", id]);
     let again = String::from_utf8_lossy(&o.stdout);
-    assert!(!o.status.success() && again.contains("rolled_back"), "a second manual apply tries again and fails the same way: {again}");
+    assert!(!o.status.success() && again.contains("rolled back"), "a second manual apply tries again and fails the same way: {again}");
+    // It told each step as it happened, with the time since it began (plain lines off a
+    // terminal), and the migration with its duration.
+    let told = String::from_utf8_lossy(&o.stderr);
+    for step in [": pull: ", ": stop: ", ": migrate web: ", ": health: ", "rolled back to 2.0"] {
+        assert!(told.contains(step), "the apply did not tell `{step}` as it happened:\n{told}");
+    }
+    assert!(told.lines().any(|l| l.starts_with("[") && l.contains("s] ")), "{told}");
     assert_eq!(hooks.count(&key, "problem"), notices + 1, "one notification while the problem stays open");
 
     // Pins: nothing beyond 2.0.
@@ -325,7 +383,12 @@ fn updates_are_transactions_killed_at_every_step_rolled_back_when_broken() {
     assert_eq!(pg_major(id), "15");
     assert_eq!(psql(id, "SELECT count(*) FROM clients"), "1");
     assert_eq!(schema(id), "");
-    eprintln!("MEASURED upapp: update 1.0→2.0 (PostgreSQL 15→17) down {down_update:.1}s; rollback of broken 3.0 down {down_rollback:.1}s");
+    // Recorded as a rollback that was asked for, not as a failure.
+    assert!(d.ok(&["events", "--stack", id]).contains("taken back as asked"), "{}", d.ok(&["events", "--stack", id]));
+    let de = d.cli_in("de", &["update", "list", id]);
+    let de = String::from_utf8_lossy(&de.stdout).to_string();
+    assert!(de.contains("SCHRITT") && de.contains("zurückgenommen") && de.contains("übernommen") && !de.contains("rolled") && !de.contains("committed"), "{de}");
+    eprintln!("MEASURED upapp: update 1.0→2.0 (PostgreSQL 15→17) down {down_update:.1}s; broken 3.0 (server exits at once) rolled back, down {down_rollback:.1}s, the whole apply {took_broken:.1}s");
 }
 
 #[test]
@@ -529,26 +592,15 @@ fn tryton_invoices(port: u16, password: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The shipped Tryton definition as it is (no edit, no registry running): 6.0 on PostgreSQL 15
+/// with books in it moves to 7.0 on PostgreSQL 17 in its maintenance window, the images built
+/// from their recipes (`upgrade.versions`), the database by dump and load, the migrations run;
+/// the books are there on 7.0, and after `update rollback` on 6.0 again.
 #[test]
 fn tryton_6_0_moves_to_7_0_with_postgresql_17_in_its_window() {
     ensure_recipes(&["postgres15", "postgres17", "tryton60", "tryton70"]);
-    let reg = Reg::start(None);
-    reg.push(&recipe_tag("postgres15"), "hafen/postgres:15");
-    reg.push(&recipe_tag("postgres17"), "hafen/postgres:17");
-    reg.push(&recipe_tag("tryton60"), "hafen/tryton:6.0");
-    reg.push(&recipe_tag("tryton70"), "hafen/tryton:7.0");
-    // The shipped definition (its services and migration hooks), on registry images.
-    let shipped = std::fs::read_to_string(root().join("stacks/tryton/stack.yaml")).unwrap();
-    let text = shipped
-        .replace("build: postgres15", &format!("image: {}/hafen/postgres:15", reg.host))
-        .replace("build: tryton60", &format!("image: {}/hafen/tryton:6.0", reg.host))
-        .replace("upgrade:\n", "upgrade:\n  track: server\n  with:\n    \"7.0\": {db: \"17\"}\n");
-    assert!(text.contains("track: server") && text.contains("/hafen/tryton:6.0"));
-    let src = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(src.path().join("tryton")).unwrap();
-    std::fs::write(src.path().join("tryton/stack.yaml"), text).unwrap();
     let id = "tryton-up";
-    let mut d = Daemon::new(&[(&src.path().join("tryton"), id)]);
+    let mut d = Daemon::new(&[(&root().join("stacks/tryton"), id)]);
     let target = d.dir.path().join("usb");
     // Automatic, but the window is closed now (it opens in two hours).
     let hour = |ahead: i64| (chrono::Utc::now() + chrono::Duration::hours(ahead)).format("%H").to_string().parse::<u32>().unwrap();
@@ -567,9 +619,14 @@ fn tryton_6_0_moves_to_7_0_with_postgresql_17_in_its_window() {
     assert_eq!(c[0]["current"], "6.0", "{c}");
     assert_eq!(c[0]["path"], json!(["7.0"]), "{c}");
     assert_eq!(c[0]["decision"]["action"], "wait_for_window", "{c}");
-    let plan = d.json(&["update", "plan", id]);
+    let plan = d.json(&["update", "plan", id, "--to", "7.0"]);
     assert_eq!(plan["hops"][0]["database_moves"], json!(["db"]), "{plan}");
     assert_eq!(plan["hops"][0]["migrations"].as_array().unwrap().len(), 3, "{plan}");
+    // The new images are the recipes' (built from Debian's packages), not a registry's.
+    assert!(plan["hops"][0]["images"]["server"][1].as_str().unwrap().starts_with("hafen/tryton70:"), "{plan}");
+    assert!(plan["hops"][0]["images"]["db"][1].as_str().unwrap().starts_with("hafen/postgres17:"), "{plan}");
+    let o = d.cli(&["update", "plan", id, "--to", "8.0"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("6.0, 7.0"), "{}", String::from_utf8_lossy(&o.stderr));
     std::thread::sleep(Duration::from_secs(8));
     assert!(d.json(&["update", "list", id]).as_array().unwrap().is_empty(), "nothing happens outside the window");
 
@@ -613,7 +670,15 @@ fn tryton_6_0_moves_to_7_0_with_postgresql_17_in_its_window() {
     let version = tryton_rpc(port, "/", "common.server.version", json!([]));
     assert!(version.as_str().unwrap_or("").starts_with("6.0."), "{version}");
     assert_eq!(tryton_invoices(port, &pw), before, "the books as before the update");
-    eprintln!("MEASURED tryton: 6.0/PostgreSQL 15 → 7.0/PostgreSQL 17 down {downtime:.1}s; rollback to 6.0 down {rollback:.1}s (stop → probes pass)");
+    let secs = |a: &serde_json::Value, b: &serde_json::Value| {
+        let t = |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap_or_default()).ok();
+        t(a).zip(t(b)).map(|(a, b)| (b - a).num_milliseconds() as f64 / 1000.0).unwrap_or(f64::NAN)
+    };
+    let total = secs(&u["started_at"], &u["finished_at"]);
+    let events: Vec<serde_json::Value> = d.ok(&["events", "--stack", id, "--json"]).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let migrations: Vec<String> = events.iter().filter(|e| e["kind"] == "update_step" && e["detail"]["step"].as_str().is_some_and(|s| s.starts_with("migrate") || s.starts_with("load"))).map(|e| e["detail"]["detail"].as_str().unwrap_or_default().to_string()).collect();
+    assert!(!migrations.is_empty(), "no migration was told as an event: {events:?}");
+    eprintln!("MEASURED tryton (shipped file, images from recipes): 6.0/PostgreSQL 15 → 7.0/PostgreSQL 17 in {total:.1}s (backup, build, stop … probes), down {downtime:.1}s; rollback to 6.0 down {rollback:.1}s (stop → probes pass); loads and migrations: {}", migrations.join(" | "));
 }
 
 fn psql_tryton(stack: &str, sql: &str) -> String {

@@ -670,6 +670,37 @@ fn an_io_error_on_the_state_store_fails_the_operation_closed_and_loses_nothing()
     d.start();
     assert!(d.json(&["stack", "list"]).to_string().contains(id));
     assert!(!d.log().contains("panicked"), "{}", d.log());
+
+    // Its reads fail too: a daemon started on a store whose every read gives EIO (strace starts
+    // it) stops at once with a clear error naming the store, and touches no container; started
+    // on the working disk, it finds everything as it was.
+    let ids = || docker(&["ps", "-q", "--no-trunc", "--filter", &format!("label=org.hafen.stack={id}")]);
+    let running = ids();
+    assert!(d.sigterm().success());
+    let store = d.state_dir().join("state.db");
+    let log = d.dir.path().join("strace-read.log");
+    let o = Command::new("strace")
+        .args(["-f", "-qq", "-o"])
+        .arg(&log)
+        .args(["-e", "trace=pread64,read", "-e", "inject=pread64,read:error=EIO", "-P"])
+        .arg(&store)
+        .arg(bin())
+        .arg("--config")
+        .arg(&d.config)
+        .arg("serve")
+        .env("HAFEN_LANG", "en")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "the daemon ran on a store it cannot read:\n{err}");
+    assert!(std::fs::read_to_string(&log).unwrap().contains("EIO"), "no read of the store failed, so the test proved nothing");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("state.db") && err.to_lowercase().contains("i/o"), "the error names neither the store nor the I/O error:\n{err}");
+    assert_eq!(ids(), running, "containers changed while the store could not be read");
+    d.start();
+    assert!(d.json(&["stack", "list"]).to_string().contains(id));
+    d.ok(&["audit", "verify"]);
     d.ok(&["stack", "remove", id, "--purge", "--confirm", id]);
 }
 

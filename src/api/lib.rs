@@ -58,6 +58,12 @@ pub struct ServiceView {
     pub image: String,
     pub ports: Vec<String>,
     pub restarts: i64,
+    /// The image the service is pinned to, by name and tag (its version), and its digest where
+    /// a registry gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -74,6 +80,10 @@ pub struct StackSummary {
     #[serde(default)]
     pub health: Option<String>,
     pub services: Vec<ServiceView>,
+    /// The stack's file differs from the definition it was deployed with: the change waits
+    /// for `hafen stack deploy` (or an update), and drift repair keeps the recorded one.
+    #[serde(default)]
+    pub pending_change: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +97,9 @@ pub struct StackDetail {
     pub definition: String,
     pub settings: BTreeMap<String, String>,
     pub volumes: Vec<String>,
+    /// What `hafen stack deploy` would do to apply the changed file (`summary.pending_change`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_plan: Option<plan::Plan>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -529,6 +542,10 @@ pub struct PlanView {
     pub current: String,
     pub target: String,
     pub hops: Vec<HopView>,
+    /// What the update needs and this box lacks (error codes with what to do): `update apply`
+    /// refuses until each is there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<Message>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,7 +3,7 @@
 
 use crate::args::{Cli, StackCmd};
 use crate::context::{client, load_config, parse_sets};
-use crate::output::{print_json, progress_spinner, word};
+use crate::output::{following, print_json, word};
 use hafen_daemon::catalogue;
 use hafen_api::*;
 use rust_i18n::t;
@@ -39,6 +39,9 @@ fn print_stacks(stacks: &[StackSummary]) {
     for st in stacks {
         let en = if st.enabled { t!("yes") } else { t!("no") };
         println!("{:<14} {:<14} {:<15} {}", st.id, word(&st.state), en, st.name);
+        if st.pending_change {
+            println!("  {}", t!("pending_change", stack = st.id));
+        }
         for sv in st.services.iter().filter(|_| st.state != "not deployed") {
             let detail = sv.health_detail.as_deref().map(|d| format!(" — {d}")).unwrap_or_default();
             println!("  {:<12} {:<10} {:<9} {}{detail}", sv.service, word(&sv.health), word(&sv.status), sv.ports.join(" "));
@@ -109,6 +112,14 @@ pub async fn stack(cli: &Cli, sc: &StackCmd) -> anyhow::Result<i32> {
                 for v in &d.volumes {
                     println!("  volume {v}");
                 }
+                for sv in d.summary.services.iter().filter(|s| s.reference.is_some()) {
+                    let digest = sv.digest.as_deref().map(|g| format!(" ({g})")).unwrap_or_default();
+                    println!("  {}: {}{digest}", sv.service, sv.reference.as_deref().unwrap_or_default());
+                }
+                if let Some(plan) = &d.pending_plan {
+                    println!();
+                    print_plan(plan, &[]);
+                }
             }
             Ok(0)
         }
@@ -129,12 +140,9 @@ pub async fn stack(cli: &Cli, sc: &StackCmd) -> anyhow::Result<i32> {
             if !*json {
                 print_plan(&preview.plan, &preview.images);
             }
-            let spinner = (!*json && !preview.images.is_empty()).then(|| progress_spinner(&t!("building_images")));
-            let r: Result<DeployResponse, _> = c.post(&format!("/v1/stacks/{id}/deploy"), &DeployRequest { settings, dry_run: false }).await;
-            if let Some(s) = spinner {
-                s.finish_and_clear();
-            }
-            let r = r?;
+            // Each image built and each service started is told as it happens.
+            let show = !*json && !preview.images.is_empty();
+            let r: DeployResponse = following(&c, show, id, &t!("building_images"), c.post(&format!("/v1/stacks/{id}/deploy"), &DeployRequest { settings, dry_run: false })).await?;
             if *json && *wait == 0 {
                 print_json(&r);
                 return Ok(0);

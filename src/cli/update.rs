@@ -1,7 +1,7 @@
 //! `hafen update check|plan|apply|rollback|pin|unpin|list`: clients of the daemon's update API.
 
 use crate::client::Client;
-use crate::output::{print_json, spinning};
+use crate::output::{following, print_json, spinning};
 use hafen_api::UpdateRequest;
 use hafen_api::{ApplyReport, PlanView, StackCheck};
 use hafen_api::UpdateRecord;
@@ -9,10 +9,30 @@ use crate::args::UpdateCmd;
 use rust_i18n::t;
 
 
+/// An update's state or step in the reader's language (`update_state.…`, `update_step.…`); the
+/// daemon's word when the catalogue does not know it.
+fn update_word(kind: &str, w: &str) -> String {
+    hafen_core::i18n::render(&rust_i18n::locale(), &hafen_api::Message::new(&format!("{kind}.{w}"))).replace(&format!("{kind}.{w}"), w)
+}
+
+fn print_header() {
+    println!("{:>4}  {:<12} {:>8}   {:<8} {:<16} {:<14} {:>6}  {:<8}  {}", "#", t!("col_stack"), t!("col_from"), t!("col_to"), t!("col_state"), t!("col_step"), t!("col_down"), t!("col_snapshot"), t!("col_started"));
+}
+
 fn print_record(u: &UpdateRecord) {
     let down = u.downtime.map(|d| format!("{d:.0}s")).unwrap_or_else(|| "-".into());
     let snap: String = u.snapshot.as_deref().unwrap_or("-").chars().take(8).collect();
-    println!("{:>4}  {:<12} {:>8} → {:<8} {:<12} {:<9} {:>6}  {snap:<8}  {}", u.id, u.stack, u.from_version, u.to_version, u.state, u.step, down, u.started_at);
+    println!(
+        "{:>4}  {:<12} {:>8} → {:<8} {:<16} {:<14} {:>6}  {snap:<8}  {}",
+        u.id,
+        u.stack,
+        u.from_version,
+        u.to_version,
+        update_word("update_state", &u.state),
+        update_word("update_step", &u.step),
+        down,
+        u.started_at
+    );
     if let Some(e) = &u.error {
         println!("      {e}");
     }
@@ -82,10 +102,18 @@ pub async fn run(c: Client, cmd: &UpdateCmd) -> anyhow::Result<i32> {
                 }
                 println!("       {}", h.steps.join(" → "));
             }
+            // What the box lacks for it, each with what to do (`update apply` refuses until then).
+            if !p.missing.is_empty() {
+                let lang = rust_i18n::locale();
+                println!("\n{}", t!("update_plan_missing"));
+                for m in &p.missing {
+                    println!("  - {}", hafen_core::i18n::render_error(&lang, m).unwrap_or_else(|| m.code.clone()));
+                }
+            }
             Ok(0)
         }
         UpdateCmd::Apply { stack, to, json } => {
-            let r: ApplyReport = spinning(!*json, &t!("update_running", stack = stack), c.post(&format!("/v1/updates/{stack}/apply"), &UpdateRequest { to: to.clone() })).await?;
+            let r: ApplyReport = following(&c, !*json, stack, &t!("update_running", stack = stack), c.post(&format!("/v1/updates/{stack}/apply"), &UpdateRequest { to: to.clone() })).await?;
             if *json {
                 print_json(&r);
             } else {
@@ -112,7 +140,7 @@ pub async fn run(c: Client, cmd: &UpdateCmd) -> anyhow::Result<i32> {
                     return Ok(1);
                 }
             }
-            let r: UpdateRecord = spinning(!*json, &t!("update_rolling_back", stack = stack), c.post(&format!("/v1/updates/{stack}/rollback"), &UpdateRequest::default())).await?;
+            let r: UpdateRecord = following(&c, !*json, stack, &t!("update_rolling_back", stack = stack), c.post(&format!("/v1/updates/{stack}/rollback"), &UpdateRequest::default())).await?;
             if *json {
                 print_json(&r);
             } else {
@@ -138,7 +166,13 @@ pub async fn run(c: Client, cmd: &UpdateCmd) -> anyhow::Result<i32> {
             let l: Vec<UpdateRecord> = c.get(&path).await?;
             if *json {
                 print_json(&l);
+            } else if l.is_empty() {
+                match stack {
+                    Some(s) => println!("{}", t!("update_list_none_for", stack = s)),
+                    None => println!("{}", t!("update_list_none")),
+                }
             } else {
+                print_header();
                 for u in &l {
                     print_record(u);
                 }

@@ -86,8 +86,14 @@ pub enum Event {
     UpdateAborted { stack: String, to: String, id: i64, step: String, error: String },
     /// The hop failed at `step`; the old version and its data are back.
     UpdateRolledBack { stack: String, from: String, to: String, id: i64, step: String, error: String, downtime: f64 },
+    /// A committed hop was taken back as an admin asked (`hafen update rollback`): its old
+    /// version and the data of its pre-update backup are back. Not a failure.
+    UpdateTakenBack { stack: String, from: String, to: String, id: i64, downtime: f64 },
     /// The rollback failed too: the admin must act.
     UpdateFailed { stack: String, to: String, id: i64, error: String },
+    /// An image a stack needs was built from its recipe (Debian's packages) or pulled, in
+    /// `seconds` (`how`: `built` or `pulled`).
+    ImageReady { stack: String, image: String, how: String, seconds: f64 },
     /// `hafen update pin|unpin`.
     UpdatePinned { stack: String, version: Option<String> },
     /// The wall clock moved `by_secs` (negative: back) more than the time since boot did:
@@ -128,6 +134,8 @@ impl Event {
             | Event::UpdateCommitted { stack, .. }
             | Event::UpdateAborted { stack, .. }
             | Event::UpdateRolledBack { stack, .. }
+            | Event::UpdateTakenBack { stack, .. }
+            | Event::ImageReady { stack, .. }
             | Event::UpdateFailed { stack, .. }
             | Event::UpdatePinned { stack, .. } => Some(stack),
             Event::EngineUnreachable { .. }
@@ -248,6 +256,12 @@ impl Event {
                 .arg("step", step)
                 .arg("error", error)
                 .arg("downtime", format!("{downtime:.0}")),
+            Event::ImageReady { stack, image, how, seconds } => {
+                m(if how == "pulled" { "image_pulled" } else { "image_built" }).arg("stack", stack).arg("image", image).arg("seconds", format!("{seconds:.0}"))
+            }
+            Event::UpdateTakenBack { stack, from, to, id, downtime } => {
+                m("update_taken_back").arg("stack", stack).arg("from", from).arg("to", to).arg("id", id).arg("downtime", format!("{downtime:.0}"))
+            }
             Event::UpdateFailed { stack, to, id, error } => m("update_failed").arg("stack", stack).arg("to", to).arg("id", id).arg("error", error),
             Event::UpdatePinned { stack, version: Some(v) } => m("update_pinned").arg("stack", stack).arg("version", v),
             Event::UpdatePinned { stack, version: None } => m("update_unpinned").arg("stack", stack),
@@ -386,6 +400,12 @@ mod tests {
             (
                 Event::UpdateRolledBack { stack: s("t"), from: s("6.0"), to: s("7.0"), id: 4, step: s("migrate"), error: s("e"), downtime: 8.0 },
                 "update 4 of t to 7.0 FAILED at migrate and was rolled back to 6.0 with its data (8s down): e",
+            ),
+            (Event::ImageReady { stack: s("t"), image: s("hafen/tryton60:ab12"), how: s("built"), seconds: 94.2 }, "t: image hafen/tryton60:ab12 built from its recipe (94s)"),
+            (Event::ImageReady { stack: s("t"), image: s("reg/app:2.0"), how: s("pulled"), seconds: 3.0 }, "t: image reg/app:2.0 pulled (3s)"),
+            (
+                Event::UpdateTakenBack { stack: s("t"), from: s("6.0"), to: s("7.0"), id: 4, downtime: 8.0 },
+                "update 4 of t from 6.0 to 7.0 taken back as asked: 6.0 with the data of its pre-update backup (8s down)",
             ),
             (Event::UpdateFailed { stack: s("t"), to: s("7.0"), id: 4, error: s("e") }, "update 4 of t to 7.0 FAILED and the rollback failed too: e"),
             (Event::UpdatePinned { stack: s("t"), version: Some(s("7.0")) }, "t pinned: no updates beyond 7.0"),

@@ -195,13 +195,37 @@ pub fn hop_change(rules: &UpgradeDef, current: &BTreeMap<String, String>, from: 
         }
     }
     let database_moves = rules.databases.iter().filter(|d| images.get(*d).is_some_and(|(o, n)| tag_major(o) != tag_major(n))).cloned().collect();
-    let migrations = rules
-        .migrations
-        .iter()
-        .filter(|m| Version::parse(&m.to).is_some_and(|mv| to.matches_prefix(&mv) && !from.matches_prefix(&mv)))
-        .cloned()
-        .collect();
-    HopChange { version: to.tag.clone(), images, database_moves, migrations }
+    HopChange { version: to.tag.clone(), images, database_moves, migrations: hop_migrations(rules, from, to) }
+}
+
+/// Migrations whose `to` the new version matches and the old one does not (in the order written).
+fn hop_migrations(rules: &UpgradeDef, from: &Version, to: &Version) -> Vec<crate::catalogue::model::MigrationDef> {
+    rules.migrations.iter().filter(|m| Version::parse(&m.to).is_some_and(|mv| to.matches_prefix(&mv) && !from.matches_prefix(&mv))).cloned().collect()
+}
+
+/// The same for a stack built from its recipes (`upgrade.versions`): each service the version
+/// `to` names moves to that recipe's image (`image_of` gives a recipe's image reference), and a
+/// database whose recipe changes moves its data by dump and load. `current`: service → (recipe,
+/// image reference) as they run now.
+pub fn recipe_hop_change(rules: &UpgradeDef, current: &BTreeMap<String, (String, String)>, image_of: &dyn Fn(&str) -> Option<String>, from: &Version, to: &Version) -> HopChange {
+    let mut images = BTreeMap::new();
+    let mut moved = Vec::new();
+    for (svc, recipe) in rules.versions.get(&to.tag).into_iter().flatten() {
+        let Some((old_recipe, old_ref)) = current.get(svc) else { continue };
+        if old_recipe != recipe {
+            if let Some(new) = image_of(recipe) {
+                images.insert(svc.clone(), (old_ref.clone(), new));
+                moved.push(svc.clone());
+            }
+        }
+    }
+    let database_moves = rules.databases.iter().filter(|d| moved.contains(d)).cloned().collect();
+    HopChange { version: to.tag.clone(), images, database_moves, migrations: hop_migrations(rules, from, to) }
+}
+
+/// The version whose recipes are the ones running (`current`: service → recipe).
+pub fn recipe_version(rules: &UpgradeDef, current: &BTreeMap<String, String>) -> Option<Version> {
+    rules.versions.iter().find(|(_, m)| m.iter().all(|(svc, r)| current.get(svc) == Some(r))).and_then(|(v, _)| Version::parse(v))
 }
 
 /// How a stack takes updates.
@@ -388,6 +412,41 @@ mod tests {
         let on17 = BTreeMap::from([("server".to_string(), "r/tryton:7.0".to_string()), ("db".to_string(), "r/pg:17".to_string())]);
         let h = hop_change(&rules, &on17, &v("7.0"), &v("7.0.2"));
         assert!(!h.images.contains_key("db") && h.database_moves.is_empty());
+    }
+
+    #[test]
+    fn a_hop_between_recipes_builds_the_new_ones_and_moves_a_database_whose_recipe_changes() {
+        let mig = |to: &str| MigrationDef { to: to.into(), service: "server".into(), command: vec!["admin".into(), "--all".into()] };
+        let map = |pairs: &[(&str, &str)]| pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<BTreeMap<String, String>>();
+        let rules = UpgradeDef {
+            versions: BTreeMap::from([
+                ("6.0".to_string(), map(&[("server", "tryton60"), ("db", "postgres15")])),
+                ("6.4".to_string(), map(&[("server", "tryton64"), ("db", "postgres15")])),
+                ("7.0".to_string(), map(&[("server", "tryton70"), ("db", "postgres17")])),
+            ]),
+            databases: vec!["db".into()],
+            migrations: vec![mig("7.0")],
+            ..UpgradeDef::default()
+        };
+        let running = map(&[("server", "tryton60"), ("db", "postgres15")]);
+        assert_eq!(recipe_version(&rules, &running), Some(v("6.0")));
+        assert_eq!(recipe_version(&rules, &map(&[("server", "tryton70"), ("db", "postgres15")])), None, "no version runs tryton70 on postgres15");
+        let cur: BTreeMap<String, (String, String)> = running.iter().map(|(s, r)| (s.clone(), (r.clone(), format!("hafen/{r}:aaaa")))).collect();
+        let image_of = |r: &str| Some(format!("hafen/{r}:bbbb"));
+        let h = recipe_hop_change(&rules, &cur, &image_of, &v("6.0"), &v("7.0"));
+        assert_eq!(h.images["server"], ("hafen/tryton60:aaaa".to_string(), "hafen/tryton70:bbbb".to_string()));
+        assert_eq!(h.images["db"], ("hafen/postgres15:aaaa".to_string(), "hafen/postgres17:bbbb".to_string()));
+        assert_eq!(h.database_moves, ["db"]);
+        assert_eq!(h.migrations.len(), 1);
+        // 6.0 → 6.4: the server only; the database keeps its recipe, so no data moves.
+        let h = recipe_hop_change(&rules, &cur, &image_of, &v("6.0"), &v("6.4"));
+        assert_eq!(h.images.keys().collect::<Vec<_>>(), ["server"]);
+        assert!(h.database_moves.is_empty() && h.migrations.is_empty());
+        // The versions are the candidates (no registry): 6.4 and 7.0, one major at a time.
+        let tags: Vec<String> = rules.versions.keys().cloned().collect();
+        let avail = candidates(&v("6.0"), &tags, Channel::Major);
+        assert_eq!(path(&avail), ["6.4", "7.0"]);
+        assert_eq!(path(&plan_path(&v("6.0"), &v("7.0"), &avail, &rules).unwrap()), ["6.4", "7.0"]);
     }
 
     #[test]

@@ -12,10 +12,6 @@ use hafen_store::AlertRecord;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "hafen".into())
-}
-
 pub struct Alerts {
     shared: Arc<Shared>,
     /// The event bus: the sequence number of each recorded event (`hafen events --follow`).
@@ -123,7 +119,7 @@ impl Alerts {
             args: a.args.clone(),
             since: a.since.clone(),
             tried: a.tried.clone(),
-            host: hostname(),
+            host: crate::notify::host_name(),
         }
     }
 

@@ -310,6 +310,42 @@ async fn run_hooks(engine: &dyn Engine, stack: &str, hooks: &[crate::catalogue::
     all_ok
 }
 
+/// `<state>/quiesce/<stack>`: the stack's pre-hooks ran and its post-hooks have not yet (e.g.
+/// Nextcloud in maintenance mode). A daemon killed in between finds the mark at its next start
+/// and runs the post-hooks then (`Backups::end_interrupted_quiesces`): an app never stays
+/// quiesced because hafen stopped. Written whole (a new file, synced, renamed) and only for
+/// stacks that have post-hooks.
+#[derive(Serialize, Deserialize)]
+struct QuiesceMark {
+    stack: String,
+    target: String,
+    since: String,
+}
+
+impl QuiesceMark {
+    fn dir(state_dir: &Path) -> PathBuf {
+        state_dir.join("quiesce")
+    }
+
+    fn set(state_dir: &Path, stack: &str, target: &str) -> Result<(), BackupError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = Self::dir(state_dir);
+        let path = dir.join(stack);
+        let tmp = dir.join(format!(".{stack}.new"));
+        let json = serde_json::to_vec(&QuiesceMark { stack: stack.into(), target: target.into(), since: hafen_store::now() }).unwrap_or_default();
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp))
+            .and_then(|mut f| f.write_all(&json).and_then(|_| f.sync_all()))
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .map_err(|e| BackupError::Io(format!("{}: {e}", path.display())))
+    }
+
+    fn clear(state_dir: &Path, stack: &str) {
+        let _ = std::fs::remove_file(Self::dir(state_dir).join(stack));
+    }
+}
+
 /// Backs up one stack to one target.
 pub async fn backup_stack(
     engine: &dyn Engine,
@@ -341,7 +377,8 @@ pub async fn backup_stack(
     });
     let write = |name: &str, data: &[u8]| std::fs::write(meta.join(name), data).map_err(|e| BackupError::Io(format!("{name}: {e}")));
     write("run.json", serde_json::to_vec_pretty(&record).unwrap_or_default().as_slice())?;
-    write("stack.yaml", &std::fs::read(&stack.file).map_err(|e| BackupError::Io(format!("{}: {e}", stack.file)))?)?;
+    // The definition the stack runs by (as deployed), not whatever the file says now.
+    write("stack.yaml", stack.source.as_bytes())?;
 
     // The quiesce bound: when `max_quiesce` passes, the capture is stopped (no snapshot kept)
     // and the post-hooks run at once, so the app never stays in maintenance mode longer.
@@ -349,6 +386,10 @@ pub async fn backup_stack(
     let stop = tokio_util::sync::CancellationToken::new();
     let stop_flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut post_done = false;
+    let marked = !stack.backup.post.is_empty();
+    if marked {
+        QuiesceMark::set(&cfg.state_dir, &stack.id, &t.name)?;
+    }
     let pre_ok = run_hooks(engine, &stack.id, &stack.backup.pre, "pre-hook", &mut report).await;
     let result = if !pre_ok {
         Err(BackupError::Io("a pre-hook failed; no snapshot was taken".into()))
@@ -422,6 +463,7 @@ pub async fn backup_stack(
                 report.steps.push(said("quiesce limit", false, Message::new("run.quiesce_limit").arg("secs", limit.as_secs()), quiesce.elapsed().as_secs_f64()));
                 run_hooks(engine, &stack.id, &stack.backup.post, "post-hook", &mut report).await;
                 report.quiesced_seconds = quiesce.elapsed().as_secs_f64();
+                QuiesceMark::clear(&cfg.state_dir, &stack.id);
                 post_done = true;
                 work.await
             }
@@ -448,6 +490,9 @@ pub async fn backup_stack(
     if !post_done {
         run_hooks(engine, &stack.id, &stack.backup.post, "post-hook", &mut report).await;
         report.quiesced_seconds = quiesce.elapsed().as_secs_f64();
+    }
+    if marked {
+        QuiesceMark::clear(&cfg.state_dir, &stack.id);
     }
     let _ = std::fs::remove_dir_all(&meta);
     match result {
@@ -627,11 +672,13 @@ pub struct Backups {
     health: Arc<Health>,
     stacks: Arc<Stacks>,
     ops: Arc<Ops>,
+    /// When each interrupted backup's post-hooks were last tried (`end_interrupted_quiesces`).
+    quiesce_tries: std::sync::Mutex<BTreeMap<String, Instant>>,
 }
 
 impl Backups {
     pub fn new(shared: Arc<Shared>, alerts: Arc<Alerts>, health: Arc<Health>, stacks: Arc<Stacks>, ops: Arc<Ops>) -> Backups {
-        Backups { shared, alerts, health, stacks, ops }
+        Backups { shared, alerts, health, stacks, ops, quiesce_tries: Default::default() }
     }
 
     /// Backs up one deployed stack; two backups of one stack never run at once.
@@ -640,7 +687,7 @@ impl Backups {
             return self.backup_host(req.target.as_deref(), actor).await;
         }
         let id = req.stack.as_str();
-        let stack = self.shared.stack_def(id)?;
+        let stack = self.shared.deployed_def(id)?;
         let Some(rec) = self.shared.store.stack(id)? else {
             return Err(crate::error::refused("backup_not_deployed", &[("id", id.to_string())]));
         };
@@ -846,6 +893,66 @@ impl Backups {
         }
     }
 
+    /// At start and on every schedule tick: a backup that a killed daemon left with its stack
+    /// quiesced (`QuiesceMark`) gets its post-hooks run now. Done, the mark goes, and the backup
+    /// is recorded as failed (no snapshot came of it): an event, an audit record and the
+    /// `backup_failed` alert. When a post-hook cannot run yet (the stack is not running), the
+    /// mark stays and the next tick tries again; the alert says so.
+    pub async fn end_interrupted_quiesces(&self) {
+        let dir = QuiesceMark::dir(&self.shared.cfg.state_dir);
+        let Ok(entries) = std::fs::read_dir(&dir) else { return };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                let _ = std::fs::remove_file(&p);
+                continue;
+            }
+            let mark: QuiesceMark = match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::error!(file = %p.display(), error = %e, "an interrupted backup's mark cannot be read; removed");
+                    let _ = std::fs::remove_file(&p);
+                    continue;
+                }
+            };
+            let Ok(stack) = self.shared.deployed_def(&mark.stack) else {
+                tracing::warn!(stack = %mark.stack, "an interrupted backup's stack has no definition any more; its post-hooks cannot run");
+                let _ = std::fs::remove_file(&p);
+                continue;
+            };
+            // Not beside a backup of the same stack that is running now (it has its own mark).
+            let Some(_running) = self.ops.backups.mark(&mark.stack) else { continue };
+            // A post-hook that failed is tried again once a minute, and told once.
+            let tried_before = {
+                let mut tries = self.quiesce_tries.lock().unwrap_or_else(|e| e.into_inner());
+                if tries.get(&mark.stack).is_some_and(|t| t.elapsed() < Duration::from_secs(60)) {
+                    continue;
+                }
+                tries.insert(mark.stack.clone(), Instant::now()).is_some()
+            };
+            let mut report = crate::backup::RunReport::default();
+            let ok = run_hooks(&*self.shared.engine, &mark.stack, &stack.backup.post, "post-hook", &mut report).await;
+            let lang = rust_i18n::locale();
+            let m = if ok {
+                let _ = std::fs::remove_file(&p);
+                self.quiesce_tries.lock().unwrap_or_else(|e| e.into_inner()).remove(&mark.stack);
+                tracing::warn!(stack = %mark.stack, since = %mark.since, "a backup was interrupted while the stack was quiesced; its post-hooks ran now");
+                Message::new("run.interrupted_quiesce").arg("since", &mark.since)
+            } else {
+                let failed: Vec<String> =
+                    report.steps.iter().filter(|s| !s.ok).map(|s| s.text.as_ref().map(|t| hafen_core::i18n::render(&lang, t)).unwrap_or_else(|| s.detail.clone())).collect();
+                tracing::error!(stack = %mark.stack, error = %failed.join("; "), "a backup was interrupted while the stack was quiesced; its post-hooks failed and are tried again");
+                if tried_before {
+                    continue;
+                }
+                Message::new("run.interrupted_quiesce_failed").arg("since", &mark.since).arg("error", failed.join("; "))
+            };
+            let error = hafen_core::i18n::render(&lang, &m);
+            self.alerts.emit("hafen", Event::BackupFailed { stack: mark.stack.clone(), target: mark.target.clone(), error });
+        }
+    }
+
     pub async fn backup_list(&self, target: Option<&str>) -> Result<Vec<hafen_backup::repo::SnapInfo>, AppError> {
         let t = crate::backup::target(&self.shared.cfg, target).map_err(AppError::from)?;
         let repo = crate::backup::open_target(&self.shared.cfg, t).await.map_err(AppError::from)?;
@@ -920,7 +1027,9 @@ impl Backups {
     ) -> Result<crate::backup::RunReport, AppError> {
         use crate::backup::{open_target, target};
         let id = req.stack.clone();
-        let stack = self.shared.stack_def(&id)?;
+        // A deployed stack is restored by the definition it runs by; one that is not deployed
+        // (a new box) by its file.
+        let stack = self.shared.deployed_def(&id)?;
         let berr = backup_text;
         let (repo, target_name) = match source {
             Some(r) => {
@@ -987,7 +1096,7 @@ impl Backups {
         let meta: serde_json::Value = std::fs::read(staging.join("hafen/meta/run.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         if self.shared.store.stack(&id)?.is_none() {
             let settings: BTreeMap<String, String> = serde_json::from_value(meta["settings"].clone()).unwrap_or_default();
-            self.shared.store.put_stack(&id, true, &settings, &stack.file_hash)?;
+            self.shared.store.put_stack(&id, true, &settings, &stack.file_hash, Some(&stack.source))?;
         }
         let secrets_src = staging.join("hafen/secrets");
         if secrets_src.is_dir() {
@@ -1246,6 +1355,7 @@ impl Backups {
     /// back up every deployed stack to the first target, then apply retention.
     pub async fn backup_schedule_tick(&self) {
         const JOB: &str = "nightly-backup";
+        self.end_interrupted_quiesces().await;
         let Some(target) = self.shared.cfg.backup_targets.first().cloned() else { return };
         let Some(now) = self.shared.job_due(JOB, &self.shared.cfg.backup_schedule) else { return };
         let mut errors = Vec::new();

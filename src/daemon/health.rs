@@ -66,11 +66,13 @@ impl Health {
             return;
         }
         let Ok(services) = self.shared.engine.list_services(None).await else { return };
-        let catalogue = self.shared.catalogue();
+        // Each stack's probes as it was deployed.
+        let defs: std::collections::BTreeMap<String, std::sync::Arc<crate::catalogue::StackDef>> =
+            self.shared.store.stacks().unwrap_or_default().iter().filter_map(|r| Some((r.id.clone(), self.shared.deployed(r)?))).collect();
         // Without probes, look again after a while (new services kick the prober).
         let mut next = now + std::time::Duration::from_secs(30);
         for st in services {
-            let Some(def) = catalogue.stacks.get(&st.stack).and_then(|s| s.services.get(&st.service)) else { continue };
+            let Some(def) = defs.get(&st.stack).and_then(|s| s.services.get(&st.service)) else { continue };
             let Some(probe) = &def.probe else { continue };
             let due = {
                 let mut h = lock(&self.probes);
@@ -122,9 +124,13 @@ impl Health {
     }
 
     /// Waits until every service in `services` (all when empty) of `stack` runs and passes its
-    /// probe; Err with the states when `limit` passes.
+    /// probe; Err with the states when `limit` passes. A service whose container exits, or
+    /// restarts, while it is waited for fails the wait at once with its exit code (no service
+    /// here is meant to end), so a crash at start is not waited out for the whole limit.
     pub(crate) async fn wait_healthy(&self, stack: &StackDef, services: &[String], limit: std::time::Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
+        // Each container's restarts when the wait began (a restart later is a crash).
+        let mut restarts: std::collections::BTreeMap<String, i64> = Default::default();
         loop {
             self.kick();
             self.probe_all().await;
@@ -136,6 +142,13 @@ impl Health {
                     continue;
                 }
                 let st = states.iter().find(|s| &s.service == name);
+                if let Some(st) = st {
+                    let before = *restarts.entry(st.id.clone()).or_insert(st.restart_count);
+                    if matches!(st.status.as_str(), "exited" | "dead") || st.restart_count > before {
+                        let code = st.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "?".into());
+                        return Err(format!("{name} stopped with exit code {code} while waiting for it to become healthy"));
+                    }
+                }
                 let ok = match (st, &def.probe) {
                     (Some(st), Some(_)) => st.running && h.get(&st.name).is_some_and(|p| p.container_id == st.id && p.health == State::Healthy),
                     (Some(st), None) => st.running,

@@ -75,10 +75,6 @@ pub struct KitPages {
     pub rewrapped: usize,
 }
 
-fn host_name() -> String {
-    std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string()
-}
-
 /// `hafen keys init`: a new recovery identity (shown once, never stored), every repository key
 /// wrapped for it too, and the kit that holds it.
 pub fn keys_init(cfg: &Config, label: &str) -> anyhow::Result<KitPages> {
@@ -89,7 +85,7 @@ pub fn keys_init(cfg: &Config, label: &str) -> anyhow::Result<KitPages> {
         identity: id.expose_secret().to_string(),
         recipient: id.recipient.clone(),
         label: label.to_string(),
-        host: host_name(),
+        host: crate::notify::host_name(),
         created: hafen_store::now(),
         targets: kit_targets(cfg, &ring)?,
     };
@@ -107,7 +103,7 @@ pub fn keys_kit(cfg: &Config) -> anyhow::Result<KitPages> {
         identity: String::new(),
         recipient: ring.recipients()?.into_iter().filter(|r| r.role == "recovery").map(|r| r.recipient).collect::<Vec<_>>().join(", "),
         label: String::new(),
-        host: host_name(),
+        host: crate::notify::host_name(),
         created: hafen_store::now(),
         targets: kit_targets(cfg, &ring)?,
     };

@@ -134,6 +134,7 @@ pub async fn run(app: Arc<App>, listener: tokio::net::UnixListener, cancel: Canc
     // Before the API answers and before any worker: an in-place restore that a kill left
     // half-done is rolled back first.
     app.backups.recover_interrupted_restores().await;
+    app.backups.end_interrupted_quiesces().await;
     let api = {
         let c = cancel.clone();
         let app = app.clone();

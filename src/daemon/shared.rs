@@ -1,8 +1,9 @@
 //! The ports every service of the daemon shares, and nothing else: the configuration, the state
 //! store, the container engine, the metrics, the workers' status board, the catalogue as read
 //! from disk (re-read only when a file changed), and the signal that wakes the reconciler. Also
-//! the few lookups every service needs from these ports (a stack's definition, a registry's
-//! login, whether a scheduled job is due). The services' own state lives in the services.
+//! the few lookups every service needs from these ports (a stack's definition — the file's, or
+//! the one a deployed stack was deployed with —, a registry's login, whether a scheduled job is
+//! due). The services' own state lives in the services.
 
 use crate::catalogue::{Catalogue, StackDef};
 use crate::config::Config;
@@ -24,6 +25,8 @@ pub struct Shared {
     pub clock: Mutex<hafen_core::clock::Guard>,
     /// The catalogue as last read, with the newest modification time of its files.
     catalogue: Mutex<(Option<std::time::SystemTime>, Arc<Catalogue>)>,
+    /// Deployed stacks' recorded definitions, parsed once per text (by stack, with its hash).
+    deployed: Mutex<std::collections::BTreeMap<String, Arc<StackDef>>>,
 }
 
 /// A poisoned lock is still the data: a panic elsewhere must not stop every later caller.
@@ -42,6 +45,7 @@ impl Shared {
             wake_reconciler: tokio::sync::Notify::new(),
             clock: Mutex::new(Default::default()),
             catalogue: Mutex::new((None, Arc::new(Catalogue::default()))),
+            deployed: Mutex::new(Default::default()),
         }
     }
 
@@ -72,6 +76,58 @@ impl Shared {
             dir: self.cfg.stacks_dir.display().to_string(),
             available: c.stacks.keys().cloned().collect::<Vec<_>>().join(", "),
         })
+    }
+
+    /// The definition a recorded stack runs by: the text recorded at its deploy (a changed file
+    /// waits for the next deploy, see `pending_change`), or — for a record from before hafen
+    /// kept the text — the file's. `None` when neither gives a valid definition.
+    pub(crate) fn deployed(&self, rec: &hafen_store::StackRecord) -> Option<Arc<StackDef>> {
+        if rec.definition.is_empty() {
+            let file = self.catalogue().stacks.get(&rec.id).cloned().map(Arc::new);
+            // A record from before hafen kept the text, whose file is still the one deployed:
+            // the text is recorded now, so later edits of the file wait for their deploy.
+            if let Some(f) = file.as_ref().filter(|f| f.file_hash == rec.definition_hash) {
+                if let Err(e) = self.store.put_stack(&rec.id, rec.enabled, &rec.settings, &rec.definition_hash, Some(&f.source)) {
+                    tracing::warn!(stack = %rec.id, error = %e, "could not record the deployed definition");
+                }
+            }
+            return file;
+        }
+        let mut cache = lock(&self.deployed);
+        if let Some(d) = cache.get(&rec.id).filter(|d| d.file_hash == rec.definition_hash) {
+            return Some(d.clone());
+        }
+        let file = self.cfg.stacks_dir.join(&rec.id).join("stack.yaml").display().to_string();
+        match crate::catalogue::load::parse_stack(&file, &rec.definition, Some(&rec.id)) {
+            Ok(d) => {
+                let d = Arc::new(d);
+                cache.insert(rec.id.clone(), d.clone());
+                Some(d)
+            }
+            Err(issues) => {
+                let issues: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+                tracing::error!(stack = %rec.id, issues = %issues.join("; "), "the recorded definition does not validate");
+                None
+            }
+        }
+    }
+
+    /// A stack's definition for acting on it as it runs: the recorded one when it is recorded
+    /// (`deployed`), else the file's (`stack_def`).
+    pub(crate) fn deployed_def(&self, id: &str) -> Result<StackDef, AppError> {
+        match self.store.stack(id)? {
+            Some(rec) => match self.deployed(&rec) {
+                Some(d) => Ok((*d).clone()),
+                None => self.stack_def(id),
+            },
+            None => self.stack_def(id),
+        }
+    }
+
+    /// The stack's file differs from the definition it was deployed with (and validates): a
+    /// change waits for `hafen stack deploy`.
+    pub(crate) fn pending_change(&self, rec: &hafen_store::StackRecord) -> bool {
+        !rec.definition.is_empty() && self.catalogue().stacks.get(&rec.id).is_some_and(|d| d.file_hash != rec.definition_hash)
     }
 
     /// The configured login for the registry of `reference`, if any (an unreadable password

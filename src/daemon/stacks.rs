@@ -35,6 +35,15 @@ struct EngineStatus {
 /// How long a look at the engine may take before it counts as unresponsive.
 pub const ENGINE_PING_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The recipe a built service runs: the one its pin names when the definition allows it for
+/// that service (its own `build:` or a version's, `upgrade.versions`), else its own. `None` for
+/// a service not built from a recipe.
+pub(crate) fn recipe_in_use(stack: &StackDef, service: &str, pins: &BTreeMap<String, ImagePin>) -> Option<String> {
+    let ImageSource::Build { recipe: own } = &stack.services.get(service)?.image else { return None };
+    let pinned = pins.get(service).and_then(|p| p.reference.strip_prefix("hafen/")?.split_once(':').map(|(r, _)| r.to_string()));
+    Some(pinned.filter(|r| stack.recipes_of(service).contains(r)).unwrap_or_else(|| own.clone()))
+}
+
 pub struct Stacks {
     shared: Arc<Shared>,
     alerts: Arc<Alerts>,
@@ -51,6 +60,9 @@ pub struct Stacks {
     stack_states: Mutex<BTreeMap<String, StackHealth>>,
     /// Test hook: stop the world after the action with this key (see docs/testing.md).
     pause_after: Option<String>,
+    /// Test hook: the first reconcile pass that reaches this stack waits, before it takes the
+    /// operation lock, until `<state>/paused-reconcile` is removed (see docs/testing.md).
+    pause_reconcile: Mutex<Option<String>>,
 }
 
 impl Stacks {
@@ -74,6 +86,7 @@ impl Stacks {
             healer: Mutex::new(healer),
             stack_states: Mutex::new(BTreeMap::new()),
             pause_after: std::env::var("HAFEN_TEST_PAUSE_AFTER").ok().filter(|s| !s.is_empty()),
+            pause_reconcile: Mutex::new(std::env::var("HAFEN_TEST_PAUSE_RECONCILE").ok().filter(|s| !s.is_empty())),
         }
     }
 
@@ -98,7 +111,9 @@ impl Stacks {
         let progress = |line: &str| tracing::info!(target: "hafen::images", "{line}");
         for (name, svc) in &stack.services {
             let reference = match &svc.image {
-                ImageSource::Build { recipe } => {
+                ImageSource::Build { .. } => {
+                    // The recipe it runs: an update may have moved it to another version's.
+                    let recipe = &recipe_in_use(stack, name, &pins).unwrap_or_default();
                     let pinned = pins.get(name).filter(|p| p.reference.starts_with(&format!("hafen/{recipe}:")));
                     if let (Some(p), false) = (pinned, move_builds) {
                         if self.shared.engine.image_id(&p.reference).await?.is_some() {
@@ -115,7 +130,11 @@ impl Stacks {
                         notes.push(format!("{name}: recipe changed, image moves from {} to {tag}", p.reference));
                     }
                     if fetch {
+                        let t0 = Instant::now();
                         images::ensure_recipe(&*self.shared.engine, &self.shared.cfg.images_dir, recipe, &self.shared.cfg.debian_mirror, &self.shared.cfg.build_dir(), &progress).await?;
+                        if present.is_none() {
+                            self.alerts.emit("hafen", Event::ImageReady { stack: stack.id.clone(), image: tag.clone(), how: "built".into(), seconds: t0.elapsed().as_secs_f64() });
+                        }
                         let id = self.shared.engine.image_id(&tag).await?.unwrap_or_default();
                         if pins.get(name).map(|p| (&p.reference, &p.image_id)) != Some((&tag, &id)) {
                             self.shared.store.pin(&ImagePin {
@@ -135,7 +154,9 @@ impl Stacks {
                     if digest.is_some() {
                         if fetch && self.shared.engine.image_id(&written).await?.is_none() {
                             notes.push(format!("pull {written}"));
+                            let t0 = Instant::now();
                             self.shared.engine.pull_image(&written, self.shared.registry_login(&written)).await?;
+                            self.alerts.emit("hafen", Event::ImageReady { stack: stack.id.clone(), image: written.clone(), how: "pulled".into(), seconds: t0.elapsed().as_secs_f64() });
                         }
                         written
                     } else {
@@ -317,7 +338,7 @@ impl Stacks {
         }
         let before = self.shared.store.stack(id)?.map(|r| r.settings).unwrap_or_default();
         let changed: Vec<String> = settings.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, _)| k.clone()).collect();
-        self.shared.store.put_stack(id, true, &settings, &stack.file_hash)?;
+        self.shared.store.put_stack(id, true, &settings, &stack.file_hash, Some(&stack.source))?;
         self.alerts.emit(actor, Event::StackDeployRequested { stack: id.into(), settings_changed: changed });
         let (plan, images) = self.desired(&stack, &settings, true, true).await?;
         let (applied, r) = self.apply(&plan, actor, false).await;
@@ -343,7 +364,7 @@ impl Stacks {
         }
         if let Some(r) = &known {
             // Disable first, so the reconciler does not bring it back while we remove it.
-            self.shared.store.put_stack(id, false, &r.settings, &r.definition_hash)?;
+            self.shared.store.put_stack(id, false, &r.settings, &r.definition_hash, None)?;
         }
         let (applied, r) = self.apply(&plan, actor, false).await;
         r?;
@@ -394,6 +415,24 @@ impl Stacks {
         reachable
     }
 
+    /// A deployed stack whose file no longer validates keeps running by its recorded definition;
+    /// the file's problems (file, line, what) are a warning alert until the file is mended.
+    fn tell_definition_issues(&self, id: &str) {
+        let key = format!("definition_invalid:{id}");
+        let file = self.shared.cfg.stacks_dir.join(id).join("stack.yaml").display().to_string();
+        let catalogue = self.shared.catalogue();
+        let issues: Vec<String> = catalogue.issues.iter().filter(|i| i.file == file).map(|i| i.to_string()).collect();
+        if issues.is_empty() {
+            self.alerts.resolve(&key);
+            return;
+        }
+        let pairs = [("stack", id.to_string()), ("file", file), ("issues", issues.join("; "))];
+        if self.shared.store.alert(&key).ok().flatten().is_some_and(|a| a.args == crate::notify::args(&pairs)) {
+            return;
+        }
+        self.alerts.raise(&key, "definition_invalid", Severity::Warning, Some(id), &pairs, vec![]);
+    }
+
     /// One pass over every enabled stack: plan and apply what differs (drift repair).
     pub async fn reconcile_all(&self) {
         if !self.check_engine().await {
@@ -407,25 +446,37 @@ impl Stacks {
                 return;
             }
         };
-        let catalogue = self.shared.catalogue();
         let mut errors = Vec::new();
         for rec in records.into_iter().filter(|r| r.enabled) {
-            let Some(stack) = catalogue.stacks.get(&rec.id) else {
-                errors.push(format!("{}: definition missing or invalid; left as it runs", rec.id));
-                continue;
-            };
+            self.tell_definition_issues(&rec.id);
             if let Some((n, at, err)) = lock(&self.retry).get(&rec.id) {
                 if Instant::now() < *at {
                     errors.push(format!("{}: {err} ({n} failures in a row; next attempt in {}s)", rec.id, at.saturating_duration_since(Instant::now()).as_secs()));
                     continue;
                 }
             }
+            let pause = { lock(&self.pause_reconcile).take_if(|s| *s == rec.id) };
+            if pause.is_some() {
+                let mark = self.shared.cfg.state_dir.join("paused-reconcile");
+                let _ = std::fs::write(&mark, &rec.id);
+                tracing::warn!(stack = %rec.id, "test hook HAFEN_TEST_PAUSE_RECONCILE: the pass waits until {} is removed", mark.display());
+                while mark.exists() {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
             let _g = self.ops.op_lock.lock().await;
             // The list was read before the lock: a stack removed meanwhile (its remove held the
-            // lock) must not be brought back.
-            if !self.shared.store.stack(&rec.id).ok().flatten().is_some_and(|r| r.enabled) {
+            // lock) must not be brought back, and what is acted on is the record as it is now.
+            let Some(rec) = self.shared.store.stack(&rec.id).ok().flatten().filter(|r| r.enabled) else {
                 continue;
-            }
+            };
+            // Drift is repaired by the definition the stack was deployed with, never by a file
+            // changed since (that waits for `hafen stack deploy`).
+            let Some(stack) = self.shared.deployed(&rec) else {
+                errors.push(format!("{}: definition missing or invalid; left as it runs", rec.id));
+                continue;
+            };
+            let stack = &*stack;
             // A stack in an update (or whose interrupted update is being rolled back) is the
             // update's business.
             if self.shared.store.update_open_for(&rec.id).unwrap_or(false) {
@@ -481,6 +532,7 @@ impl Stacks {
     }
 
     fn service_views(&self, stack: Option<&StackDef>, services: &[ServiceState], settings: &BTreeMap<String, String>) -> Vec<ServiceView> {
+        let pins = stack.and_then(|s| self.shared.store.pins(&s.id).ok()).unwrap_or_default();
         let h = self.health.probes();
         let mut names: Vec<String> = stack.map(|s| s.order.clone()).unwrap_or_default();
         for s in services {
@@ -518,13 +570,18 @@ impl Stacks {
                         })
                         .unwrap_or_default(),
                     restarts: st.map(|s| s.restart_count).unwrap_or(0),
+                    reference: pins.get(&svc).map(|p| p.reference.clone()),
+                    digest: pins.get(&svc).and_then(|p| p.digest.clone()),
                     service: svc,
                 }
             })
             .collect()
     }
 
-    fn summary(&self, id: &str, def: Option<&StackDef>, enabled: bool, services: &[ServiceState]) -> StackSummary {
+    /// A stack at a glance; `def` is the definition it runs by (recorded) or, when it is not
+    /// recorded, the file's.
+    fn summary(&self, id: &str, def: Option<&StackDef>, rec: Option<&hafen_store::StackRecord>, services: &[ServiceState]) -> StackSummary {
+        let enabled = rec.is_some_and(|r| r.enabled);
         let stored = self.shared.store.stack(id).ok().flatten().map(|r| r.settings).unwrap_or_default();
         let settings = match def {
             Some(d) => resolve_settings(d, &stored).unwrap_or(stored),
@@ -550,6 +607,7 @@ impl Stacks {
             state: state.into(),
             health: lock(&self.stack_states).get(id).map(|h| h.word().to_string()),
             services: views,
+            pending_change: rec.is_some_and(|r| r.enabled && self.shared.pending_change(r)),
         }
     }
 
@@ -580,22 +638,33 @@ impl Stacks {
             .iter()
             .map(|id| {
                 let mine: Vec<ServiceState> = services.iter().filter(|s| &s.stack == id).cloned().collect();
-                let enabled = records.iter().any(|r| &r.id == id && r.enabled);
-                self.summary(id, catalogue.stacks.get(id), enabled, &mine)
+                let rec = records.iter().find(|r| &r.id == id);
+                let def = rec.and_then(|r| self.shared.deployed(r)).or_else(|| catalogue.stacks.get(id).cloned().map(Arc::new));
+                self.summary(id, def.as_deref(), rec, &mine)
             })
             .collect())
     }
 
     pub async fn show(&self, id: &str) -> Result<StackDetail, AppError> {
-        let def = self.shared.stack_def(id).ok();
+        let def = self.shared.deployed_def(id).ok();
         let rec = self.shared.store.stack(id)?;
         if def.is_none() && rec.is_none() {
             self.shared.stack_def(id)?;
         }
         let services = self.bounded(self.shared.engine.list_services(Some(id))).await?;
         let volumes = self.bounded(self.shared.engine.list_volumes(Some(id))).await?.into_iter().map(|v| v.name).collect();
+        let summary = self.summary(id, def.as_ref(), rec.as_ref(), &services);
+        // A changed file: the plan its deploy would carry out (as `stack deploy --dry-run`).
+        let pending_plan = match (summary.pending_change, self.shared.catalogue().stacks.get(id).cloned()) {
+            (true, Some(file)) => match self.settings_for(&file, &BTreeMap::new()) {
+                Ok(settings) => self.desired(&file, &settings, false, true).await.ok().map(|(p, _)| p),
+                Err(_) => None,
+            },
+            _ => None,
+        };
         Ok(StackDetail {
-            summary: self.summary(id, def.as_ref(), rec.as_ref().is_some_and(|r| r.enabled), &services),
+            summary,
+            pending_plan,
             description: def.as_ref().map(|d| d.description.clone()).unwrap_or_default(),
             descriptions: def.as_ref().map(|d| d.descriptions.clone()).unwrap_or_default(),
             definition: def.as_ref().map(|d| d.file.clone()).unwrap_or_default(),
@@ -629,7 +698,7 @@ impl Stacks {
             .iter()
             .map(|r| {
                 let mine: Vec<ServiceState> = all.iter().filter(|s| s.stack == r.id).cloned().collect();
-                self.summary(&r.id, catalogue.stacks.get(&r.id), r.enabled, &mine)
+                self.summary(&r.id, self.shared.deployed(r).as_deref(), Some(r), &mine)
             })
             .collect();
         let es = lock(&self.engine_status);
@@ -681,9 +750,8 @@ impl Stacks {
     pub async fn update_stack_health(&self) {
         let Ok(records) = self.shared.store.stacks() else { return };
         let Ok(services) = self.shared.engine.list_services(None).await else { return };
-        let catalogue = self.shared.catalogue();
         for rec in records.into_iter().filter(|r| r.enabled) {
-            let Some(def) = catalogue.stacks.get(&rec.id) else { continue };
+            let Some(def) = self.shared.deployed(&rec) else { continue };
             // During an update the stack is down on purpose; the update reports its own outcome.
             if self.ops.updating.contains(&rec.id) || self.shared.store.update_open_for(&rec.id).unwrap_or(false) {
                 continue;
@@ -735,7 +803,7 @@ impl Stacks {
     fn tried_for(&self, stack: &str) -> Vec<Step> {
         let healer = lock(&self.healer);
         let mut out = Vec::new();
-        if let Some(def) = self.shared.catalogue().stacks.get(stack) {
+        if let Some(def) = self.shared.store.stack(stack).ok().flatten().and_then(|r| self.shared.deployed(&r)) {
             for svc in &def.order {
                 let n = healer.restarts(&format!("{stack}/{svc}"));
                 if n > 0 {
@@ -871,7 +939,7 @@ mod tests {
         // The pass has read the list (web enabled) and now waits for the lock; meanwhile the
         // stack is removed as `remove` does it, under the lock.
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        s.shared.store.put_stack("web", false, &BTreeMap::new(), "").unwrap();
+        s.shared.store.put_stack("web", false, &BTreeMap::new(), "", None).unwrap();
         for svc in engine.list_services(Some("web")).await.unwrap() {
             engine.remove_service(&svc.name).await.unwrap();
         }

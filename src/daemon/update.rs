@@ -9,7 +9,7 @@
 //! committed hop, and the scheduled tick that applies automatic updates in their window.
 
 use super::registry::{ImageRef, Registry};
-use hafen_core::version::{candidates, decide, hop_change, plan_path, Decision, HopChange, Policy, Version};
+use hafen_core::version::{candidates, decide, hop_change, plan_path, recipe_hop_change, recipe_version, Decision, HopChange, Policy, Version};
 use hafen_api::{BackupRunRequest, RestoreRequest};
 use crate::alerts::Alerts;
 use crate::backup::Backups;
@@ -17,7 +17,7 @@ use crate::busy::Ops;
 use crate::error::AppError;
 use crate::health::Health;
 use crate::shared::{lock, Shared};
-use crate::stacks::{last_lines, Stacks};
+use crate::stacks::{last_lines, recipe_in_use, Stacks};
 use std::sync::{Arc, Mutex};
 use crate::catalogue::model::{ImageSource, MigrationDef};
 use crate::catalogue::StackDef;
@@ -65,6 +65,9 @@ fn built_services(stack: &StackDef) -> Vec<(String, String)> {
 /// The update service: check, plan, apply (hop by hop, each a transaction), roll back, pins,
 /// the automatic tick and the rebuild check. It takes the pre-update backup and the data move
 /// from the backup service and the stack's stop, plan and start from the stacks service.
+/// The step a rollback that an admin asked for is recorded under (`hafen update rollback`).
+const ROLLBACK_REQUESTED: &str = "rollback requested";
+
 pub struct Updates {
     shared: Arc<Shared>,
     alerts: Arc<Alerts>,
@@ -115,12 +118,42 @@ impl Updates {
         Ok(out)
     }
 
-    fn deployed_def(&self, id: &str) -> Result<StackDef, AppError> {
-        let stack = self.shared.catalogue().stacks.get(id).cloned().ok_or_else(|| crate::error::refused("update_no_definition", &[("id", id.to_string())]))?;
-        if self.shared.store.stack(id)?.is_none() {
-            return Err(crate::error::refused("update_not_deployed", &[("id", id.to_string())]));
+    /// Each built service's recipe as it runs now and its image (the pin's, else the recipe's
+    /// current build).
+    fn current_recipes(&self, stack: &StackDef) -> Result<BTreeMap<String, (String, String)>, AppError> {
+        let pins = self.shared.store.pins(&stack.id)?;
+        let mut out = BTreeMap::new();
+        for name in stack.services.keys() {
+            let Some(recipe) = recipe_in_use(stack, name, &pins) else { continue };
+            let reference = match pins.get(name).filter(|p| p.reference.starts_with(&format!("hafen/{recipe}:"))) {
+                Some(p) => p.reference.clone(),
+                None => crate::images::tag_for(&self.shared.cfg.images_dir, &recipe)?,
+            };
+            out.insert(name.clone(), (recipe, reference));
         }
-        Ok(stack)
+        Ok(out)
+    }
+
+    /// For a stack in versions of its recipes: the version it runs, every version it has, and
+    /// whether a rebuild of the same version is pending (Debian's packages moved on).
+    fn versions_view(&self, stack: &StackDef) -> Result<(Version, Vec<String>, bool), AppError> {
+        let running: BTreeMap<String, String> = self.current_recipes(stack)?.into_iter().map(|(s, (r, _))| (s, r)).collect();
+        let current = recipe_version(&stack.upgrade, &running).ok_or_else(|| {
+            let text = running.iter().map(|(s, r)| format!("{s}: {r}")).collect::<Vec<_>>().join(", ");
+            crate::error::refused("recipes_no_version", &[("id", stack.id.clone()), ("recipes", text)])
+        })?;
+        let tags = stack.upgrade.versions.keys().cloned().collect();
+        let rebuild = !self.pending_rebuilds(stack)?.is_empty();
+        Ok((current, tags, rebuild))
+    }
+
+    /// The definition the stack was deployed with (a changed file waits for its deploy).
+    fn deployed_def(&self, id: &str) -> Result<StackDef, AppError> {
+        let Some(rec) = self.shared.store.stack(id)? else {
+            self.shared.catalogue().stacks.get(id).ok_or_else(|| crate::error::refused("update_no_definition", &[("id", id.to_string())]))?;
+            return Err(crate::error::refused("update_not_deployed", &[("id", id.to_string())]));
+        };
+        self.shared.deployed(&rec).map(|d| (*d).clone()).ok_or_else(|| crate::error::refused("update_no_definition", &[("id", id.to_string())]))
     }
 
     fn policy_of(&self, id: &str) -> Result<Policy, AppError> {
@@ -156,14 +189,22 @@ impl Updates {
     pub async fn update_check(&self, only: Option<&str>) -> Result<Vec<StackCheck>, AppError> {
         let ids: Vec<String> = match only {
             Some(id) => vec![id.to_string()],
-            None => self.shared.store.stacks()?.into_iter().filter(|s| s.enabled).map(|s| s.id).filter(|id| self.shared.catalogue().stacks.get(id).is_some_and(|d| d.upgrade.track.is_some() || !built_services(d).is_empty())).collect(),
+            None => self
+                .shared
+                .store
+                .stacks()?
+                .into_iter()
+                .filter(|s| s.enabled && self.shared.deployed(s).is_some_and(|d| d.upgrade.track.is_some() || !built_services(&d).is_empty()))
+                .map(|s| s.id)
+                .collect(),
         };
         let mut out = Vec::new();
         for id in ids {
             let stack = self.deployed_def(&id)?;
             let policy = self.policy_of(&id)?;
             let pinned = policy.pin.as_ref().map(|v| v.tag.clone());
-            if stack.upgrade.track.is_none() {
+            let versioned = !stack.upgrade.versions.is_empty();
+            if stack.upgrade.track.is_none() && !versioned {
                 // Built from Debian's packages: what the last throwaway rebuild found.
                 let changes = self.pending_rebuilds(&stack)?.into_iter().flat_map(|(svc, p)| p.changes.iter().map(|c| format!("{svc}: {c}")).collect::<Vec<_>>()).collect::<Vec<_>>();
                 let rebuild = !changes.is_empty();
@@ -172,8 +213,12 @@ impl Updates {
                 out.push(StackCheck { stack: id, current: "built".into(), available: vec![], path: vec![], rebuild, pinned, decision: serde_json::to_value(d).unwrap_or_default(), error: None, changes });
                 continue;
             }
-            let current_tag = self.current_refs(&stack)?.get(self.tracked(&stack)?).and_then(|r| ImageRef::parse(r)).and_then(|r| r.tag).unwrap_or_default();
-            match self.registry_view(&stack).await {
+            let (current_tag, view) = if versioned {
+                ("?".to_string(), self.versions_view(&stack))
+            } else {
+                (self.current_refs(&stack)?.get(self.tracked(&stack)?).and_then(|r| ImageRef::parse(r)).and_then(|r| r.tag).unwrap_or_default(), self.registry_view(&stack).await)
+            };
+            match view {
                 Ok((current, tags, rebuild)) => {
                     let mut avail = candidates(&current, &tags, policy.channel);
                     if let Some(p) = &policy.pin {
@@ -195,16 +240,32 @@ impl Updates {
         Ok(out)
     }
 
-    /// The hops to `target` (default: the newest the channel and pin allow) and what each does.
+    /// The hops to `target` (default: the newest the channel and pin allow), what each does,
+    /// and what the box lacks for them (`missing`).
     pub async fn update_plan(&self, id: &str, target: Option<&str>) -> Result<PlanView, AppError> {
+        let mut plan = self.plan_hops(id, target).await?;
+        if !plan.hops.is_empty() {
+            plan.missing = self.missing(id);
+        }
+        Ok(plan)
+    }
+
+    async fn plan_hops(&self, id: &str, target: Option<&str>) -> Result<PlanView, AppError> {
         let stack = self.deployed_def(id)?;
-        if stack.upgrade.track.is_none() {
+        // Built from its recipes in versions (`upgrade.versions`): a newer version is a hop like a
+        // registry's; without one, a rebuild of the same version is what there is to do.
+        let versioned = !stack.upgrade.versions.is_empty();
+        let newer = versioned && target.is_none() && {
+            let (current, tags, _) = self.versions_view(&stack)?;
+            !candidates(&current, &tags, self.policy_of(id)?.channel).is_empty()
+        };
+        if stack.upgrade.track.is_none() && !(versioned && (target.is_some() || newer)) {
             if let Some(t) = target {
                 return Err(crate::error::refused("update_debian_built", &[("id", id.to_string()), ("to", t.to_string())]));
             }
             let pending = self.pending_rebuilds(&stack)?;
             if pending.is_empty() {
-                return Ok(PlanView { stack: id.into(), current: "built".into(), target: "built".into(), hops: vec![] });
+                return Ok(PlanView { missing: vec![], stack: id.into(), current: "built".into(), target: "built".into(), hops: vec![] });
             }
             let images = pending.iter().map(|(svc, p)| (svc.clone(), (p.current.clone(), p.fresh.clone()))).collect();
             let change = HopChange { version: REBUILD.into(), images, database_moves: vec![], migrations: vec![] };
@@ -212,15 +273,18 @@ impl Updates {
             let mut hop = hop_view(&from, &change);
             hop.from = "built".into();
             hop.steps[1] = "pull (the rebuilt images are here already)".into();
-            return Ok(PlanView { stack: id.into(), current: "built".into(), target: REBUILD.into(), hops: vec![hop] });
+            return Ok(PlanView { missing: vec![], stack: id.into(), current: "built".into(), target: REBUILD.into(), hops: vec![hop] });
         }
         let policy = self.policy_of(id)?;
-        let (current, tags, rebuild) = self.registry_view(&stack).await?;
+        let (current, tags, rebuild) = if versioned { self.versions_view(&stack)? } else { self.registry_view(&stack).await? };
         let mut avail = candidates(&current, &tags, if target.is_some() { crate::catalogue::model::Channel::Major } else { policy.channel });
         let target = match target {
             Some(t) => {
                 let v = Version::parse(t).ok_or_else(|| crate::error::refused("not_version", &[("value", t.to_string())]))?;
                 if v != current && !tags.contains(&v.tag) {
+                    if versioned {
+                        return Err(crate::error::refused("no_such_version", &[("id", id.to_string()), ("version", t.to_string()), ("versions", tags.join(", "))]));
+                    }
                     return Err(crate::error::refused("no_such_tag", &[("id", id.to_string()), ("tag", t.to_string())]));
                 }
                 if let Some(p) = &policy.pin {
@@ -237,23 +301,29 @@ impl Updates {
                 match avail.last() {
                     Some(v) => v.clone(),
                     None if rebuild => current.clone(),
-                    None => return Ok(PlanView { stack: id.into(), current: current.tag.clone(), target: current.tag.clone(), hops: vec![] }),
+                    None => return Ok(PlanView { missing: vec![], stack: id.into(), current: current.tag.clone(), target: current.tag.clone(), hops: vec![] }),
                 }
             }
         };
         let path = if target == current { vec![current.clone()] } else { plan_path(&current, &target, &avail, &stack.upgrade).map_err(|e| crate::error::refused_text(format!("{id}: {e}")))? };
         let mut refs = self.current_refs(&stack)?;
+        let mut recipes = if versioned { self.current_recipes(&stack)? } else { BTreeMap::new() };
+        let images_dir = self.shared.cfg.images_dir.clone();
+        let image_of = |recipe: &str| crate::images::tag_for(&images_dir, recipe).ok();
         let mut from = current.clone();
         let mut hops = Vec::new();
         for to in path {
-            let change = hop_change(&stack.upgrade, &refs, &from, &to);
+            let change = if versioned { recipe_hop_change(&stack.upgrade, &recipes, &image_of, &from, &to) } else { hop_change(&stack.upgrade, &refs, &from, &to) };
             for (svc, (_, new)) in &change.images {
                 refs.insert(svc.clone(), new.clone());
+                if let Some(r) = stack.upgrade.versions.get(&to.tag).and_then(|m| m.get(svc)) {
+                    recipes.insert(svc.clone(), (r.clone(), new.clone()));
+                }
             }
             hops.push(hop_view(&from, &change));
             from = to;
         }
-        Ok(PlanView { stack: id.into(), current: current.tag, target: target.tag, hops })
+        Ok(PlanView { missing: vec![], stack: id.into(), current: current.tag, target: target.tag, hops })
     }
 
     /// `hafen update apply`: runs the plan hop by hop; stops at the first hop that fails (it is
@@ -263,6 +333,7 @@ impl Updates {
         if plan.hops.is_empty() {
             return Ok(ApplyReport { stack: id.into(), hops: vec![], version: plan.current, error: None });
         }
+        self.preconditions(id)?;
         let running = if self.shared.store.update_open_for(id)? { None } else { self.ops.updating.mark(id) };
         let Some(running) = running else {
             return Err(crate::error::refused("update_running", &[("id", id.to_string())]));
@@ -291,6 +362,30 @@ impl Updates {
         }
         drop(running);
         Ok(report)
+    }
+
+    /// What every update needs before it begins, checked before anything changes: a backup
+    /// target (the hop backs up first) and a recovery recipient (without one no backup is
+    /// made). Each missing one is refused with what to do.
+    fn preconditions(&self, id: &str) -> Result<(), AppError> {
+        match self.missing(id).into_iter().next() {
+            Some(m) => Err(AppError::Refused(m)),
+            None => Ok(()),
+        }
+    }
+
+    /// Each precondition the box lacks, as the refusal `update apply` gives for it.
+    fn missing(&self, id: &str) -> Vec<hafen_api::Message> {
+        let mut out = Vec::new();
+        let refusal = |code: &str| hafen_api::Message::new(&format!("refused_{code}")).arg("id", id);
+        if self.shared.cfg.backup_targets.is_empty() {
+            out.push(refusal("update_no_target"));
+        }
+        let has_key = hafen_backup::keys::Keyring::open(&self.shared.cfg.keys_dir()).and_then(|k| k.has_recovery()).unwrap_or(false);
+        if !has_key {
+            out.push(refusal("update_no_key"));
+        }
+        out
     }
 
     /// Test hook (`HAFEN_TEST_PAUSE_UPDATE=<step>`): stop the world before that step, so a test
@@ -336,6 +431,19 @@ impl Updates {
                 if hop.to == REBUILD {
                     let image_id = self.shared.engine.image_id(r).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("the rebuilt image {r} is gone; run `hafen update check --rebuild` again"))?;
                     return Ok(ImagePin { stack: id.into(), service: svc.clone(), reference: r.clone(), image_id, digest: None, pinned_at: hafen_store::now() });
+                }
+                // A version built from a recipe: built here (before anything stops), no registry.
+                let recipe = stack.upgrade.versions.get(&hop.to).and_then(|m| m.get(svc)).filter(|_| matches!(stack.services.get(svc).map(|s| &s.image), Some(ImageSource::Build { .. })));
+                if let Some(recipe) = recipe {
+                    let t0 = Instant::now();
+                    let progress = |line: &str| tracing::info!(target: "hafen::images", "{line}");
+                    let tag = crate::images::ensure_recipe(&*self.shared.engine, &self.shared.cfg.images_dir, recipe, &self.shared.cfg.debian_mirror, &self.shared.cfg.build_dir(), &progress).await.map_err(|e| e.to_string())?;
+                    if &tag != r {
+                        return Err(format!("the recipe {recipe} changed since the plan ({r} → {tag}); plan the update again"));
+                    }
+                    let image_id = self.shared.engine.image_id(&tag).await.map_err(|e| e.to_string())?.unwrap_or_default();
+                    self.alerts.emit(actor, Event::ImageReady { stack: id.into(), image: tag.clone(), how: "built".into(), seconds: t0.elapsed().as_secs_f64() });
+                    return Ok(ImagePin { stack: id.into(), service: svc.clone(), reference: tag, image_id, digest: None, pinned_at: hafen_store::now() });
                 }
                 let rr = ImageRef::parse(r).ok_or_else(|| format!("`{r}` is not an image reference"))?;
                 // The registry first: a vanished tag or an unreachable registry is named as such.
@@ -400,6 +508,7 @@ impl Updates {
     async fn forward(&self, uid: i64, stack: &StackDef, change: &HopChange, new_pins: &BTreeMap<String, ImagePin>, snapshot: &str, target: &str, actor: &str) -> Result<(), StepError> {
         let id = stack.id.as_str();
         self.update_step(uid, id, "stop", "stopping every service".into(), actor).await;
+        self.shared.store.update_stopped(uid).map_err(|e| fail("stop", e))?;
         self.stacks.stop_services(id, actor).await.map_err(|e| fail("stop", e))?;
         self.update_step(uid, id, "switch", "image pins moved to the new version".into(), actor).await;
         self.shared.store.replace_pins(id, new_pins).map_err(|e| fail("switch", e))?;
@@ -410,6 +519,10 @@ impl Updates {
             self.update_step(uid, id, "data", format!("{} move by dump and load from snapshot {}", change.database_moves.join(", "), short_id(snapshot)), actor).await;
             let req = RestoreRequest { stack: id.into(), snapshot: Some(snapshot.into()), at: None, target: Some(target.into()) };
             let rep = self.backups.restore_locked(&req, actor, None, &change.migrations).await.map_err(|e| fail("data", e))?;
+            // Each dump loaded and each migration run is an event, with how long it took.
+            for s in rep.steps.iter().filter(|s| s.ok && (s.step.starts_with("load") || s.step.starts_with("migrate"))) {
+                self.alerts.emit(actor, Event::UpdateStep { stack: id.into(), id: uid, step: s.step.clone(), detail: format!("{} ({:.1}s)", s.detail, s.seconds) });
+            }
             if let Some(e) = rep.error {
                 let log = rep.steps.iter().filter(|s| !s.ok).map(|s| format!("{}: {}", s.step, s.detail)).collect::<Vec<_>>().join("\n");
                 let step = if rep.steps.iter().any(|s| !s.ok && s.step.starts_with("migrate")) { "migrate" } else { "data" };
@@ -425,10 +538,13 @@ impl Updates {
                     self.health.wait_healthy(stack, &needs, stack.upgrade.health_deadline).await.map_err(|e| fail("migrate", e))?;
                 }
                 for m in &change.migrations {
+                    let t0 = Instant::now();
                     self.stacks.run_migration(stack, &settings, m).await.map_err(|e| {
                         let (error, log) = e.split_once('\n').map(|(a, b)| (a.to_string(), b.to_string())).unwrap_or((e.clone(), String::new()));
                         StepError { step: "migrate".into(), error, log }
                     })?;
+                    let detail = format!("{} ({:.1}s)", migration_label(m), t0.elapsed().as_secs_f64());
+                    self.alerts.emit(actor, Event::UpdateStep { stack: id.into(), id: uid, step: format!("migrate {}", m.service), detail });
                 }
             }
             self.update_step(uid, id, "start", "starting every service".into(), actor).await;
@@ -452,7 +568,8 @@ impl Updates {
     }
 
     /// Back to the pins before the hop and the data of the pre-update snapshot (the caller
-    /// holds `op_lock`).
+    /// holds `op_lock`). `step` is where the hop failed, or `ROLLBACK_REQUESTED` when an admin
+    /// takes back a committed hop.
     async fn roll_back(&self, uid: i64, step: &str, error: &str, log: &str, down: Instant, actor: &str) -> Result<UpdateRecord, AppError> {
         let rec = self.shared.store.update_record(uid)?.ok_or_else(|| crate::error::refused("no_update", &[("id", uid.to_string())]))?;
         let id = rec.stack.clone();
@@ -473,6 +590,11 @@ impl Updates {
         let s = |v: &str| v.to_string();
         let snap = rec.snapshot.as_deref().map(short_id).unwrap_or_default();
         match result {
+            Ok(()) if step == ROLLBACK_REQUESTED => {
+                // Taken back as asked: recorded as a rollback, not as a failure, and no alert.
+                self.shared.store.update_end(uid, "rolled_back", None, Some(secs))?;
+                self.alerts.emit(actor, Event::UpdateTakenBack { stack: id.clone(), from: rec.from_version.clone(), to: rec.to_version.clone(), id: uid, downtime: secs });
+            }
             Ok(()) => {
                 self.shared.store.update_end(uid, "rolled_back", None, Some(secs))?;
                 self.alerts.emit(actor, Event::UpdateRolledBack { stack: id.clone(), from: rec.from_version.clone(), to: rec.to_version.clone(), id: uid, step: step.into(), error: error.into(), downtime: secs });
@@ -513,7 +635,7 @@ impl Updates {
         let _g = self.ops.op_lock.lock().await;
         let down = Instant::now();
         self.stacks.stop_services(id, actor).await?;
-        self.roll_back(last.id, "rollback requested", &format!("asked by {actor}"), "", down, actor).await
+        self.roll_back(last.id, ROLLBACK_REQUESTED, &format!("asked by {actor}"), "", down, actor).await
     }
 
     /// At start: transactions a killed daemon left open. Before the stop nothing changed (the
@@ -535,7 +657,21 @@ impl Updates {
             }
             tracing::warn!(stack = %rec.stack, id = rec.id, step = %rec.step, "an update was interrupted; rolling it back");
             let _g = self.ops.op_lock.lock().await;
-            let down = Instant::now();
+            // The downtime counts from when the hop stopped the stack, before the restart.
+            let since_stop = self
+                .shared
+                .store
+                .update_stopped_at(rec.id)
+                .ok()
+                .flatten()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+                .and_then(|t| (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).to_std().ok())
+                .unwrap_or_default();
+            let down = Instant::now().checked_sub(since_stop).unwrap_or_else(Instant::now);
+            // What stopped it is the hop's error (the rollback keeps it).
+            if let Err(e) = self.shared.store.update_error(rec.id, &msg) {
+                tracing::error!(error = %e, "could not record why the update stopped");
+            }
             let _ = self.stacks.stop_services(&rec.stack, "hafen").await;
             if let Err(e) = self.roll_back(rec.id, &rec.step, &msg, "", down, "hafen").await {
                 tracing::error!(error = %e, stack = %rec.stack, "rollback of an interrupted update failed");
@@ -621,7 +757,8 @@ impl Updates {
         for id in ids {
             let stack = self.deployed_def(&id)?;
             let pins = self.shared.store.pins(&id)?;
-            for (svc, recipe) in built_services(&stack) {
+            for (svc, own) in built_services(&stack) {
+                let recipe = recipe_in_use(&stack, &svc, &pins).unwrap_or(own);
                 let current = match pins.get(&svc).map(|p| p.reference.clone()).filter(|r| r.starts_with(&format!("hafen/{recipe}:"))) {
                     Some(r) => r,
                     None => crate::images::tag_for(&self.shared.cfg.images_dir, &recipe)?,
@@ -652,7 +789,8 @@ impl Updates {
         let pins = self.shared.store.pins(&stack.id)?;
         let cache = lock(&self.rebuilds).clone();
         let mut out = Vec::new();
-        for (svc, recipe) in built_services(stack) {
+        for (svc, own) in built_services(stack) {
+            let recipe = recipe_in_use(stack, &svc, &pins).unwrap_or(own);
             let current = match pins.get(&svc).map(|p| p.reference.clone()).filter(|r| r.starts_with(&format!("hafen/{recipe}:"))) {
                 Some(r) => r,
                 None => crate::images::tag_for(&self.shared.cfg.images_dir, &recipe)?,

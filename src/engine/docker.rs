@@ -293,6 +293,8 @@ impl Engine for DockerEngine {
                 running: state.running.unwrap_or(false),
                 status: state.status.map(|s| s.to_string()).unwrap_or_default(),
                 restart_count: info.restart_count.unwrap_or(0),
+                // The last run's code while it is not running (also while it restarts).
+                exit_code: state.exit_code.filter(|_| state.status.is_some_and(|s| s.to_string() != "running")),
                 ip,
                 observed: Observed {
                     image: info.config.as_ref().and_then(|c| c.image.clone()).unwrap_or_default(),

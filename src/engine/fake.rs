@@ -95,6 +95,7 @@ impl Engine for FakeEngine {
             running: true,
             status: "running".into(),
             restart_count: 0,
+            exit_code: None,
             ip: Some("10.0.0.2".into()),
             observed: Observed {
                 image: spec.image.clone(),

@@ -30,6 +30,9 @@ pub struct ServiceState {
     /// Engine's words: running, exited, created, restarting, …
     pub status: String,
     pub restart_count: i64,
+    /// The exit code of its last run, when it is not running.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
     pub ip: Option<String>,
     /// Facts that `docker update` and similar can change behind hafen's back.
     pub observed: Observed,

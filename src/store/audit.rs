@@ -38,7 +38,12 @@ pub fn head_path(store: &Path) -> PathBuf {
 pub fn write_head(store: &Path, seq: i64, hash: &str) -> std::io::Result<()> {
     let path = head_path(store);
     let tmp = path.with_extension("audit-head.tmp");
-    std::fs::write(&tmp, format!("{seq} {hash}\n"))?;
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(format!("{seq} {hash}\n").as_bytes())?;
+    }
     std::fs::rename(&tmp, &path)
 }
 

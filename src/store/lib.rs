@@ -115,6 +115,11 @@ const MIGRATIONS: &[&str] = &[
         version TEXT NOT NULL,
         pinned_at TEXT NOT NULL
      );",
+    // v5: a deployed stack keeps the definition it was deployed with (its text; a changed file
+    // waits for the next deploy); an update records when it stopped the stack (its downtime
+    // counts from there, also across a restart).
+    "ALTER TABLE stacks ADD COLUMN definition TEXT NOT NULL DEFAULT '';
+     ALTER TABLE updates ADD COLUMN stopped_at TEXT;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +130,10 @@ pub enum StoreError {
     TooNew { path: String, found: i64, known: i64 },
     #[error("{}", rust_i18n::t!("err.store_open", path = .path, detail = .detail))]
     Open { path: String, detail: String },
+    /// The disk below the store fails its reads or writes (SQLite's I/O error): not damage of
+    /// the file's content, so the advice differs (never "move it aside").
+    #[error("{}", rust_i18n::t!("err.store_unreadable", path = .path, detail = .detail))]
+    Unreadable { path: String, detail: String },
     #[error("{}", rust_i18n::t!("err.store_query", _0 = .0))]
     Query(#[from] rusqlite::Error),
 }
@@ -136,6 +145,9 @@ pub struct StackRecord {
     pub settings: BTreeMap<String, String>,
     pub definition_hash: String,
     pub updated_at: String,
+    /// The definition's text as deployed (empty in records from before hafen kept it).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub definition: String,
 }
 
 pub use hafen_api::ImagePin;
@@ -149,6 +161,7 @@ impl StoreError {
             StoreError::Corrupt { path, detail } => M::new("store_corrupt").arg("path", path).arg("detail", detail),
             StoreError::TooNew { path, found, known } => M::new("store_toonew").arg("path", path).arg("found", found).arg("known", known),
             StoreError::Open { path, detail } => M::new("store_open").arg("path", path).arg("detail", detail),
+            StoreError::Unreadable { path, detail } => M::new("store_unreadable").arg("path", path).arg("detail", detail),
             StoreError::Query(e) => M::new("store_query").arg("_0", e),
         }
     }
@@ -171,7 +184,13 @@ impl Store {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Open { path: p.clone(), detail: e.to_string() })?;
         }
         let fresh = !path.exists() || std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
-        let corrupt = |e: rusqlite::Error| StoreError::Corrupt { path: p.clone(), detail: e.to_string() };
+        // Created private before SQLite opens it: SQLite gives its write-ahead log and shared
+        // memory file the database file's mode, so they are private from the start too.
+        restrict(path);
+        let corrupt = |e: rusqlite::Error| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::SystemIoFailure) => StoreError::Unreadable { path: p.clone(), detail: e.to_string() },
+            _ => StoreError::Corrupt { path: p.clone(), detail: e.to_string() },
+        };
         let conn = Connection::open(path).map_err(|e| StoreError::Open { path: p.clone(), detail: e.to_string() })?;
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(corrupt)?;
         if check != "ok" {
@@ -206,11 +225,13 @@ impl Store {
         Ok(self.conn().query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
-    pub fn put_stack(&self, id: &str, enabled: bool, settings: &BTreeMap<String, String>, definition_hash: &str) -> Result<(), StoreError> {
+    /// Records a stack; `definition` (its text) replaces the recorded one when given, else the
+    /// recorded text stays.
+    pub fn put_stack(&self, id: &str, enabled: bool, settings: &BTreeMap<String, String>, definition_hash: &str, definition: Option<&str>) -> Result<(), StoreError> {
         self.conn().execute(
-            "INSERT INTO stacks (id, enabled, settings, definition_hash, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(id) DO UPDATE SET enabled = ?2, settings = ?3, definition_hash = ?4, updated_at = ?5",
-            params![id, enabled, serde_json::to_string(settings).unwrap_or_default(), definition_hash, now()],
+            "INSERT INTO stacks (id, enabled, settings, definition_hash, updated_at, definition) VALUES (?1, ?2, ?3, ?4, ?5, COALESCE(?6, ''))
+             ON CONFLICT(id) DO UPDATE SET enabled = ?2, settings = ?3, definition_hash = ?4, updated_at = ?5, definition = COALESCE(?6, definition)",
+            params![id, enabled, serde_json::to_string(settings).unwrap_or_default(), definition_hash, now(), definition],
         )?;
         Ok(())
     }
@@ -224,7 +245,7 @@ impl Store {
 
     pub fn stacks(&self) -> Result<Vec<StackRecord>, StoreError> {
         let c = self.conn();
-        let mut q = c.prepare("SELECT id, enabled, settings, definition_hash, updated_at FROM stacks ORDER BY id")?;
+        let mut q = c.prepare("SELECT id, enabled, settings, definition_hash, updated_at, definition FROM stacks ORDER BY id")?;
         let rows = q.query_map([], |r| {
             let settings: String = r.get(2)?;
             Ok(StackRecord {
@@ -233,6 +254,7 @@ impl Store {
                 settings: serde_json::from_str(&settings).unwrap_or_default(),
                 definition_hash: r.get(3)?,
                 updated_at: r.get(4)?,
+                definition: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -419,9 +441,21 @@ fn table_count(c: &Connection) -> rusqlite::Result<i64> {
     c.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
 }
 
+/// The store file, its write-ahead log, its shared memory and its audit head: 0600 (created
+/// so when missing; tightened when an older hafen left them readable).
 fn restrict(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if !path.exists() {
+        let _ = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    }
+    for suffix in ["", "-wal", "-shm", ".audit-head"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        if p.exists() {
+            let _ = std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -435,12 +469,22 @@ mod tests {
         let s = Store::open(&p).unwrap();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
         let set = BTreeMap::from([("http_port".to_string(), "8000".to_string())]);
-        s.put_stack("tryton", true, &set, "abc").unwrap();
+        s.put_stack("tryton", true, &set, "abc", Some("id: tryton\n")).unwrap();
         drop(s);
         let s = Store::open(&p).unwrap();
         let r = s.stack("tryton").unwrap().unwrap();
         assert!(r.enabled);
         assert_eq!(r.settings, set);
+        assert_eq!(r.definition, "id: tryton\n");
+        // Recorded again without a text (a remove that disables it): the text stays.
+        s.put_stack("tryton", false, &set, "abc", None).unwrap();
+        assert_eq!(s.stack("tryton").unwrap().unwrap().definition, "id: tryton\n");
+        // The store's files are private (also the write-ahead log and its shared memory).
+        use std::os::unix::fs::PermissionsExt;
+        for f in ["state.db", "state.db-wal", "state.db-shm"] {
+            let mode = std::fs::metadata(d.path().join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f} is {mode:o}");
+        }
         let seq = s.record_event("stack_deployed", Some("tryton"), "cli", "deployed", &serde_json::json!({}), "stack:tryton", "ok").unwrap();
         assert_eq!(s.events(seq - 1, None, 10).unwrap().len(), 1);
     }

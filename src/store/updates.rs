@@ -92,6 +92,17 @@ impl Store {
     }
 
     /// Records the error of a step without ending the transaction (a rollback follows).
+    /// The hop stopped the stack now (the first time only): its downtime counts from here.
+    pub fn update_stopped(&self, id: i64) -> Result<(), StoreError> {
+        self.conn().execute("UPDATE updates SET stopped_at = COALESCE(stopped_at, ?2) WHERE id = ?1", params![id, now()])?;
+        Ok(())
+    }
+
+    /// When the hop stopped the stack (RFC 3339), if it did.
+    pub fn update_stopped_at(&self, id: i64) -> Result<Option<String>, StoreError> {
+        Ok(self.conn().query_row("SELECT stopped_at FROM updates WHERE id = ?1", params![id], |r| r.get(0)).optional()?.flatten())
+    }
+
     pub fn update_error(&self, id: i64, error: &str) -> Result<(), StoreError> {
         self.conn().execute("UPDATE updates SET error = ?2 WHERE id = ?1", params![id, error])?;
         Ok(())

@@ -308,6 +308,25 @@ pub fn containers_of(stack: &str) -> Vec<String> {
     v
 }
 
+/// Every file below `dir` that its group or others may read or write (mode & 0o077), with
+/// its mode: hafen's state files are its own (0600, secrets 0400).
+pub fn open_to_others(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let m = std::fs::symlink_metadata(e.path()).unwrap();
+            if m.is_dir() {
+                todo.push(e.path());
+            } else if m.is_file() && m.permissions().mode() & 0o077 != 0 {
+                out.push(format!("{} {:o}", e.path().display(), m.permissions().mode() & 0o7777));
+            }
+        }
+    }
+    out
+}
+
 /// Polls `f` until it returns Some or `limit` passes (a generous bound, not a timing claim).
 pub fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<(T, Duration)> {
     let start = Instant::now();

@@ -68,6 +68,7 @@ pub fn parse_stack(file: &str, src: &str, dir_id: Option<&str>) -> Result<StackD
         Some(mut d) if issues.is_empty() => {
             d.file_hash = hex::encode(Sha256::digest(src.as_bytes()));
             d.file = file.to_string();
+            d.source = src.to_string();
             Ok(d)
         }
         _ => {
@@ -256,6 +257,7 @@ fn decode_stack(v: &Value, dir_id: Option<&str>, is: &mut Issues) -> Option<Stac
         upgrade,
         file_hash: String::new(),
         file: String::new(),
+        source: String::new(),
     })
 }
 
@@ -886,6 +888,7 @@ fn decode_upgrade(v: &Value, services: &BTreeMap<String, ServiceDef>, is: &mut I
             is.push("upgrade.databases", t!("v.unknown_service", s = d).to_string());
         }
     }
+    let versions = decode_versions(o.raw("versions"), services, track.is_some(), is);
     let mut health_deadline = UpgradeDef::default().health_deadline;
     if let Some(s) = o.raw("health_deadline").and_then(scalar) {
         match parse_duration(&s) {
@@ -895,7 +898,62 @@ fn decode_upgrade(v: &Value, services: &BTreeMap<String, ServiceDef>, is: &mut I
         }
     }
     o.finish(is);
-    UpgradeDef { channel, allow_major_skip, required_versions, migrations, track, with, databases, health_deadline }
+    UpgradeDef { channel, allow_major_skip, required_versions, migrations, track, with, databases, versions, health_deadline }
+}
+
+/// `upgrade.versions`: version → (service → recipe) for a stack built from Debian's packages.
+/// Each version parses, each service exists and is built from a recipe, each recipe is a
+/// recipe's name, and the services' own recipes are exactly one version (where a first deploy
+/// starts). Not beside `track` (a stack's versions come from one place).
+fn decode_versions(v: Option<&Value>, services: &BTreeMap<String, ServiceDef>, tracked: bool, is: &mut Issues) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let Some(v) = v else { return out };
+    let Value::Mapping(m) = v else {
+        is.push("upgrade.versions", t!("v.versions_map").to_string());
+        return out;
+    };
+    if tracked {
+        is.push("upgrade.versions", t!("v.versions_and_track").to_string());
+    }
+    for (k, vv) in m {
+        let Some(version) = scalar(k) else { continue };
+        let p = format!("upgrade.versions.{version}");
+        if crate::version::Version::parse(&version).is_none() {
+            is.push(&p, t!("v.not_version_prefix", p = version).to_string());
+        }
+        let mut recipes = BTreeMap::new();
+        match vv {
+            Value::Mapping(sm) => {
+                for (sk, sv) in sm {
+                    let (Some(svc), Some(recipe)) = (scalar(sk), scalar(sv)) else { continue };
+                    match services.get(&svc).map(|s| &s.image) {
+                        Some(ImageSource::Build { .. }) => {}
+                        Some(_) => is.push(&p, t!("v.versions_needs_build", s = svc).to_string()),
+                        None => is.push(&p, t!("v.unknown_service", s = svc).to_string()),
+                    }
+                    if !is_ident(&recipe) {
+                        is.push(&p, t!("v.not_recipe", r = recipe).to_string());
+                    }
+                    recipes.insert(svc, recipe);
+                }
+            }
+            _ => is.push(&p, t!("v.with_tags_map").to_string()),
+        }
+        out.insert(version, recipes);
+    }
+    let own: BTreeMap<String, String> = services
+        .iter()
+        .filter_map(|(n, s)| match &s.image {
+            ImageSource::Build { recipe } => Some((n.clone(), recipe.clone())),
+            _ => None,
+        })
+        .filter(|(n, _)| out.values().any(|m: &BTreeMap<String, String>| m.contains_key(n)))
+        .collect();
+    if !out.is_empty() && !out.values().any(|m| *m == own) {
+        let own_text = own.iter().map(|(s, r)| format!("{s}: {r}")).collect::<Vec<_>>().join(", ");
+        is.push("upgrade.versions", t!("v.versions_own", own = own_text).to_string());
+    }
+    out
 }
 
 /// Dependency order (dependencies first), or the cycle found.
@@ -952,6 +1010,26 @@ mod tests {
     }
 
     /// A description is one text or one per language; another key is named.
+    #[test]
+    fn versions_by_recipe_are_checked() {
+        let base = "version: 1\nid: v\nservices:\n  server:\n    build: tryton60\n  db:\n    build: postgres15\n  web:\n    image: \"nginx:1\"\n";
+        let ok = format!("{base}upgrade:\n  versions:\n    \"6.0\": {{server: tryton60, db: postgres15}}\n    \"7.0\": {{server: tryton70, db: postgres17}}\n");
+        let d = parse_stack("v/stack.yaml", &ok, Some("v")).unwrap();
+        assert_eq!(d.upgrade.versions["7.0"]["db"], "postgres17");
+        assert_eq!(d.recipes_of("server"), ["tryton60", "tryton70"]);
+        assert!(d.recipes_of("web").is_empty());
+        let bad = |upgrade: &str| parse_stack("v/stack.yaml", &format!("{base}upgrade:\n{upgrade}"), Some("v")).err().map(|i| i.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("\n")).unwrap_or_default();
+        // A service from a registry, an unknown one, a bad recipe name, a bad version.
+        assert!(bad("  versions:\n    \"6.0\": {server: tryton60, db: postgres15}\n    \"7.0\": {web: nginx2}\n").contains("not built from a recipe"));
+        assert!(bad("  versions:\n    \"6.0\": {server: tryton60, db: postgres15, cache: redis}\n").contains("cache"));
+        assert!(bad("  versions:\n    \"6.0\": {server: tryton60, db: postgres15}\n    \"7.0\": {server: \"Tryton 7\"}\n").contains("Tryton 7"));
+        assert!(bad("  versions:\n    \"6.0\": {server: tryton60, db: postgres15}\n    latest: {server: tryton70}\n").contains("latest"));
+        // The services' own recipes must be one of the versions.
+        assert!(bad("  versions:\n    \"7.0\": {server: tryton70, db: postgres17}\n").contains("server: tryton60"));
+        // Not beside `track`.
+        assert!(bad("  track: web\n  versions:\n    \"6.0\": {server: tryton60, db: postgres15}\n").contains("not both"));
+    }
+
     #[test]
     fn a_description_per_language() {
         let base = "version: 1\nid: d\nservices:\n  app:\n    image: \"nginx:1\"\n";

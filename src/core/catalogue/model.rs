@@ -27,6 +27,10 @@ pub struct StackDef {
     /// sha256 of the definition file, for the record.
     pub file_hash: String,
     pub file: String,
+    /// The definition's text (without a byte-order mark): what a deploy records, so a deployed
+    /// stack keeps running by the definition it was deployed with.
+    #[serde(skip)]
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -221,8 +225,29 @@ pub struct UpgradeDef {
     /// Database services: when their image's major version changes, their data moves by dump
     /// and load (the pre-update backup's dump into a fresh database of the new version).
     pub databases: Vec<String>,
+    /// Versions of a stack built from Debian's packages: version → (service → image recipe),
+    /// e.g. 6.0 → tryton60 + postgres15, 7.0 → tryton70 + postgres17. The services' own
+    /// `build:` recipes are one of them (the version a first deploy runs). Updates then need no
+    /// registry: a hop builds the new version's images from their recipes.
+    pub versions: BTreeMap<String, BTreeMap<String, String>>,
     /// How long the probes may take to pass after an update before it is rolled back.
     pub health_deadline: Duration,
+}
+
+impl StackDef {
+    /// Every recipe `service` may be built from: its own `build:` and each version's.
+    pub fn recipes_of(&self, service: &str) -> Vec<String> {
+        let mut out: Vec<String> = match self.services.get(service).map(|s| &s.image) {
+            Some(ImageSource::Build { recipe }) => vec![recipe.clone()],
+            _ => vec![],
+        };
+        for r in self.upgrade.versions.values().filter_map(|m| m.get(service)) {
+            if !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+        out
+    }
 }
 
 impl Default for UpgradeDef {
@@ -235,6 +260,7 @@ impl Default for UpgradeDef {
             track: None,
             with: Vec::new(),
             databases: Vec::new(),
+            versions: BTreeMap::new(),
             health_deadline: Duration::from_secs(600),
         }
     }

@@ -146,6 +146,7 @@ mod tests {
     const ALERTS: &[(&str, &[&str])] = &[
         ("stack_unhealthy", &["stack", "services", "detail"]),
         ("crash_loop", &["stack", "service", "restarts", "window"]),
+        ("definition_invalid", &["stack", "file", "issues"]),
         ("service_oom", &["stack", "service"]),
         ("engine_unreachable", &["endpoint", "detail"]),
         ("disk_low", &["what", "path", "free", "total", "percent", "forecast"]),
