@@ -54,8 +54,19 @@ fn whole_box_restore_on_a_bare_host_with_only_the_recovery_kit() {
     assert!(host["error"].is_null(), "{host}");
     assert_eq!(host["snapshot"]["label"], "hafen-host");
     // Every file of hafen's state is its own (the store, its log and shared memory, the audit
-    // head, keys, secrets, marks).
-    assert_eq!(open_to_others(&d.state_dir()), Vec::<String>::new(), "state files others can read");
+    // head, the lock, keys, secrets, marks); the repository cache, whose files are encrypted
+    // copies from the repository (as restic keeps them), is a directory only hafen may enter.
+    let private = |d: &Daemon| {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(d.state_dir()).unwrap().permissions().mode() & 0o777, 0o700, "the state directory");
+        if let Ok(m) = std::fs::metadata(d.state_dir().join("cache")) {
+            assert_eq!(m.permissions().mode() & 0o777, 0o700, "the repository cache");
+        }
+        let cache = d.state_dir().join("cache").display().to_string();
+        let open: Vec<String> = open_to_others(&d.state_dir()).into_iter().filter(|f| !f.starts_with(&cache)).collect();
+        assert_eq!(open, Vec::<String>::new(), "state files others can read");
+    };
+    private(&d);
 
     // The box is lost: no containers, no volumes, no hafen state, no configuration.
     assert!(d.sigterm().success());
@@ -96,7 +107,7 @@ fn whole_box_restore_on_a_bare_host_with_only_the_recovery_kit() {
     let found = tryton_session_rpc(port, "tryton", "admin", uid, &session, "model.party.party.search_read", json!([[["name", "=", "Kinder- und Jugendhilfe Ost e.V."]], 0, null, null, ["name"], {}]));
     assert_eq!(found.as_array().map(|a| a.len()), Some(1), "{found}");
     assert_eq!(http_get(&format!("http://127.0.0.1:{port}/")).0, 200);
-    assert_eq!(open_to_others(&d.state_dir()), Vec::<String>::new(), "restored state files others can read");
+    private(&d);
 
     // A host with hafen state is never overwritten.
     let o = restore(&[]);
@@ -218,37 +229,63 @@ fn kill_9_during_an_in_place_restore_puts_the_previous_data_back() {
     d.start();
     settled(&d, "Stand danach\n", "while staging");
 
-    // At the system call that moves the volume aside (the journal written, nothing moved), at
-    // the one that moves the restored data into its place (the previous data aside), and at the
-    // commit (the stack runs on the restored data, the journal is about to be marked committed:
-    // the third write of it, after one per volume). (When the staging area is on another file
-    // system the restored data is copied by a child process; the kill comes before either.)
-    let journal = restore_dir.join(format!("{id}.journal"));
-    for (calls, when, path, what) in [
-        ("rename,renameat,renameat2", 1, vol.clone(), "before the volume is moved aside"),
-        ("rename,renameat,renameat2", 2, vol.clone(), "before the restored data is moved into place"),
-        ("rename,renameat,renameat2", 3, journal.clone(), "before the restore is committed"),
-    ] {
-        let log = d.dir.path().join(format!("strace-{when}.log"));
-        let mut strace = d.strace(&log, calls, &format!("signal=KILL:when={when}"), &[path.as_path()]);
-        let o = d.cli(&["restore", "--stack", id]);
-        assert!(!o.status.success(), "the restore finished although the daemon was to be killed {what}:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
-        let _ = strace.wait();
-        let _ = d.child.take().unwrap().wait();
-        d.start();
-        settled(&d, "Stand danach\n", what);
-    }
+    // At the system call that moves the restored data into its place (the previous data already
+    // aside): strace attaches while the snapshot is staged and watches the staged directory (the
+    // move is a rename, or — when the staging area is on another file system — tried as one
+    // before a child process copies it).
+    let mut client = Command::new(bin()).arg("--config").arg(&d.config).args(["restore", "--stack", id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let (staged, _) = wait_for(Duration::from_secs(120), || {
+        let staged = std::fs::read_dir(&restore_dir).ok()?.flatten().find(|e| e.path().is_dir())?.path().join("volumes").join("one");
+        staged.is_dir().then_some(staged)
+    })
+    .expect("the restore never began to stage");
+    let log = d.dir.path().join("strace-in.log");
+    let mut strace = d.strace(&log, "rename,renameat,renameat2", "signal=KILL:when=1", &[staged.as_path()]);
+    let st = client.wait().unwrap();
+    assert!(!st.success(), "the restore finished although the daemon was to be killed before the restored data is moved into place:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    let _ = strace.wait();
+    let _ = d.child.take().unwrap().wait();
+    let aside = std::fs::read_dir(parent).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with("_data.pre-restore-"));
+    assert!(aside, "the kill came before the volume was moved aside");
+    d.start();
+    settled(&d, "Stand danach\n", "before the restored data is moved into place");
 
-    // After the commit, while the journal is removed (the previous data already deleted): the
-    // restored data stays.
-    let log = d.dir.path().join("strace-commit.log");
-    let mut strace = d.strace(&log, "unlink,unlinkat", "signal=KILL:when=1", &[journal.as_path()]);
+    // At the system call that moves the volume aside (the journal written, nothing moved).
+    let log = d.dir.path().join("strace-aside.log");
+    let mut strace = d.strace(&log, "rename,renameat,renameat2", "signal=KILL:when=1", &[vol.as_path()]);
     let o = d.cli(&["restore", "--stack", id]);
-    assert!(!o.status.success(), "the restore finished although the daemon was to be killed after the commit:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(!o.status.success(), "the restore finished although the daemon was to be killed before the volume is moved aside:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
     let _ = strace.wait();
     let _ = d.child.take().unwrap().wait();
     d.start();
-    settled(&d, "Stand der Sicherung\n", "after the commit");
+    settled(&d, "Stand danach\n", "before the volume is moved aside");
+
+    // At the commit (the stack runs on the restored data; the journal, which names both volumes,
+    // is about to be marked committed), and after it, while the journal is removed (the previous
+    // data already deleted). strace attaches once the journal names both volumes and watches the
+    // journal's new version (renamed over it) and the journal itself (strace matches the first
+    // path of a rename).
+    let journal = restore_dir.join(format!("{id}.journal"));
+    let new_journal = restore_dir.join(format!("{id}.journal.new"));
+    for (calls, watched, want, what) in [
+        ("rename,renameat,renameat2", &new_journal, "Stand danach\n", "before the restore is committed"),
+        ("unlink,unlinkat", &journal, "Stand der Sicherung\n", "after the commit"),
+    ] {
+        let mut client = Command::new(bin()).arg("--config").arg(&d.config).args(["restore", "--stack", id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        wait_for(Duration::from_secs(120), || {
+            let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&journal).ok()?).ok()?;
+            (j["pairs"].as_array()?.len() == 2).then_some(())
+        })
+        .expect("the restore never moved both volumes");
+        let log = d.dir.path().join(format!("strace-{}.log", calls.split(',').next().unwrap()));
+        let mut strace = d.strace(&log, calls, "signal=KILL:when=1", &[watched.as_path()]);
+        let st = client.wait().unwrap();
+        assert!(!st.success(), "the restore finished although the daemon was to be killed {what}:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        let _ = strace.wait();
+        let _ = d.child.take().unwrap().wait();
+        d.start();
+        settled(&d, want, what);
+    }
 }
 
 #[test]

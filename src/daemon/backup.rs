@@ -283,7 +283,13 @@ pub async fn open_target(cfg: &Config, t: &BackupTarget) -> Result<Repo, BackupE
     let ring = Keyring::open(&cfg.keys_dir())?;
     let key = ring.repo_key(&t.name)?;
     let loc = location(t)?;
+    // The repository cache (encrypted copies of index, snapshot and tree files, as restic keeps
+    // them): a directory only hafen may enter.
     let cache = cfg.state_dir.join("cache");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::create_dir_all(&cache).and_then(|_| std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o700)));
+    }
     let repo = tokio::task::spawn_blocking(move || Repo::open_or_init(loc, key).map(|r| r.with_cache(cache))).await.map_err(|e| BackupError::Io(e.to_string()))??;
     if let (Some(wrapped), TargetKind::Local { path, .. }) = (ring.wrapped_repo_key(&t.name)?, &t.kind) {
         let p = path.join("hafen-repo-key.age");

@@ -39,8 +39,11 @@ pub enum ServeError {
 /// `hafen serve` on the same state — another socket, another config file — stops here, before
 /// it opens the store.
 fn lock_state(state_dir: &Path) -> Result<std::fs::File, ServeError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let path = state_dir.join("hafen.lock");
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| ServeError::Prepare { path: path.display().to_string(), detail: e.to_string() })?;
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path).map_err(|e| ServeError::Prepare { path: path.display().to_string(), detail: e.to_string() })?;
+    // (A lock file an older hafen made readable is tightened too.)
+    let _ = f.set_permissions(std::fs::Permissions::from_mode(0o600));
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::StateLocked(state_dir.display().to_string())),
