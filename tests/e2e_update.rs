@@ -387,7 +387,7 @@ fn updates_are_transactions_killed_at_every_step_rolled_back_when_broken() {
     assert!(d.ok(&["events", "--stack", id]).contains("taken back as asked"), "{}", d.ok(&["events", "--stack", id]));
     let de = d.cli_in("de", &["update", "list", id]);
     let de = String::from_utf8_lossy(&de.stdout).to_string();
-    assert!(de.contains("SCHRITT") && de.contains("zurückgenommen") && de.contains("übernommen") && !de.contains("rolled") && !de.contains("committed"), "{de}");
+    assert!(de.contains("SCHRITT") && de.contains("zurückgenommen") && de.contains("abgebrochen") && !de.contains("rolled") && !de.contains("aborted"), "{de}");
     eprintln!("MEASURED upapp: update 1.0→2.0 (PostgreSQL 15→17) down {down_update:.1}s; broken 3.0 (server exits at once) rolled back, down {down_rollback:.1}s, the whole apply {took_broken:.1}s");
 }
 

@@ -697,6 +697,8 @@ fn an_io_error_on_the_state_store_fails_the_operation_closed_and_loses_nothing()
     assert!(std::fs::read_to_string(&log).unwrap().contains("EIO"), "no read of the store failed, so the test proved nothing");
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.contains("state.db") && err.to_lowercase().contains("i/o"), "the error names neither the store nor the I/O error:\n{err}");
+    // Named as the disk's fault, not as a damaged file (whose advice would be to move it aside).
+    assert!(err.contains("not of the file's content") && !err.contains("move it aside"), "{err}");
     assert_eq!(ids(), running, "containers changed while the store could not be read");
     d.start();
     assert!(d.json(&["stack", "list"]).to_string().contains(id));

@@ -113,7 +113,8 @@ pub async fn stack(cli: &Cli, sc: &StackCmd) -> anyhow::Result<i32> {
                     println!("  volume {v}");
                 }
                 for sv in d.summary.services.iter().filter(|s| s.reference.is_some()) {
-                    let digest = sv.digest.as_deref().map(|g| format!(" ({g})")).unwrap_or_default();
+                    // The digest alone (a registry's answer names the repository before it).
+                    let digest = sv.digest.as_deref().map(|g| format!(" ({})", g.rsplit_once('@').map(|(_, d)| d).unwrap_or(g))).unwrap_or_default();
                     println!("  {}: {}{digest}", sv.service, sv.reference.as_deref().unwrap_or_default());
                 }
                 if let Some(plan) = &d.pending_plan {
