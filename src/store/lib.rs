@@ -191,7 +191,10 @@ impl Store {
             Some(rusqlite::ErrorCode::SystemIoFailure) => StoreError::Unreadable { path: p.clone(), detail: e.to_string() },
             _ => StoreError::Corrupt { path: p.clone(), detail: e.to_string() },
         };
-        let conn = Connection::open(path).map_err(|e| StoreError::Open { path: p.clone(), detail: e.to_string() })?;
+        let conn = Connection::open(path).map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::SystemIoFailure) => StoreError::Unreadable { path: p.clone(), detail: e.to_string() },
+            _ => StoreError::Open { path: p.clone(), detail: e.to_string() },
+        })?;
         let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(corrupt)?;
         if check != "ok" {
             return Err(StoreError::Corrupt { path: p, detail: check });

@@ -66,8 +66,18 @@ pub fn ensure_recipes(more: &[&str]) {
     done.extend(todo.iter().map(|s| s.to_string()));
 }
 
+/// A port nothing listens on now, never the same twice in one test binary (the kernel may hand
+/// out a just-freed port again, and two settings of one stack must not collide).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub struct Daemon {
