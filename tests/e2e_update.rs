@@ -223,9 +223,11 @@ fn updates_are_transactions_killed_at_every_step_rolled_back_when_broken() {
         assert_eq!(d.json(&["update", "list", id]), serde_json::json!([]), "a refused update left a record");
     };
     refused(&d, "hafen keys init", "hafen keys init");
-    // The plan says so up front.
+    // The plan and the check say so up front.
     let plan = d.ok(&["update", "plan", id, "--to", "2.0"]);
     assert!(plan.contains("Before this update can run") && plan.contains("hafen keys init"), "{plan}");
+    let check = d.ok(&["update", "check", id]);
+    assert!(check.contains("Before this update can run") && check.contains("hafen keys init"), "{check}");
     let config = std::fs::read_to_string(&d.config).unwrap();
     assert!(d.sigterm().success());
     std::fs::write(&d.config, config.replace(&format!("backup_targets:\n  - name: usb\n    path: {}\n", target.display()), "")).unwrap();

@@ -522,6 +522,10 @@ pub struct StackCheck {
     /// For images built from Debian's packages: what a fresh rebuild would change.
     #[serde(default)]
     pub changes: Vec<String>,
+    /// What an update of this stack needs and the box lacks (refusals with what to do), when
+    /// there is something to apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<Message>,
 }
 
 /// One hop of a plan, as shown before anything is done.

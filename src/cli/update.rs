@@ -15,6 +15,18 @@ fn update_word(kind: &str, w: &str) -> String {
     hafen_core::i18n::render(&rust_i18n::locale(), &hafen_api::Message::new(&format!("{kind}.{w}"))).replace(&format!("{kind}.{w}"), w)
 }
 
+/// What the box lacks for an update, each with what to do (`update apply` refuses until then).
+fn print_missing(missing: &[hafen_api::Message]) {
+    if missing.is_empty() {
+        return;
+    }
+    let lang = rust_i18n::locale();
+    println!("{}", t!("update_plan_missing"));
+    for m in missing {
+        println!("  - {}", hafen_core::i18n::render_error(&lang, m).unwrap_or_else(|| m.code.clone()));
+    }
+}
+
 fn print_header() {
     println!("{:>4}  {:<12} {:>8}   {:<8} {:<16} {:<14} {:>6}  {:<8}  {}", "#", t!("col_stack"), t!("col_from"), t!("col_to"), t!("col_state"), t!("col_step"), t!("col_down"), t!("col_snapshot"), t!("col_started"));
 }
@@ -74,6 +86,7 @@ pub async fn run(c: Client, cmd: &UpdateCmd) -> anyhow::Result<i32> {
                 if let Some(p) = &x.pinned {
                     println!("  {}", t!("update_pinned_note", version = p));
                 }
+                print_missing(&x.missing);
             }
             Ok(if failed { 1 } else { 0 })
         }
@@ -102,13 +115,9 @@ pub async fn run(c: Client, cmd: &UpdateCmd) -> anyhow::Result<i32> {
                 }
                 println!("       {}", h.steps.join(" → "));
             }
-            // What the box lacks for it, each with what to do (`update apply` refuses until then).
             if !p.missing.is_empty() {
-                let lang = rust_i18n::locale();
-                println!("\n{}", t!("update_plan_missing"));
-                for m in &p.missing {
-                    println!("  - {}", hafen_core::i18n::render_error(&lang, m).unwrap_or_else(|| m.code.clone()));
-                }
+                println!();
+                print_missing(&p.missing);
             }
             Ok(0)
         }

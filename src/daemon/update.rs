@@ -210,7 +210,7 @@ impl Updates {
                 let rebuild = !changes.is_empty();
                 let zero = Version::parse("0").expect("version");
                 let d = decide(&zero, &[], rebuild, &policy, &stack.upgrade, chrono::Utc::now());
-                out.push(StackCheck { stack: id, current: "built".into(), available: vec![], path: vec![], rebuild, pinned, decision: serde_json::to_value(d).unwrap_or_default(), error: None, changes });
+                out.push(StackCheck { missing: vec![], stack: id, current: "built".into(), available: vec![], path: vec![], rebuild, pinned, decision: serde_json::to_value(d).unwrap_or_default(), error: None, changes });
                 continue;
             }
             let (current_tag, view) = if versioned {
@@ -232,10 +232,14 @@ impl Updates {
                         },
                     };
                     let d = decide(&current, &tags, rebuild, &policy, &stack.upgrade, chrono::Utc::now());
-                    out.push(StackCheck { stack: id, current: current.tag, available: avail.into_iter().map(|v| v.tag).collect(), path, rebuild, pinned, decision: serde_json::to_value(d).unwrap_or_default(), error, changes: vec![] });
+                    out.push(StackCheck { missing: vec![], stack: id, current: current.tag, available: avail.into_iter().map(|v| v.tag).collect(), path, rebuild, pinned, decision: serde_json::to_value(d).unwrap_or_default(), error, changes: vec![] });
                 }
-                Err(e) => out.push(StackCheck { stack: id, current: current_tag, available: vec![], path: vec![], rebuild: false, pinned, decision: serde_json::Value::Null, error: Some(e.to_string()), changes: vec![] }),
+                Err(e) => out.push(StackCheck { missing: vec![], stack: id, current: current_tag, available: vec![], path: vec![], rebuild: false, pinned, decision: serde_json::Value::Null, error: Some(e.to_string()), changes: vec![] }),
             }
+        }
+        // Said up front: what an update that is due would lack.
+        for c in out.iter_mut().filter(|c| c.error.is_none() && (!c.path.is_empty() || c.rebuild)) {
+            c.missing = self.missing(&c.stack);
         }
         Ok(out)
     }
