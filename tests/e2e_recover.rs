@@ -133,7 +133,7 @@ fn kill_9_during_a_backup_counts_no_snapshot_and_the_next_run_succeeds() {
     let st = Command::new("sh").arg("-c").arg(format!("head -c 400000000 /dev/urandom > {}/big.bin", vol.trim())).status().unwrap();
     assert!(st.success());
 
-    let mut run = Command::new(bin()).arg("--config").arg(&d.config).args(["backup", "run", id]).env("HAFEN_LANG", "en").spawn().unwrap();
+    let mut run = d.spawn_cli(&["backup", "run", id]);
     wait_for(Duration::from_secs(60), || (count_files(&target.join("data")) >= 2).then_some(())).expect("the backup never wrote a pack");
     assert_eq!(count_files(&target.join("snapshots")), 0, "the backup finished before the kill; the test needs more data");
     d.kill9();
@@ -185,7 +185,7 @@ fn kill_9_during_an_in_place_restore_puts_the_previous_data_back() {
     d.kill9();
     d.env.push(("HAFEN_TEST_PAUSE_AFTER".into(), format!("create:hafen-{id}-first")));
     d.start();
-    let mut client = Command::new(bin()).arg("--config").arg(&d.config).args(["restore", "--stack", id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut client = d.spawn_cli(&["restore", "--stack", id]);
     wait_for(Duration::from_secs(300), || d.state_dir().join("paused").exists().then_some(())).expect("the restore never reached the pause point");
     d.kill9();
     let _ = client.kill();
@@ -218,7 +218,7 @@ fn kill_9_during_an_in_place_restore_puts_the_previous_data_back() {
 
     // While the snapshot is restored into staging (enough data that it takes a while).
     let restore_dir = d.state_dir().join("restore");
-    let mut client = Command::new(bin()).arg("--config").arg(&d.config).args(["restore", "--stack", id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut client = d.spawn_cli(&["restore", "--stack", id]);
     wait_for(Duration::from_secs(120), || {
         let staged = std::fs::read_dir(&restore_dir).ok()?.flatten().find(|e| e.path().is_dir())?;
         std::fs::read_dir(staged.path().join("volumes")).ok()?.next().map(|_| ())
@@ -233,7 +233,7 @@ fn kill_9_during_an_in_place_restore_puts_the_previous_data_back() {
     // aside): strace attaches while the snapshot is staged and watches the staged directory (the
     // move is a rename, or — when the staging area is on another file system — tried as one
     // before a child process copies it).
-    let mut client = Command::new(bin()).arg("--config").arg(&d.config).args(["restore", "--stack", id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut client = d.spawn_cli(&["restore", "--stack", id]);
     let (staged, _) = wait_for(Duration::from_secs(120), || {
         let staged = std::fs::read_dir(&restore_dir).ok()?.flatten().find(|e| e.path().is_dir())?.path().join("volumes").join("one");
         staged.is_dir().then_some(staged)
@@ -271,7 +271,7 @@ fn kill_9_during_an_in_place_restore_puts_the_previous_data_back() {
         ("rename,renameat,renameat2", &new_journal, "Stand danach\n", "before the restore is committed"),
         ("unlink,unlinkat", &journal, "Stand der Sicherung\n", "after the commit"),
     ] {
-        let mut client = Command::new(bin()).arg("--config").arg(&d.config).args(["restore", "--stack", id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let mut client = d.spawn_cli(&["restore", "--stack", id]);
         wait_for(Duration::from_secs(120), || {
             let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&journal).ok()?).ok()?;
             (j["pairs"].as_array()?.len() == 2).then_some(())
@@ -288,16 +288,23 @@ fn kill_9_during_an_in_place_restore_puts_the_previous_data_back() {
     }
 }
 
-#[test]
-fn the_quiesce_limit_stops_the_capture_and_runs_the_post_hooks_at_once() {
+/// The fixture whose backup quiesces the app (pre-hook: maintenance mode) and whose dump hangs,
+/// deployed with a backup target and a recovery key.
+fn slowdump(id: &str) -> Daemon {
     ensure_images();
-    let id = "slowdump-q";
     let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/slowdump"), id)]);
     let target = d.dir.path().join("nas");
     d.append_config(&format!("backup_targets:\n  - name: nas\n    path: {}\n", target.display()));
     d.start();
     d.ok(&["keys", "init"]);
     d.ok(&["stack", "deploy", id, "--set", &format!("port={}", free_port()), "--wait", "120"]);
+    d
+}
+
+#[test]
+fn the_quiesce_limit_stops_the_capture_and_runs_the_post_hooks_at_once() {
+    let id = "slowdump-q";
+    let d = slowdump(id);
     let o = d.cli(&["backup", "run", id, "--json"]);
     assert!(!o.status.success());
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -319,17 +326,11 @@ fn the_quiesce_limit_stops_the_capture_and_runs_the_post_hooks_at_once() {
 /// interrupted backup is a failed backup: an event, an audit record and an alert.
 #[test]
 fn kill_9_while_a_stack_is_quiesced_runs_its_post_hooks_at_the_next_start() {
-    ensure_images();
     let id = "slowdump-k";
-    let mut d = Daemon::new(&[(&root().join("tests/fixtures/stacks/slowdump"), id)]);
-    let target = d.dir.path().join("nas");
-    d.append_config(&format!("backup_targets:\n  - name: nas\n    path: {}\n", target.display()));
-    d.start();
-    d.ok(&["keys", "init"]);
-    d.ok(&["stack", "deploy", id, "--set", &format!("port={}", free_port()), "--wait", "120"]);
+    let mut d = slowdump(id);
     let vol = std::path::PathBuf::from(docker(&["volume", "inspect", "-f", "{{.Mountpoint}}", &format!("hafen-{id}-data")]).trim());
     let maintenance = vol.join(".maintenance");
-    let mut run = Command::new(bin()).arg("--config").arg(&d.config).args(["backup", "run", id]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut run = d.spawn_cli(&["backup", "run", id]);
     // The pre-hook has run; the dump hangs (the fixture's quiesce limit is 4 s).
     wait_for(Duration::from_secs(30), || maintenance.exists().then_some(())).expect("the pre-hook never ran");
     d.kill9();

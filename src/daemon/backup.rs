@@ -101,6 +101,12 @@ fn quoted(e: impl ToString) -> Message {
 }
 
 /// A step whose detail came from elsewhere in either case (a migration's output or error).
+/// A mark a killed daemon may have left (a restore's journal, a quiesced stack), read whole.
+fn read_json<T: serde::de::DeserializeOwned>(p: &Path) -> Result<T, String> {
+    let bytes = std::fs::read(p).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+}
+
 /// Removes a directory when dropped (a restore's staging, also when it stops half-way).
 struct RemoveOnDrop(std::path::PathBuf);
 
@@ -873,7 +879,7 @@ impl Backups {
                 let _ = std::fs::remove_file(&p);
                 continue;
             }
-            let journal: RestoreJournal = match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            let journal: RestoreJournal = match read_json(&p) {
                 Ok(j) => j,
                 Err(e) => {
                     tracing::error!(file = %p.display(), error = %e, "an interrupted restore's journal cannot be read; left for the admin");
@@ -914,7 +920,7 @@ impl Backups {
                 let _ = std::fs::remove_file(&p);
                 continue;
             }
-            let mark: QuiesceMark = match std::fs::read(&p).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            let mark: QuiesceMark = match read_json(&p) {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::error!(file = %p.display(), error = %e, "an interrupted backup's mark cannot be read; removed");

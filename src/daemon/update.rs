@@ -440,13 +440,16 @@ impl Updates {
                 let recipe = stack.upgrade.versions.get(&hop.to).and_then(|m| m.get(svc)).filter(|_| matches!(stack.services.get(svc).map(|s| &s.image), Some(ImageSource::Build { .. })));
                 if let Some(recipe) = recipe {
                     let t0 = Instant::now();
+                    let present = self.shared.engine.image_id(r).await.map_err(|e| e.to_string())?.is_some();
                     let progress = |line: &str| tracing::info!(target: "hafen::images", "{line}");
                     let tag = crate::images::ensure_recipe(&*self.shared.engine, &self.shared.cfg.images_dir, recipe, &self.shared.cfg.debian_mirror, &self.shared.cfg.build_dir(), &progress).await.map_err(|e| e.to_string())?;
                     if &tag != r {
                         return Err(format!("the recipe {recipe} changed since the plan ({r} → {tag}); plan the update again"));
                     }
                     let image_id = self.shared.engine.image_id(&tag).await.map_err(|e| e.to_string())?.unwrap_or_default();
-                    self.alerts.emit(actor, Event::ImageReady { stack: id.into(), image: tag.clone(), how: "built".into(), seconds: t0.elapsed().as_secs_f64() });
+                    if !present {
+                        self.alerts.emit(actor, Event::ImageReady { stack: id.into(), image: tag.clone(), how: "built".into(), seconds: t0.elapsed().as_secs_f64() });
+                    }
                     return Ok(ImagePin { stack: id.into(), service: svc.clone(), reference: tag, image_id, digest: None, pinned_at: hafen_store::now() });
                 }
                 let rr = ImageRef::parse(r).ok_or_else(|| format!("`{r}` is not an image reference"))?;

@@ -221,6 +221,12 @@ impl Daemon {
         child
     }
 
+    /// A CLI command started in the background (output discarded), for a test that kills the
+    /// daemon while the command waits for it.
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        Command::new(bin()).arg("--config").arg(&self.config).args(args).env("HAFEN_LANG", "en").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    }
+
     pub fn cli(&self, args: &[&str]) -> Output {
         self.cli_in("en", args)
     }
